@@ -1,0 +1,172 @@
+//! The launch contract: the environment variables that carry a job from the launcher (ECS RunTask
+//! overrides, or a local child process) to the task binary. Defined once, used by both sides.
+//!
+//! Identifiers only. Overrides are capped at 8 KiB and are visible in DescribeTasks and
+//! CloudTrail, so no secret and no payload ever goes here: the task reads anything bigger from the
+//! record, and secrets from its own task definition.
+
+use std::collections::BTreeMap;
+
+use crate::record::{Job, RecordId};
+
+/// Names of the variables, in the order they are written.
+pub mod vars {
+    pub const RECORD_ID: &str = "ORCH_RECORD_ID";
+    pub const KIND: &str = "ORCH_JOB_KIND";
+    pub const SERVICE: &str = "ORCH_SERVICE";
+    pub const IMAGE: &str = "ORCH_IMAGE";
+    pub const TAG: &str = "ORCH_TAG";
+    pub const ENVIRONMENT: &str = "ORCH_ENVIRONMENT";
+    pub const ALL: [&str; 6] = [RECORD_ID, KIND, SERVICE, IMAGE, TAG, ENVIRONMENT];
+}
+
+/// What the task is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Open (or update) the gitops pull request for [`Job`].
+    GitopsPr,
+}
+
+impl JobKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobKind::GitopsPr => "gitops_pr",
+        }
+    }
+}
+
+/// The job as the task receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchContract {
+    pub record_id: RecordId,
+    pub kind: JobKind,
+    pub job: Job,
+}
+
+/// A contract that could not be read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContractError {
+    #[error("environment variable {0} is missing or empty")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl LaunchContract {
+    pub fn gitops_pr(record_id: RecordId, job: Job) -> Self {
+        Self {
+            record_id,
+            kind: JobKind::GitopsPr,
+            job,
+        }
+    }
+
+    /// The variables to set, as (name, value) pairs in a stable order.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (vars::RECORD_ID, self.record_id.to_string()),
+            (vars::KIND, self.kind.as_str().to_owned()),
+            (vars::SERVICE, self.job.service.clone()),
+            (vars::IMAGE, self.job.image.clone()),
+            (vars::TAG, self.job.tag.clone()),
+            (vars::ENVIRONMENT, self.job.environment.clone()),
+        ]
+    }
+
+    /// Reads the contract through `get` (usually `std::env::var`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ContractError> {
+        let req = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ContractError::Missing(name))
+        };
+        let record_id =
+            req(vars::RECORD_ID)?
+                .parse::<RecordId>()
+                .map_err(|e| ContractError::Invalid {
+                    name: vars::RECORD_ID,
+                    reason: e.to_string(),
+                })?;
+        let kind = match req(vars::KIND)?.as_str() {
+            "gitops_pr" => JobKind::GitopsPr,
+            other => {
+                return Err(ContractError::Invalid {
+                    name: vars::KIND,
+                    reason: format!("unknown job kind `{other}`"),
+                });
+            }
+        };
+        let job = Job {
+            service: req(vars::SERVICE)?,
+            image: req(vars::IMAGE)?,
+            tag: req(vars::TAG)?,
+            environment: req(vars::ENVIRONMENT)?,
+        };
+        Ok(Self {
+            record_id,
+            kind,
+            job,
+        })
+    }
+
+    /// Reads the contract from the process environment.
+    pub fn from_env() -> Result<Self, ContractError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// The contract as a map, handy for tests and logs (it holds no secret).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.to_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            service: "svc".into(),
+            image: "org/svc".into(),
+            environment: "dev".into(),
+            tag: "8f59df978e3fa133a2ee39ff66b3382342ce958c".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_the_environment() {
+        let c = LaunchContract::gitops_pr(RecordId::new(), job());
+        let map = c.to_map();
+        let back = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(map.len(), vars::ALL.len());
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        let c = LaunchContract::gitops_pr(RecordId::new(), job());
+        let mut map = c.to_map();
+        map.remove(vars::TAG);
+        let err = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap_err();
+        assert_eq!(err, ContractError::Missing(vars::TAG));
+        assert!(err.to_string().contains("ORCH_TAG"));
+    }
+
+    #[test]
+    fn rejects_a_bad_record_id() {
+        let c = LaunchContract::gitops_pr(RecordId::new(), job());
+        let mut map = c.to_map();
+        map.insert(vars::RECORD_ID.into(), "nope".into());
+        let err = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap_err();
+        assert!(matches!(
+            err,
+            ContractError::Invalid {
+                name: "ORCH_RECORD_ID",
+                ..
+            }
+        ));
+    }
+}

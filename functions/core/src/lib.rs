@@ -1,0 +1,15 @@
+//! Shared model of the orchestrator: what a record is, how its status may move, the contract that
+//! carries a job from the launcher to the task binary, and the [`store::RecordStore`] port with its
+//! adapters (DynamoDB for AWS, SQLite for local mode).
+//!
+//! This crate has no HTTP, git or YAML code: both the Lambda functions and the task binary depend
+//! on it, and neither should compile what the other runs.
+
+pub mod contract;
+pub mod record;
+pub mod secret;
+pub mod store;
+
+pub use contract::{ContractError, LaunchContract};
+pub use record::{Job, Record, RecordId, Source, Status, TransitionError};
+pub use secret::Secret;

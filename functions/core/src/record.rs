@@ -1,0 +1,332 @@
+//! The audit record: one per event received, with the derived job and an explicit status machine.
+//!
+//! Invariants:
+//! - A record is written (status `received` or `ignored`) before anything is launched.
+//! - Status only moves along [`Status::can_become`]; stores enforce it with a conditional write,
+//!   so a late or duplicate update can never overwrite a final outcome.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A record id: a UUID v7, so ids sort by creation time (listings rely on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordId(Uuid);
+
+impl RecordId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for RecordId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Lower-case hyphenated form: lexicographic order equals time order.
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+
+impl FromStr for RecordId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The `eddiewebb/webhook` CircleCI orb (`POST /pullrequests`).
+    CircleciOrb,
+    /// CircleCI's own signed outbound webhooks.
+    CircleciNative,
+    /// Port changelog events (webhook or Kafka).
+    Port,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::CircleciOrb => "circleci_orb",
+            Source::CircleciNative => "circleci_native",
+            Source::Port => "port",
+        }
+    }
+}
+
+impl FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "circleci_orb" => Ok(Source::CircleciOrb),
+            "circleci_native" => Ok(Source::CircleciNative),
+            "port" => Ok(Source::Port),
+            other => Err(format!("unknown source `{other}`")),
+        }
+    }
+}
+
+/// The lifecycle of a record.
+///
+/// ```text
+/// received ──> dispatched ──> running ──> succeeded | no_change | failed
+///    │  │           └───────────────────> succeeded | no_change | failed
+///    │  └──> dispatch_failed
+///    └─────> ignored
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Received,
+    Ignored,
+    Dispatched,
+    DispatchFailed,
+    Running,
+    Succeeded,
+    NoChange,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Received,
+        Status::Ignored,
+        Status::Dispatched,
+        Status::DispatchFailed,
+        Status::Running,
+        Status::Succeeded,
+        Status::NoChange,
+        Status::Failed,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Received => "received",
+            Status::Ignored => "ignored",
+            Status::Dispatched => "dispatched",
+            Status::DispatchFailed => "dispatch_failed",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::NoChange => "no_change",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Whether a record in `self` may move to `next`. This table is the whole state machine.
+    pub fn can_become(self, next: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, next),
+            (Received, Dispatched | Ignored | DispatchFailed)
+                | (Dispatched, Running | Succeeded | NoChange | Failed)
+                | (Running, Succeeded | NoChange | Failed)
+        )
+    }
+
+    /// The states from which `next` may be reached.
+    pub fn predecessors(next: Status) -> Vec<Status> {
+        Status::ALL
+            .into_iter()
+            .filter(|s| s.can_become(next))
+            .collect()
+    }
+
+    /// No transition leaves a final state.
+    pub fn is_final(self) -> bool {
+        Status::ALL.iter().all(|n| !self.can_become(*n))
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status `{s}`"))
+    }
+}
+
+/// A refused status change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a record in status `{from}` cannot become `{to}`")]
+pub struct TransitionError {
+    pub from: Status,
+    pub to: Status,
+}
+
+/// What the task must do, derived from the event. Identifiers only: this is what travels in the
+/// RunTask overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The service whose overlay changes (`kustomize/<service>/overlays/<environment>`).
+    pub service: String,
+    /// The image repository (the `images[].name` kustomize matches).
+    pub image: String,
+    /// The environment overlay.
+    pub environment: String,
+    /// The new image tag (the commit SHA).
+    pub tag: String,
+}
+
+/// One audited event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: RecordId,
+    pub source: Source,
+    #[serde(with = "rfc3339")]
+    pub received_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    pub status: Status,
+    /// Why the record is in its status (ignored, failed, ...), for humans.
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    /// The payload's fields as received (unknown fields included).
+    pub payload: serde_json::Value,
+    /// The derived job; absent when nothing could or should be derived.
+    #[serde(default)]
+    pub job: Option<Job>,
+    /// Identifies one delivery of one event; a second delivery with the same key is a duplicate.
+    #[serde(default)]
+    pub dedupe_key: Option<String>,
+    /// The ECS task ARN (or `local:<pid>` in local mode).
+    #[serde(default)]
+    pub task_arn: Option<String>,
+    /// The pull request opened by the task.
+    #[serde(default)]
+    pub pr_url: Option<String>,
+    /// The gitops branch the task pushed.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Free-form outcome details reported by the task (exit code, output tail, ...).
+    #[serde(default)]
+    pub outcome: Option<serde_json::Value>,
+}
+
+impl Record {
+    /// A new record in status `received`.
+    pub fn received(source: Source, payload: serde_json::Value, job: Option<Job>) -> Self {
+        let now = now();
+        Record {
+            id: RecordId::new(),
+            source,
+            received_at: now,
+            updated_at: now,
+            status: Status::Received,
+            status_reason: None,
+            payload,
+            job,
+            dedupe_key: None,
+            task_arn: None,
+            pr_url: None,
+            branch: None,
+            outcome: None,
+        }
+    }
+}
+
+/// The current time, truncated to milliseconds so it survives every store's round trip.
+pub fn now() -> DateTime<Utc> {
+    let n = Utc::now();
+    DateTime::from_timestamp_millis(n.timestamp_millis()).unwrap_or(n)
+}
+
+/// Timestamps are RFC 3339 with milliseconds and `Z`, in JSON and in every store.
+pub mod rfc3339 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn format(t: &DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub fn parse(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+    }
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_states_have_no_way_out() {
+        for s in [
+            Status::Ignored,
+            Status::DispatchFailed,
+            Status::Succeeded,
+            Status::NoChange,
+            Status::Failed,
+        ] {
+            assert!(s.is_final(), "{s} should be final");
+        }
+        for s in [Status::Received, Status::Dispatched, Status::Running] {
+            assert!(!s.is_final(), "{s} should not be final");
+        }
+    }
+
+    #[test]
+    fn outcome_cannot_go_back_to_running() {
+        assert!(!Status::Succeeded.can_become(Status::Running));
+        assert!(Status::Dispatched.can_become(Status::Running));
+        assert_eq!(
+            Status::predecessors(Status::Running),
+            vec![Status::Dispatched]
+        );
+        assert_eq!(
+            Status::predecessors(Status::Succeeded),
+            vec![Status::Dispatched, Status::Running]
+        );
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = RecordId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = RecordId::new();
+        assert!(a.to_string() < b.to_string());
+    }
+}

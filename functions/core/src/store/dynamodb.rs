@@ -1,0 +1,410 @@
+//! The DynamoDB adapter.
+//!
+//! Item layout (one table, string attributes):
+//!
+//! | attribute    | meaning                                                          |
+//! |--------------|------------------------------------------------------------------|
+//! | `id`         | partition key: the record id (UUID v7, sorts by time)            |
+//! | `kind`       | always `record`; hash key of the `by_time` index                 |
+//! | `service`    | hash key of the `by_service` index (absent: not in that index)   |
+//! | `status`     | hash key of the `by_status` index                                |
+//! | `source`     | filter attribute                                                 |
+//! | `dedupe_key` | the delivery key, also held by a marker item `dedupe#<key>`      |
+//! | `doc`        | the whole record as JSON: the source of truth                    |
+//!
+//! Every index uses `id` as its range key, so "newest first" is `ScanIndexForward = false` and a
+//! cursor is simply the last id returned. Listing is always a `Query`; this module never scans.
+//! A record and its dedupe marker are written and deleted in one transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TransactWriteItem,
+};
+
+use super::{Created, ListQuery, MAX_PAGE, Page, RecordStore, StoreError, Transition, cursor};
+use crate::record::{Record, RecordId};
+
+/// Table and index names (all configurable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub table: String,
+    pub by_time: String,
+    pub by_service: String,
+    pub by_status: String,
+}
+
+impl TableNames {
+    pub fn with_defaults(table: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            by_time: "by_time".into(),
+            by_service: "by_service".into(),
+            by_status: "by_status".into(),
+        }
+    }
+}
+
+const KIND: &str = "record";
+/// How many DynamoDB pages one listing may read while filters discard items.
+const MAX_QUERY_PAGES: usize = 10;
+/// How often a transition re-reads after losing a race.
+const MAX_TRANSITION_ATTEMPTS: usize = 5;
+
+/// DynamoDB-backed [`RecordStore`].
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    names: TableNames,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn sdk<E, R>(op: &str, e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Backend(format!("dynamodb {op}: {}", DisplayErrorContext(&e)))
+}
+
+fn marker_id(key: &str) -> String {
+    format!("dedupe#{key}")
+}
+
+fn decode(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
+    let doc = item
+        .get("doc")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Backend("dynamodb item has no `doc` attribute".into()))?;
+    serde_json::from_str(doc).map_err(|e| StoreError::Backend(format!("decode record: {e}")))
+}
+
+fn encode(r: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let doc =
+        serde_json::to_string(r).map_err(|e| StoreError::Backend(format!("encode record: {e}")))?;
+    let mut item = HashMap::from([
+        ("id".to_owned(), s(r.id.to_string())),
+        ("kind".to_owned(), s(KIND)),
+        ("status".to_owned(), s(r.status.as_str())),
+        ("source".to_owned(), s(r.source.as_str())),
+        ("doc".to_owned(), s(doc)),
+    ]);
+    if let Some(job) = &r.job {
+        item.insert("service".into(), s(job.service.clone()));
+    }
+    if let Some(key) = &r.dedupe_key {
+        item.insert("dedupe_key".into(), s(key.clone()));
+    }
+    Ok(item)
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, names: TableNames) -> Self {
+        Self { client, names }
+    }
+
+    pub fn names(&self) -> &TableNames {
+        &self.names
+    }
+
+    /// Creates the table and its indexes (on-demand billing). Used by `orchestrator create-table`
+    /// and the tests; production tables come from `template.yaml`.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let key = |n: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let gsi = |name: &str, hash: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key("id", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        self.client
+            .create_table()
+            .table_name(&self.names.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("id")?)
+            .attribute_definitions(attr("kind")?)
+            .attribute_definitions(attr("service")?)
+            .attribute_definitions(attr("status")?)
+            .key_schema(key("id", KeyType::Hash)?)
+            .global_secondary_indexes(gsi(&self.names.by_time, "kind")?)
+            .global_secondary_indexes(gsi(&self.names.by_service, "service")?)
+            .global_secondary_indexes(gsi(&self.names.by_status, "status")?)
+            .send()
+            .await
+            .map_err(|e| sdk("CreateTable", e))?;
+        Ok(())
+    }
+
+    async fn get_item(
+        &self,
+        id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.names.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    async fn duplicate_of(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let Some(marker) = self.get_item(&marker_id(key)).await? else {
+            return Ok(None);
+        };
+        let Some(rid) = marker.get("record_id").and_then(|v| v.as_s().ok()) else {
+            return Ok(None);
+        };
+        match self.get_item(rid).await? {
+            Some(item) => decode(&item).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl RecordStore for DynamoStore {
+    async fn create(&self, record: &Record) -> Result<Created, StoreError> {
+        let item = encode(record)?;
+        let Some(key) = &record.dedupe_key else {
+            self.client
+                .put_item()
+                .table_name(&self.names.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(id)")
+                .send()
+                .await
+                .map_err(|e| sdk("PutItem", e))?;
+            return Ok(Created::New);
+        };
+        let put = |item: HashMap<String, AttributeValue>| {
+            Put::builder()
+                .table_name(&self.names.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(id)")
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let marker = HashMap::from([
+            ("id".to_owned(), s(marker_id(key))),
+            ("record_id".to_owned(), s(record.id.to_string())),
+        ]);
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put(marker)?).build())
+            .transact_items(TransactWriteItem::builder().put(put(item)?).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Created::New),
+            Err(e) => {
+                let cancelled = e
+                    .as_service_error()
+                    .is_some_and(|se| se.is_transaction_canceled_exception());
+                if cancelled {
+                    // Lost the race (or a redelivery): the marker names the winner.
+                    if let Some(existing) = self.duplicate_of(key).await? {
+                        return Ok(Created::Duplicate(Box::new(existing)));
+                    }
+                }
+                Err(sdk("TransactWriteItems", e))
+            }
+        }
+    }
+
+    async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        self.get_item(&id.to_string())
+            .await?
+            .map(|item| decode(&item))
+            .transpose()
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.clamp(1, MAX_PAGE) as usize;
+        // Pick the most selective index; the remaining filters become a FilterExpression.
+        let (index, hash_attr, hash_value) = if let Some(svc) = &q.service {
+            (&self.names.by_service, "service", svc.clone())
+        } else if let Some(st) = q.status {
+            (&self.names.by_status, "status", st.as_str().to_owned())
+        } else {
+            (&self.names.by_time, "kind", KIND.to_owned())
+        };
+        let mut filters = Vec::new();
+        let mut names = HashMap::from([("#h".to_owned(), hash_attr.to_owned())]);
+        let mut values = HashMap::from([(":h".to_owned(), s(hash_value))]);
+        if q.service.is_some() {
+            if let Some(st) = q.status {
+                filters.push("#st = :st");
+                names.insert("#st".into(), "status".into());
+                values.insert(":st".into(), s(st.as_str()));
+            }
+        }
+        if let Some(src) = q.source {
+            filters.push("#src = :src");
+            names.insert("#src".into(), "source".into());
+            values.insert(":src".into(), s(src.as_str()));
+        }
+        let mut key_cond = "#h = :h".to_owned();
+        if let Some(after) = q.after {
+            key_cond.push_str(" AND #id < :after");
+            names.insert("#id".into(), "id".into());
+            values.insert(":after".into(), s(after.to_string()));
+        }
+
+        let mut records = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        for _ in 0..MAX_QUERY_PAGES {
+            let want = limit + 1 - records.len();
+            let out = self
+                .client
+                .query()
+                .table_name(&self.names.table)
+                .index_name(index)
+                .key_condition_expression(&key_cond)
+                .set_filter_expression((!filters.is_empty()).then(|| filters.join(" AND ")))
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                .limit(want as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("Query", e))?;
+            for item in out.items() {
+                records.push(decode(item)?);
+            }
+            if records.len() > limit {
+                records.truncate(limit);
+                let next_cursor = records.last().map(|r| cursor::encode(r.id));
+                return Ok(Page {
+                    records,
+                    next_cursor,
+                });
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => {
+                    return Ok(Page {
+                        records,
+                        next_cursor: None,
+                    });
+                }
+            }
+        }
+        // Filters discarded most of what was read: resume after the last item evaluated.
+        let next_cursor = start
+            .as_ref()
+            .and_then(|k| k.get("id"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|id| id.parse().ok())
+            .map(cursor::encode);
+        Ok(Page {
+            records,
+            next_cursor,
+        })
+    }
+
+    async fn delete(&self, id: RecordId) -> Result<bool, StoreError> {
+        let Some(item) = self.get_item(&id.to_string()).await? else {
+            return Ok(false);
+        };
+        let del = |key: String| {
+            Delete::builder()
+                .table_name(&self.names.table)
+                .key("id", s(key))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let mut tx = self.client.transact_write_items().transact_items(
+            TransactWriteItem::builder()
+                .delete(del(id.to_string())?)
+                .build(),
+        );
+        if let Some(key) = item.get("dedupe_key").and_then(|v| v.as_s().ok()) {
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .delete(del(marker_id(key))?)
+                    .build(),
+            );
+        }
+        tx.send().await.map_err(|e| sdk("TransactWriteItems", e))?;
+        Ok(true)
+    }
+
+    async fn transition(&self, id: RecordId, change: &Transition) -> Result<Record, StoreError> {
+        for _ in 0..MAX_TRANSITION_ATTEMPTS {
+            let item = self
+                .get_item(&id.to_string())
+                .await?
+                .ok_or(StoreError::NotFound(id))?;
+            let current = decode(&item)?;
+            let next = change.apply(&current)?;
+            let doc = serde_json::to_string(&next)
+                .map_err(|e| StoreError::Backend(format!("encode record: {e}")))?;
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.names.table)
+                .key("id", s(id.to_string()))
+                .update_expression("SET #st = :new, #doc = :doc")
+                .condition_expression("#st = :old AND #doc = :olddoc")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#doc", "doc")
+                .expression_attribute_values(":new", s(next.status.as_str()))
+                .expression_attribute_values(":old", s(current.status.as_str()))
+                .expression_attribute_values(":doc", s(doc))
+                .expression_attribute_values(
+                    ":olddoc",
+                    item.get("doc").cloned().unwrap_or_else(|| s("")),
+                )
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(next),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    // Someone else wrote first: re-read and re-check the state machine.
+                    continue;
+                }
+                Err(e) => return Err(sdk("UpdateItem", e)),
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "record {id}: gave up after {MAX_TRANSITION_ATTEMPTS} concurrent updates"
+        )))
+    }
+}

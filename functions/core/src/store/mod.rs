@@ -1,0 +1,204 @@
+//! The record store port: a narrow trait with two real adapters.
+//!
+//! - [`dynamodb::DynamoStore`]: AWS. Listing is a `Query` on a GSI, never a `Scan`.
+//! - [`sqlite::SqliteStore`]: local mode, embedded, durable (WAL), shared by the local server and
+//!   the task processes it starts.
+//!
+//! Both run the same behavioural suite ([`suite`], feature `test-support`).
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+
+use crate::record::{Record, RecordId, Source, Status, TransitionError};
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod suite;
+
+/// Largest page a listing returns.
+pub const MAX_PAGE: u32 = 100;
+/// Page size when the caller gives none.
+pub const DEFAULT_PAGE: u32 = 25;
+
+/// The outcome of [`RecordStore::create`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The record is new and was written.
+    New,
+    /// Another record already holds this record's dedupe key; nothing was written.
+    Duplicate(Box<Record>),
+}
+
+/// A status change and the fields that come with it. `None` fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transition {
+    pub to: Option<Status>,
+    pub reason: Option<String>,
+    pub task_arn: Option<String>,
+    pub pr_url: Option<String>,
+    pub branch: Option<String>,
+    pub outcome: Option<serde_json::Value>,
+}
+
+impl Transition {
+    pub fn to(status: Status) -> Self {
+        Self {
+            to: Some(status),
+            ..Self::default()
+        }
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn task_arn(mut self, arn: impl Into<String>) -> Self {
+        self.task_arn = Some(arn.into());
+        self
+    }
+
+    /// Applies the change to `record`, refusing a move the state machine forbids.
+    pub fn apply(&self, record: &Record) -> Result<Record, TransitionError> {
+        let mut next = record.clone();
+        if let Some(to) = self.to {
+            if !record.status.can_become(to) {
+                return Err(TransitionError {
+                    from: record.status,
+                    to,
+                });
+            }
+            next.status = to;
+        }
+        if let Some(r) = &self.reason {
+            next.status_reason = Some(r.clone());
+        }
+        if let Some(v) = &self.task_arn {
+            next.task_arn = Some(v.clone());
+        }
+        if let Some(v) = &self.pr_url {
+            next.pr_url = Some(v.clone());
+        }
+        if let Some(v) = &self.branch {
+            next.branch = Some(v.clone());
+        }
+        if let Some(v) = &self.outcome {
+            next.outcome = Some(v.clone());
+        }
+        next.updated_at = crate::record::now().max(record.updated_at);
+        Ok(next)
+    }
+}
+
+/// A listing request. Newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub limit: u32,
+    /// Start after this record (from a previous page's cursor).
+    pub after: Option<RecordId>,
+    pub service: Option<String>,
+    pub status: Option<Status>,
+    pub source: Option<Source>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_PAGE,
+            after: None,
+            service: None,
+            status: None,
+            source: None,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Opaque listing cursors: clients must not build or read them.
+pub mod cursor {
+    use super::*;
+
+    const PREFIX: &str = "r1:";
+
+    pub fn encode(last: RecordId) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{PREFIX}{last}"))
+    }
+
+    pub fn decode(s: &str) -> Result<RecordId, StoreError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        let text = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)?;
+        text.strip_prefix(PREFIX)
+            .and_then(|id| id.parse().ok())
+            .ok_or(StoreError::InvalidCursor)
+    }
+}
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record {0} not found")]
+    NotFound(RecordId),
+    #[error(transparent)]
+    Conflict(#[from] TransitionError),
+    #[error("the cursor is not one this API issued")]
+    InvalidCursor,
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+/// The record store port.
+#[async_trait]
+pub trait RecordStore: Send + Sync + std::fmt::Debug {
+    /// Writes a new record. When `record.dedupe_key` is set and another record already holds it,
+    /// writes nothing and returns that record.
+    async fn create(&self, record: &Record) -> Result<Created, StoreError>;
+
+    async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError>;
+
+    /// Newest first, filtered, at most `query.limit` (capped at [`MAX_PAGE`]) records.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Deletes the record (and releases its dedupe key). `false` when there was none.
+    async fn delete(&self, id: RecordId) -> Result<bool, StoreError>;
+
+    /// Applies `change` atomically: the write only lands if the record still has the status it
+    /// was read with, so concurrent writers never lose an outcome. Returns the new record.
+    async fn transition(&self, id: RecordId, change: &Transition) -> Result<Record, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let id = RecordId::new();
+        assert_eq!(cursor::decode(&cursor::encode(id)).unwrap(), id);
+        for bad in [
+            "",
+            "abc",
+            "%%%",
+            &URL_SAFE_NO_PAD.encode("r1:not-a-uuid"),
+            &URL_SAFE_NO_PAD.encode(id.to_string()),
+        ] {
+            assert!(
+                matches!(cursor::decode(bad), Err(StoreError::InvalidCursor)),
+                "{bad}"
+            );
+        }
+    }
+}

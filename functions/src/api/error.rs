@@ -1,0 +1,124 @@
+//! The API's one error type and its one JSON shape:
+//! `{"error": {"code": "<stable code>", "message": "<for humans>"}}`, plus `record_id` when a
+//! record exists. 5xx are logged here; their message never carries internal details.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use orchestrator_core::RecordId;
+use orchestrator_core::store::StoreError;
+use serde_json::json;
+
+use crate::intake::PayloadError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid token is required (query parameter `token` or `Authorization: Bearer`)")]
+    Unauthorized,
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the body could not be read")]
+    BodyUnreadable,
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("query parameter `{param}` is invalid: {reason}")]
+    InvalidQuery { param: &'static str, reason: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("no route for this method and path")]
+    NoRoute,
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("the task could not be launched: {reason}")]
+    DispatchFailed { record_id: RecordId, reason: String },
+    #[error("the request took too long")]
+    Timeout,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidCursor => ApiError::InvalidQuery {
+                param: "cursor",
+                reason: e.to_string(),
+            },
+            StoreError::NotFound(id) => ApiError::NotFound(format!("record {id}")),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyUnreadable | ApiError::Payload(_) | ApiError::InvalidQuery { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::DispatchFailed { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BodyUnreadable => "body_unreadable",
+            ApiError::Payload(PayloadError::MalformedJson(_)) => "malformed_json",
+            ApiError::Payload(PayloadError::NotAnObject) => "invalid_body",
+            ApiError::Payload(PayloadError::MissingField(_)) => "missing_field",
+            ApiError::Payload(PayloadError::InvalidField { .. }) => "invalid_field",
+            ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::NoRoute => "no_route",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::DispatchFailed { .. } => "dispatch_failed",
+            ApiError::Timeout => "timeout",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Payload(PayloadError::MissingField(f))
+            | ApiError::Payload(PayloadError::InvalidField { field: f, .. }) => Some(f),
+            ApiError::InvalidQuery { param, .. } => Some(param),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            match &self {
+                ApiError::Internal(detail) => {
+                    tracing::error!(code = self.code(), %detail, "request failed")
+                }
+                other => tracing::error!(code = other.code(), error = %other, "request failed"),
+            }
+        }
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let Some(f) = self.field() {
+            error["field"] = json!(f);
+        }
+        let mut body = json!({ "error": error });
+        if let ApiError::DispatchFailed { record_id, .. } = &self {
+            body["record_id"] = json!(record_id.to_string());
+        }
+        (status, Json(body)).into_response()
+    }
+}

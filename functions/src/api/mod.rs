@@ -1,0 +1,6 @@
+//! HTTP handlers and the pieces every endpoint shares (auth, body reading, errors).
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod pullrequests;

@@ -1,0 +1,50 @@
+//! The API Gateway Lambda: the shared Router over DynamoDB and ECS, served by `lambda_http`.
+//! Works behind a REST API with a stage (set `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true`, as
+//! `template.yaml` does) and behind an HTTP API. Configuration: see `orchestrator serve --help`
+//! and the README; every setting is an environment variable.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
+use orchestrator::launch::ecs::EcsLauncher;
+use orchestrator::{AppState, app, telemetry};
+use orchestrator_core::store::dynamodb::DynamoStore;
+
+#[derive(Debug, Parser)]
+#[command(about = "API Gateway Lambda for the gitops orchestrator (configured by environment)")]
+struct Config {
+    #[command(flatten)]
+    intake: IntakeArgs,
+    #[command(flatten)]
+    dynamo: DynamoArgs,
+    #[command(flatten)]
+    ecs: EcsArgs,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init(true);
+    let config = Config::try_parse().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let intake = config.intake.settings().map_err(anyhow::Error::msg)?;
+    if intake.token.is_none() {
+        return Err(anyhow::anyhow!(
+            "INTAKE_TOKEN must be set: the Lambda never runs unauthenticated"
+        )
+        .into());
+    }
+    let aws = aws_config::load_from_env().await;
+    let state = AppState {
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            config.dynamo.names(),
+        )),
+        launcher: Arc::new(EcsLauncher::new(
+            aws_sdk_ecs::Client::new(&aws),
+            config.ecs.settings(),
+        )),
+        intake: Arc::new(intake),
+    };
+    let router = app(state);
+    lambda_http::run(router).await
+}

@@ -1,0 +1,151 @@
+//! Settings, read once at start from flags or environment variables (every flag has one), and
+//! checked then: a bad template or branch rule stops the program with a message naming it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use orchestrator_core::Secret;
+use orchestrator_core::store::dynamodb::TableNames;
+
+use crate::IntakeSettings;
+use crate::intake::derive::{DeriveConfig, Template, check_path_segment, parse_branch_rules};
+use crate::launch::ecs::EcsSettings;
+
+/// Authentication and job derivation.
+#[derive(Debug, Clone, Args)]
+pub struct IntakeArgs {
+    /// Shared intake token. Callers pass it as `?token=` (the CircleCI orb can send no header) or
+    /// `Authorization: Bearer`. Required on Lambda; optional locally.
+    #[arg(long, env = "INTAKE_TOKEN", hide_env_values = true)]
+    pub intake_token: Option<Secret>,
+
+    /// Template of the service name. Placeholders: {reponame} {org} {job} {branch}.
+    #[arg(long, env = "SERVICE_TEMPLATE", default_value = "{reponame}")]
+    pub service_template: Template,
+
+    /// Template of the image repository (the kustomize `images[].name`).
+    #[arg(long, env = "IMAGE_TEMPLATE", default_value = "{org}/{reponame}")]
+    pub image_template: Template,
+
+    /// Branch to environment rules, first match wins; `*` at the end matches a prefix.
+    /// Example: `main=prod,release/*=staging`.
+    #[arg(long, env = "BRANCH_ENVIRONMENTS", default_value = "")]
+    pub branch_environments: String,
+
+    /// Environment for branches no rule matches.
+    #[arg(long, env = "DEFAULT_ENVIRONMENT", default_value = "dev")]
+    pub default_environment: String,
+
+    /// Organisation used when the orb's `api_link` names none.
+    #[arg(long, env = "DEFAULT_ORG")]
+    pub default_org: Option<String>,
+}
+
+impl IntakeArgs {
+    pub fn settings(&self) -> Result<IntakeSettings, String> {
+        check_path_segment("DEFAULT_ENVIRONMENT", &self.default_environment)?;
+        Ok(IntakeSettings {
+            token: self.intake_token.clone(),
+            derive: DeriveConfig {
+                service: self.service_template.clone(),
+                image: self.image_template.clone(),
+                branches: parse_branch_rules(&self.branch_environments)
+                    .map_err(|e| format!("BRANCH_ENVIRONMENTS: {e}"))?,
+                default_environment: self.default_environment.clone(),
+                default_org: self.default_org.clone(),
+            },
+        })
+    }
+}
+
+/// The DynamoDB table. `AWS_ENDPOINT_URL` (read by the AWS SDK) points it elsewhere, e.g. moto.
+#[derive(Debug, Clone, Args)]
+pub struct DynamoArgs {
+    /// Table name.
+    #[arg(long, env = "TABLE_NAME")]
+    pub table_name: String,
+    /// Index over all records, newest first (hash `kind`, range `id`).
+    #[arg(long, env = "INDEX_BY_TIME", default_value = "by_time")]
+    pub index_by_time: String,
+    /// Index by service (hash `service`, range `id`).
+    #[arg(long, env = "INDEX_BY_SERVICE", default_value = "by_service")]
+    pub index_by_service: String,
+    /// Index by status (hash `status`, range `id`).
+    #[arg(long, env = "INDEX_BY_STATUS", default_value = "by_status")]
+    pub index_by_status: String,
+}
+
+impl DynamoArgs {
+    pub fn names(&self) -> TableNames {
+        TableNames {
+            table: self.table_name.clone(),
+            by_time: self.index_by_time.clone(),
+            by_service: self.index_by_service.clone(),
+            by_status: self.index_by_status.clone(),
+        }
+    }
+}
+
+/// Where Fargate tasks run.
+#[derive(Debug, Clone, Args)]
+pub struct EcsArgs {
+    /// Cluster name or ARN.
+    #[arg(long, env = "ECS_CLUSTER")]
+    pub ecs_cluster: String,
+    /// Task definition family, `family:revision` or ARN.
+    #[arg(long, env = "ECS_TASK_DEFINITION")]
+    pub ecs_task_definition: String,
+    /// Subnet ids, comma-separated.
+    #[arg(long, env = "ECS_SUBNETS", value_delimiter = ',', required = true)]
+    pub ecs_subnets: Vec<String>,
+    /// Security group ids, comma-separated.
+    #[arg(
+        long,
+        env = "ECS_SECURITY_GROUPS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub ecs_security_groups: Vec<String>,
+    /// Give the task a public IP (needed in public subnets without a NAT gateway).
+    #[arg(long, env = "ECS_ASSIGN_PUBLIC_IP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub ecs_assign_public_ip: bool,
+    /// The container whose environment receives the job.
+    #[arg(long, env = "ECS_CONTAINER_NAME", default_value = "gitops-task")]
+    pub ecs_container_name: String,
+}
+
+impl EcsArgs {
+    pub fn settings(&self) -> EcsSettings {
+        let clean = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        EcsSettings {
+            cluster: self.ecs_cluster.clone(),
+            task_definition: self.ecs_task_definition.clone(),
+            subnets: clean(&self.ecs_subnets),
+            security_groups: clean(&self.ecs_security_groups),
+            assign_public_ip: self.ecs_assign_public_ip,
+            container_name: self.ecs_container_name.clone(),
+        }
+    }
+}
+
+/// The local server.
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// Port on 127.0.0.1; 0 picks a free one (printed at start).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Address to bind. Keep the loopback default unless you mean to expose the server.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Where the embedded store and task logs live.
+    #[arg(long, env = "DATA_DIR", default_value = ".data")]
+    pub data_dir: PathBuf,
+    /// The task binary to run for each job (default: `gitops-task` beside this program).
+    #[arg(long, env = "TASK_BINARY")]
+    pub task_binary: Option<PathBuf>,
+}

@@ -1,36 +1,83 @@
-//! The task binary run in the Fargate container (or as a local process).
-//!
-//! Until the gitops pull request lands (issue 3), it only reads the launch contract, logs the job
-//! and exits 0.
+//! The task binary: thin CLI over the `gitops_task` library.
 
-use anyhow::Context;
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 use orchestrator_core::LaunchContract;
 
-/// Gitops task: reads the job from the launch contract (ORCH_* environment variables).
+/// Gitops task: runs one job of the orchestrator.
 ///
-/// This build only parses the contract, logs the job and exits 0; it does not yet open pull
-/// requests.
+/// With no subcommand (or `run`) it reads the job from the launch contract (ORCH_* environment
+/// variables set by the launcher) and carries it out.
 #[derive(Debug, Parser)]
 #[command(version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the job from the launch contract (the default).
+    Run,
+    /// Edit one kustomization file exactly like `kustomize edit set image`, keeping every byte
+    /// outside its `images:` block. No git, no checks: operators use it by hand.
+    SetImage {
+        /// The kustomization file to edit.
+        file: PathBuf,
+        /// `kustomize edit set image` arguments, e.g. `nginx=registry/nginx:1.2`.
+        #[arg(required = false, allow_hyphen_values = false)]
+        args: Vec<String>,
+    },
+}
+
+fn init_logging() {
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let contract = LaunchContract::from_env().context("reading the launch contract")?;
-    tracing::info!(
-        record_id = %contract.record_id,
-        kind = contract.kind.as_str(),
-        service = %contract.job.service,
-        image = %contract.job.image,
-        tag = %contract.job.tag,
-        environment = %contract.job.environment,
-        "job received"
-    );
-    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::SetImage { file, args } => match gitops_task::kustomize::set_image_file(&file, &args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run => {
+            init_logging();
+            let contract = match LaunchContract::from_env() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the launch contract");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(gitops_task::gitops::run(&contract)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "job failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

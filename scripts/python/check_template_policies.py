@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""Policy-as-code checks on the SAM template that cfn-lint does not make.
+
+Usage:
+    check_template_policies.py [TEMPLATE]     check TEMPLATE (default: template.yaml)
+    check_template_policies.py --self-test    prove each check fails on a bad template
+
+Checks (exit 1 with one line per finding, naming the resource, the statement and the action):
+
+1. No Allow statement whose actions include ecs:RunTask, iam:PassRole, any dynamodb: action,
+   secretsmanager:GetSecretValue, or a wildcard covering one of them ("*", "ecs:*", "iam:Pass*",
+   ...) has Resource "*" (or a list containing "*", in any branch of an Fn::If), or uses
+   NotResource. Statements are found in AWS::IAM::Role inline Policies, AWS::IAM::Policy and
+   AWS::IAM::ManagedPolicy documents, and SAM function Policies (inline statements).
+2. No dynamodb:Scan (listing uses Query on an index), and no SAM policy template that grants
+   Scan (DynamoDBCrudPolicy, DynamoDBReadPolicy).
+3. Every AWS::DynamoDB::Table (there must be at least one) has DeletionPolicy Retain,
+   UpdateReplacePolicy Retain, DeletionProtectionEnabled true and point-in-time recovery on.
+
+The template is loaded with cfn-lint's own YAML loader (short tags !Ref, !Sub, !GetAtt, !If ...
+become their long forms), or, without cfn-lint, with PyYAML and an equivalent tag constructor.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+# Actions whose Resource must never be "*". Patterns in a policy are matched against these
+# (lower case), so "ecs:*", "iam:Pass*" and "*" count too.
+SENSITIVE_ACTIONS = [
+    "ecs:runtask",
+    "iam:passrole",
+    "secretsmanager:getsecretvalue",
+    "dynamodb:getitem",
+    "dynamodb:putitem",
+    "dynamodb:updateitem",
+    "dynamodb:deleteitem",
+    "dynamodb:query",
+    "dynamodb:scan",
+    "dynamodb:batchwriteitem",
+    "dynamodb:batchgetitem",
+    "dynamodb:conditioncheckitem",
+    "dynamodb:deletetable",
+]
+SCAN_GRANTING_SAM_TEMPLATES = {"DynamoDBCrudPolicy", "DynamoDBReadPolicy"}
+IAM_POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
+SAM_FUNCTION_TYPES = {"AWS::Serverless::Function"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+def load_template_text(text: str, name: str = "<template>") -> dict:
+    """Parse CloudFormation YAML (or JSON) with intrinsic-function tags."""
+    try:
+        from cfnlint.decode import cfn_yaml  # type: ignore
+
+        data = cfn_yaml.loads(text, name)
+    except ImportError:
+        data = _load_with_pyyaml(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: not a CloudFormation template (top level is not a mapping)")
+    return data
+
+
+def _load_with_pyyaml(text: str) -> Any:
+    import yaml  # type: ignore
+
+    class CfnLoader(yaml.SafeLoader):
+        pass
+
+    def construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+        name = suffix if suffix == "Ref" or suffix == "Condition" else f"Fn::{suffix}"
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if suffix == "GetAtt" and isinstance(value, str):
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    CfnLoader.add_multi_constructor("!", construct)
+    return yaml.load(text, Loader=CfnLoader)  # noqa: S506 (SafeLoader subclass)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+def as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def alternatives(value: Any) -> Iterator[Any]:
+    """Every value an `Fn::If` tree can take (both branches, recursively)."""
+    if isinstance(value, dict) and len(value) == 1 and "Fn::If" in value:
+        args = value["Fn::If"]
+        if isinstance(args, list) and len(args) == 3:
+            yield from alternatives(args[1])
+            yield from alternatives(args[2])
+            return
+    yield value
+
+
+def flat_values(value: Any) -> Iterator[Any]:
+    """Scalars (or intrinsic dicts) of a value that may be a list, with Fn::If expanded."""
+    for alt in alternatives(value):
+        if isinstance(alt, list):
+            for item in alt:
+                yield from flat_values(item)
+        else:
+            yield alt
+
+
+def is_star(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip() == "*"
+    if isinstance(value, dict) and len(value) == 1 and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        text = sub[0] if isinstance(sub, list) and sub else sub
+        return isinstance(text, str) and text.strip() == "*"
+    return False
+
+
+def covered_sensitive(action: Any) -> list[str]:
+    """The sensitive actions an action pattern grants."""
+    if not isinstance(action, str):
+        return []
+    pattern = action.strip().lower()
+    hits = [a for a in SENSITIVE_ACTIONS if fnmatch.fnmatchcase(a, pattern)]
+    if pattern.startswith("dynamodb:") and not hits:
+        hits = [pattern]
+    return hits
+
+
+def statements_of(document: Any) -> Iterator[tuple[str, Any]]:
+    """(label, statement) for each statement of a policy document (Fn::If expanded)."""
+    if not isinstance(document, dict):
+        return
+    for index, stmt in enumerate(as_list(document.get("Statement"))):
+        for alt in alternatives(stmt):
+            if isinstance(alt, dict):
+                sid = alt.get("Sid")
+                yield (f"Statement[{index}]" + (f" ({sid})" if isinstance(sid, str) else ""), alt)
+
+
+def iter_policy_statements(template: dict) -> Iterator[tuple[str, str, Any]]:
+    """(resource name, where, statement) for every IAM statement the template declares."""
+    resources = template.get("Resources") or {}
+    for name, res in resources.items():
+        if not isinstance(res, dict):
+            continue
+        rtype = res.get("Type")
+        props = res.get("Properties") or {}
+        if not isinstance(props, dict):
+            continue
+        if rtype == "AWS::IAM::Role":
+            for i, pol in enumerate(as_list(props.get("Policies"))):
+                for alt in alternatives(pol):
+                    if isinstance(alt, dict):
+                        pname = alt.get("PolicyName", i)
+                        for label, stmt in statements_of(alt.get("PolicyDocument")):
+                            yield name, f"Policies[{pname}].{label}", stmt
+        elif rtype in IAM_POLICY_TYPES:
+            for label, stmt in statements_of(props.get("PolicyDocument")):
+                yield name, label, stmt
+        elif rtype in SAM_FUNCTION_TYPES:
+            for i, pol in enumerate(as_list(props.get("Policies"))):
+                for alt in alternatives(pol):
+                    if isinstance(alt, dict) and "Statement" in alt:
+                        for label, stmt in statements_of(alt):
+                            yield name, f"Policies[{i}].{label}", stmt
+
+
+def sam_policy_templates(template: dict) -> Iterator[tuple[str, str]]:
+    for name, res in (template.get("Resources") or {}).items():
+        if not isinstance(res, dict) or res.get("Type") not in SAM_FUNCTION_TYPES:
+            continue
+        props = res.get("Properties") or {}
+        for pol in as_list(props.get("Policies") if isinstance(props, dict) else None):
+            for alt in alternatives(pol):
+                if isinstance(alt, dict):
+                    for key in alt:
+                        if key in SCAN_GRANTING_SAM_TEMPLATES:
+                            yield name, key
+
+
+def is_true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks
+# ----------------------------------------------------------------------------------------------
+def check_policies(template: dict) -> list[str]:
+    errors: list[str] = []
+    resources = template.get("Resources") or {}
+    for name, where, stmt in iter_policy_statements(template):
+        rtype = resources.get(name, {}).get("Type", "?")
+        if str(stmt.get("Effect", "")).strip() != "Allow":
+            continue
+        if "NotAction" in stmt:
+            actions = list(flat_values(stmt.get("NotAction")))
+            # NotAction grants everything except the listed actions: treat it as "*".
+            granted = [("NotAction " + ",".join(map(str, actions)), SENSITIVE_ACTIONS)]
+        else:
+            granted = [(a, covered_sensitive(a)) for a in flat_values(stmt.get("Action"))]
+        granted = [(a, hits) for a, hits in granted if hits]
+        if not granted:
+            continue
+        star = any(is_star(r) for r in flat_values(stmt.get("Resource")))
+        not_resource = "NotResource" in stmt
+        for action, hits in granted:
+            if star:
+                errors.append(
+                    f"{name} ({rtype}) {where}: action {action} is allowed on Resource \"*\" "
+                    f"(covers {', '.join(hits[:3])}{'...' if len(hits) > 3 else ''}); "
+                    "scope it to the exact ARNs"
+                )
+            if not_resource:
+                errors.append(
+                    f"{name} ({rtype}) {where}: action {action} uses NotResource "
+                    "(grants every other resource); list the exact ARNs in Resource"
+                )
+        for action, hits in granted:
+            if "dynamodb:scan" in hits and not str(action).startswith("NotAction"):
+                errors.append(
+                    f"{name} ({rtype}) {where}: action {action} grants dynamodb:Scan; "
+                    "listing must use Query on an index"
+                )
+    for name, tmpl in sam_policy_templates(template):
+        errors.append(
+            f"{name} (AWS::Serverless::Function) Policies: SAM policy template {tmpl} grants "
+            "dynamodb:Scan (and more); write explicit statements instead"
+        )
+    return errors
+
+
+def check_tables(template: dict) -> list[str]:
+    errors: list[str] = []
+    tables = {
+        name: res
+        for name, res in (template.get("Resources") or {}).items()
+        if isinstance(res, dict) and res.get("Type") == "AWS::DynamoDB::Table"
+    }
+    if not tables:
+        return ["no AWS::DynamoDB::Table in the template: the audit table must be declared"]
+    for name, res in tables.items():
+        props = res.get("Properties") or {}
+        for attr in ("DeletionPolicy", "UpdateReplacePolicy"):
+            if res.get(attr) != "Retain":
+                errors.append(
+                    f"{name} (AWS::DynamoDB::Table): {attr} is {res.get(attr)!r}, must be 'Retain' "
+                    "(the audit trail must survive stack deletion and replacement)"
+                )
+        if not is_true(props.get("DeletionProtectionEnabled")):
+            errors.append(f"{name} (AWS::DynamoDB::Table): DeletionProtectionEnabled must be true")
+        pitr = props.get("PointInTimeRecoverySpecification") or {}
+        if not (isinstance(pitr, dict) and is_true(pitr.get("PointInTimeRecoveryEnabled"))):
+            errors.append(
+                f"{name} (AWS::DynamoDB::Table): PointInTimeRecoverySpecification."
+                "PointInTimeRecoveryEnabled must be true"
+            )
+    return errors
+
+
+def check(template: dict) -> list[str]:
+    return check_policies(template) + check_tables(template)
+
+
+# ----------------------------------------------------------------------------------------------
+# Self-test: each bad template must be caught, the good one must pass
+# ----------------------------------------------------------------------------------------------
+def _good() -> dict:
+    table_arn = {"Fn::GetAtt": ["Table", "Arn"]}
+    return {
+        "Resources": {
+            "Table": {
+                "Type": "AWS::DynamoDB::Table",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "DeletionProtectionEnabled": True,
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                },
+            },
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "Policies": [
+                        {
+                            "PolicyName": "p",
+                            "PolicyDocument": {
+                                "Statement": [
+                                    {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": table_arn},
+                                    {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+                                    {"Effect": "Deny", "Action": "*", "Resource": "*"},
+                                ]
+                            },
+                        }
+                    ]
+                },
+            },
+            "Fn": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "Policies": [
+                        "AWSLambdaBasicExecutionRole",
+                        {
+                            "Statement": [
+                                {
+                                    "Effect": "Allow",
+                                    "Action": "ecs:RunTask",
+                                    "Resource": {"Fn::Sub": "arn:aws:ecs:r:1:task-definition/f:*"},
+                                },
+                                {
+                                    "Effect": "Allow",
+                                    "Action": ["iam:PassRole"],
+                                    "Resource": [{"Fn::GetAtt": ["Role", "Arn"]}],
+                                },
+                            ]
+                        },
+                    ]
+                },
+            },
+        }
+    }
+
+
+def _role_stmt(t: dict) -> list:
+    return t["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def _fn_stmt(t: dict) -> list:
+    return t["Resources"]["Fn"]["Properties"]["Policies"][1]["Statement"]
+
+
+def _bad_cases() -> list[tuple[str, Any, str]]:
+    """(description, mutation or YAML text, text the error must contain)."""
+
+    def mut(f):
+        return f
+
+    return [
+        ("ecs:RunTask on * in a role", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "ecs:RunTask", "Resource": "*"})), "Role (AWS::IAM::Role)"),
+        ("iam:PassRole on a list holding * in a SAM function", mut(lambda t: _fn_stmt(t).append(
+            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": ["arn:aws:iam::1:role/x", "*"]})),
+         "Fn (AWS::Serverless::Function)"),
+        ("dynamodb action with * in one Fn::If branch", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": ["dynamodb:Query"],
+             "Resource": {"Fn::If": ["C", {"Fn::GetAtt": ["Table", "Arn"]}, "*"]}})), "dynamodb:Query"),
+        ("Action * on Resource *", mut(lambda t: _fn_stmt(t).append(
+            {"Effect": "Allow", "Action": "*", "Resource": "*"})), "action *"),
+        ("ecs:* wildcard on Resource *", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"})), "action ecs:*"),
+        ("Iam:passrole (case) on *", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "Iam:passRole", "Resource": "*"})), "Iam:passRole"),
+        ("NotResource with iam:PassRole", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "iam:PassRole", "NotResource": "arn:aws:iam::1:role/x"})),
+         "NotResource"),
+        ("dynamodb:Scan on the table", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "dynamodb:Scan", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}})),
+         "dynamodb:Scan"),
+        ("SAM DynamoDBCrudPolicy", mut(lambda t: t["Resources"]["Fn"]["Properties"]["Policies"].append(
+            {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}})), "DynamoDBCrudPolicy"),
+        ("table without DeletionPolicy", mut(lambda t: t["Resources"]["Table"].pop("DeletionPolicy")),
+         "DeletionPolicy"),
+        ("table with UpdateReplacePolicy Delete", mut(lambda t: t["Resources"]["Table"].update(
+            {"UpdateReplacePolicy": "Delete"})), "UpdateReplacePolicy"),
+        ("table without DeletionProtectionEnabled", mut(lambda t: t["Resources"]["Table"]["Properties"].pop(
+            "DeletionProtectionEnabled")), "DeletionProtectionEnabled"),
+        ("table with PITR off", mut(lambda t: t["Resources"]["Table"]["Properties"].update(
+            {"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": False}})),
+         "PointInTimeRecoveryEnabled"),
+        ("no table at all", mut(lambda t: t["Resources"].pop("Table")), "no AWS::DynamoDB::Table"),
+        ("YAML with short tags: !Sub/!GetAtt/!If and dynamodb:* on *", """
+Transform: AWS::Serverless-2016-10-31
+Conditions:
+  C: !Equals [!Ref AWS::Region, us-east-1]
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
+    Properties:
+      DeletionProtectionEnabled: true
+      PointInTimeRecoverySpecification: {PointInTimeRecoveryEnabled: true}
+  ApiFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: ecs:RunTask
+              Resource: !Sub "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/f:*"
+            - Effect: Allow
+              Action: dynamodb:*
+              Resource: !If [C, !GetAtt Table.Arn, "*"]
+""", "ApiFunction (AWS::Serverless::Function) Policies[0].Statement[1]"),
+    ]
+
+
+def self_test() -> int:
+    import copy
+
+    failures = 0
+    good_errors = check(_good())
+    if good_errors:
+        print("self-test FAIL: the good template was rejected:", *good_errors, sep="\n  ")
+        failures += 1
+    else:
+        print("self-test ok: good template passes")
+    for description, case, expected in _bad_cases():
+        if isinstance(case, str):
+            template = load_template_text(case, "<self-test>")
+        else:
+            template = copy.deepcopy(_good())
+            case(template)
+        errors = check(template)
+        if any(expected in e for e in errors):
+            print(f"self-test ok: caught {description}: {errors[0]}")
+        else:
+            print(f"self-test FAIL: not caught: {description} (wanted {expected!r}; got {errors})")
+            failures += 1
+    total = len(_bad_cases()) + 1
+    print(f"{total - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:2] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    if argv[1:2] == ["--self-test"]:
+        return self_test()
+    path = Path(argv[1] if len(argv) > 1 else "template.yaml")
+    try:
+        template = load_template_text(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ValueError) as e:
+        print(f"ERROR cannot load {path}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # YAML syntax errors of either loader
+        print(f"ERROR cannot parse {path}: {e}", file=sys.stderr)
+        return 1
+    errors = check(template)
+    statements = sum(1 for _ in iter_policy_statements(template))
+    for e in errors:
+        print(f"ERROR {path}: {e}", file=sys.stderr)
+    if errors:
+        print(f"{path}: {len(errors)} problem(s) in {statements} IAM statements / tables", file=sys.stderr)
+        return 1
+    print(f"{path}: OK ({statements} IAM statements checked; no wildcard resource on RunTask, "
+          "PassRole, DynamoDB or GetSecretValue; no Scan; table retained, protected, PITR on)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -74,6 +74,48 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Internal("handler panicked".into()).into_response()
 }
 
+/// Removes an API Gateway stage prefix (`/dev/pullrequests` -> `/pullrequests`) that
+/// `lambda_http` adds for REST APIs when `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is not set, so the
+/// function works behind a REST stage and an HTTP API alike, whatever that variable says.
+pub fn strip_stage<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    use lambda_http::request::RequestContext;
+    let stage = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {
+        return req;
+    };
+    let prefix = format!("/{stage}");
+    let path = req.uri().path();
+    let rest = match path.strip_prefix(&prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return req,
+    };
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let new = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    };
+    if let Ok(pq) = new.parse::<axum::http::uri::PathAndQuery>() {
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// The Router as the Lambda serves it: stage prefixes stripped first.
+pub fn lambda_app(
+    state: AppState,
+) -> tower::util::MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request> {
+    use tower::ServiceExt;
+    app(state).map_request(strip_stage::<lambda_http::Body> as fn(_) -> _)
+}
+
 /// The one Router.
 pub fn app(state: AppState) -> Router {
     // Spans carry the method and path only: the query string may hold the intake token.

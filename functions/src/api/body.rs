@@ -31,14 +31,12 @@ pub async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Ap
         return Err(ApiError::UnsupportedMediaType);
     }
     let too_large = ApiError::PayloadTooLarge { limit: MAX_BODY };
-    if let Some(len) = headers
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(too_large);
-        }
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY) {
+        return Err(too_large);
     }
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
         // `to_bytes` reports the limit through a boxed LengthLimitError.

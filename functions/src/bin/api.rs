@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
 use orchestrator::launch::ecs::EcsLauncher;
-use orchestrator::{AppState, app, telemetry};
+use orchestrator::{AppState, lambda_app, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 
 #[derive(Debug, Parser)]
@@ -45,6 +45,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         )),
         intake: Arc::new(intake),
     };
-    let router = app(state);
-    lambda_http::run(router).await
+    lambda_http::run(lambda_app(state)).await
 }

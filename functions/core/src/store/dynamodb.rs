@@ -264,12 +264,10 @@ impl RecordStore for DynamoStore {
         let mut filters = Vec::new();
         let mut names = HashMap::from([("#h".to_owned(), hash_attr.to_owned())]);
         let mut values = HashMap::from([(":h".to_owned(), s(hash_value))]);
-        if q.service.is_some() {
-            if let Some(st) = q.status {
-                filters.push("#st = :st");
-                names.insert("#st".into(), "status".into());
-                values.insert(":st".into(), s(st.as_str()));
-            }
+        if let (Some(_), Some(st)) = (&q.service, q.status) {
+            filters.push("#st = :st");
+            names.insert("#st".into(), "status".into());
+            values.insert(":st".into(), s(st.as_str()));
         }
         if let Some(src) = q.source {
             filters.push("#src = :src");

@@ -1,0 +1,209 @@
+//! Faults moto cannot produce, injected with aws-smithy-mocks: RunTask answering 200 with
+//! `failures` and no task, RunTask errors, and DynamoDB errors. The Router must record the
+//! failure, answer with the right status and a JSON error, and leave no half-written state.
+
+mod common;
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_ecs::operation::run_task::{RunTaskError, RunTaskOutput};
+use aws_sdk_ecs::types::{Failure, Task};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use orchestrator::launch::TaskLauncher;
+use orchestrator::launch::ecs::{EcsLauncher, EcsSettings};
+use orchestrator::{AppState, IntakeSettings, app};
+use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
+use orchestrator_core::store::sqlite::SqliteStore;
+use orchestrator_core::store::{ListQuery, RecordStore};
+use orchestrator_core::{Job, LaunchContract, RecordId};
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn settings() -> EcsSettings {
+    EcsSettings {
+        cluster: "orchestrator".into(),
+        task_definition: "gitops-task:3".into(),
+        subnets: vec!["subnet-1".into()],
+        security_groups: vec!["sg-1".into()],
+        assign_public_ip: false,
+        container_name: "gitops-task".into(),
+    }
+}
+
+fn contract() -> LaunchContract {
+    LaunchContract::gitops_pr(
+        RecordId::new(),
+        Job {
+            service: "svc".into(),
+            image: "acme/svc".into(),
+            environment: "dev".into(),
+            tag: "abcdef0".into(),
+        },
+    )
+}
+
+async fn post_orb(state: AppState) -> (StatusCode, Value) {
+    let req = Request::post("/pullrequests")
+        .header("content-type", "application/json")
+        .body(Body::from(common::fixture("circleci-orb/success.json")))
+        .unwrap();
+    let resp = app(state).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn run_task_request_has_token_network_and_overrides() {
+    let c = contract();
+    let expected_token = c.record_id.to_string();
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(move |r| {
+            let vpc = r
+                .network_configuration()
+                .and_then(|n| n.awsvpc_configuration())
+                .unwrap();
+            r.client_token() == Some(expected_token.as_str())
+                && r.launch_type() == Some(&aws_sdk_ecs::types::LaunchType::Fargate)
+                && r.cluster() == Some("orchestrator")
+                && r.task_definition() == Some("gitops-task:3")
+                && r.started_by() == Some("gitops-orchestrator")
+                && vpc.subnets() == ["subnet-1"]
+                && vpc.security_groups() == ["sg-1"]
+                && vpc.assign_public_ip() == Some(&aws_sdk_ecs::types::AssignPublicIp::Disabled)
+                && r.overrides().unwrap().container_overrides()[0]
+                    .environment()
+                    .len()
+                    == 6
+        })
+        .then_output(|| {
+            RunTaskOutput::builder()
+                .tasks(Task::builder().task_arn("arn:task/1").build())
+                .build()
+        });
+    let client = mock_client!(aws_sdk_ecs, [&rule]);
+    let launched = EcsLauncher::new(client, settings())
+        .launch(&c)
+        .await
+        .unwrap();
+    assert_eq!(launched.task_arn, "arn:task/1");
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn failures_without_a_task_are_a_dispatch_failure_recorded_and_502() {
+    let rule = mock!(aws_sdk_ecs::Client::run_task).then_output(|| {
+        RunTaskOutput::builder()
+            .failures(
+                Failure::builder()
+                    .arn("arn:aws:ecs:us-east-1:1:cluster/orchestrator")
+                    .reason("Capacity is unavailable at this time. Please try again later or in a different availability zone")
+                    .build(),
+            )
+            .build()
+    });
+    let ecs = mock_client!(aws_sdk_ecs, [&rule]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&SqliteStore::file_in(dir.path())).unwrap());
+    let state = AppState {
+        store: store.clone(),
+        launcher: Arc::new(EcsLauncher::new(ecs, settings())),
+        intake: Arc::new(IntakeSettings::default()),
+    };
+    let (status, body) = post_orb(state).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "dispatch_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Capacity is unavailable")
+    );
+    let id = body["record_id"].as_str().unwrap().parse().unwrap();
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, orchestrator_core::Status::DispatchFailed);
+    assert!(
+        rec.status_reason
+            .unwrap()
+            .contains("Capacity is unavailable")
+    );
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_run_task_error_is_classified() {
+    let denied = mock!(aws_sdk_ecs::Client::run_task).then_error(|| {
+        RunTaskError::AccessDeniedException(
+            aws_sdk_ecs::types::error::AccessDeniedException::builder()
+                .message("not authorized to perform: iam:PassRole")
+                .build(),
+        )
+    });
+    let err = EcsLauncher::new(mock_client!(aws_sdk_ecs, [&denied]), settings())
+        .launch(&contract())
+        .await
+        .unwrap_err();
+    assert!(!err.retryable, "{err:?}");
+    assert!(err.reason.contains("iam:PassRole"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_dynamodb_failure_answers_500_and_launches_nothing() {
+    let put = mock!(aws_sdk_dynamodb::Client::transact_write_items).then_error(|| {
+        TransactWriteItemsError::InternalServerError(
+            aws_sdk_dynamodb::types::error::InternalServerError::builder()
+                .message("boom")
+                .build(),
+        )
+    });
+    let put_plain = mock!(aws_sdk_dynamodb::Client::put_item)
+        .then_error(|| PutItemError::unhandled("unexpected PutItem"));
+    let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &put_plain]);
+    let run = mock!(aws_sdk_ecs::Client::run_task).then_output(|| RunTaskOutput::builder().build());
+    let ecs = mock_client!(aws_sdk_ecs, [&run]);
+    let state = AppState {
+        store: Arc::new(DynamoStore::new(ddb, TableNames::with_defaults("records"))),
+        launcher: Arc::new(EcsLauncher::new(ecs, settings())),
+        intake: Arc::new(IntakeSettings::default()),
+    };
+    let (status, body) = post_orb(state).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "internal");
+    assert_eq!(
+        body["error"]["message"], "internal error",
+        "no internals leak: {body}"
+    );
+    assert_eq!(
+        run.num_calls(),
+        0,
+        "nothing launched when the record could not be written"
+    );
+    assert!(put.num_calls() >= 1);
+}
+
+#[tokio::test]
+async fn a_listing_never_scans() {
+    // Any call other than Query fails this test: the mock client has only a Query rule.
+    let query = mock!(aws_sdk_dynamodb::Client::query)
+        .match_requests(|r| {
+            r.index_name() == Some("by_status") && r.scan_index_forward() == Some(false)
+        })
+        .then_output(|| aws_sdk_dynamodb::operation::query::QueryOutput::builder().build());
+    let ddb = mock_client!(aws_sdk_dynamodb, [&query]);
+    let store = DynamoStore::new(ddb, TableNames::with_defaults("records"));
+    let page = store
+        .list(&ListQuery {
+            status: Some(orchestrator_core::Status::Ignored),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.records.is_empty() && page.next_cursor.is_none());
+    assert_eq!(query.num_calls(), 1);
+}

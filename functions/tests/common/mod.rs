@@ -1,0 +1,104 @@
+//! Shared test support: fixtures, state builders, moto access.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use orchestrator::launch::{LaunchError, Launched, TaskLauncher};
+use orchestrator::{AppState, IntakeSettings};
+use orchestrator_core::LaunchContract;
+use orchestrator_core::store::sqlite::SqliteStore;
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A launcher that records the contracts it is given and answers as told.
+///
+/// Why a double here: these tests assert exactly what the Router asks a launcher to do (and how it
+/// reacts to failures) without a process or AWS; the real launchers have their own tests
+/// (`ecs_moto.rs` against moto, `local_e2e.rs` with a real child process).
+#[derive(Debug, Default)]
+pub struct RecordingLauncher {
+    pub launched: Mutex<Vec<LaunchContract>>,
+    pub fail_with: Mutex<Option<LaunchError>>,
+}
+
+impl RecordingLauncher {
+    pub fn contracts(&self) -> Vec<LaunchContract> {
+        self.launched.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl TaskLauncher for RecordingLauncher {
+    async fn launch(&self, contract: &LaunchContract) -> Result<Launched, LaunchError> {
+        if let Some(e) = self.fail_with.lock().unwrap().clone() {
+            return Err(e);
+        }
+        let mut l = self.launched.lock().unwrap();
+        l.push(contract.clone());
+        Ok(Launched {
+            task_arn: format!("arn:aws:ecs:us-east-1:123456789012:task/test/{}", l.len()),
+        })
+    }
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub launcher: Arc<RecordingLauncher>,
+    pub store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn sqlite_app(settings: IntakeSettings) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&SqliteStore::file_in(dir.path())).unwrap());
+    let launcher = Arc::new(RecordingLauncher::default());
+    TestApp {
+        state: AppState {
+            store: store.clone(),
+            launcher: launcher.clone(),
+            intake: Arc::new(settings),
+        },
+        launcher,
+        store,
+        _dir: dir,
+    }
+}
+
+/// The moto endpoint from `MOTO_ENDPOINT`. `None` (with a message) when unset, unless
+/// `REQUIRE_MOTO=1` (set by scripts/test.sh), which turns a missing moto into a failure.
+pub fn moto_endpoint(test: &str) -> Option<String> {
+    match std::env::var("MOTO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var("REQUIRE_MOTO").as_deref() != Ok("1"),
+                "{test}: REQUIRE_MOTO=1 but MOTO_ENDPOINT is not set"
+            );
+            eprintln!(
+                "SKIPPED {test}: MOTO_ENDPOINT is not set (run scripts/test.sh to start moto)"
+            );
+            None
+        }
+    }
+}
+
+pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .load()
+        .await
+}
+
+/// A table name no other test uses (tests share one moto server).
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}

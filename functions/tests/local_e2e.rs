@@ -1,0 +1,154 @@
+//! End to end in local mode: the real `orchestrator serve` binary on port 0, the orb fixture
+//! posted over HTTP, the record listed, and the task started as a process with exactly the
+//! contract's environment.
+//!
+//! The task program here is a two-line shell script that saves its environment: that is the
+//! only way to see, from outside, the exact environment a child process received.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrator_core::contract::vars;
+use serde_json::Value;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data_dir: &std::path::Path, task: &std::path::Path, token: Option<&str>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    cmd.arg("serve")
+        .env("PORT", "0")
+        .env("DATA_DIR", data_dir)
+        .env("TASK_BINARY", task)
+        .env_remove("INTAKE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(t) = token {
+        cmd.env("INTAKE_TOKEN", t);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    Server { child, base }
+}
+
+fn env_dump_script(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("fake-task.sh");
+    std::fs::write(&path, "#!/bin/sh\nf=\"$DATA_DIR/task-env-$ORCH_RECORD_ID\"\nenv > \"$f.tmp\" && mv \"$f.tmp\" \"$f\"\n").unwrap();
+    let mut perm = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&path, perm).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn orb_delivery_to_local_task_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let task = env_dump_script(dir.path());
+    let server = start(&data, &task, None);
+    let http = reqwest::Client::new();
+
+    let resp = http
+        .post(format!("{}/pullrequests", server.base))
+        .header("content-type", "application/json")
+        .body(common::fixture("circleci-orb/success.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let record: Value = resp.json().await.unwrap();
+    let id = record["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/pullrequests/{id}"));
+    assert!(record["task_arn"].as_str().unwrap().starts_with("local:"));
+
+    let list: Value = http
+        .get(format!("{}/pullrequests", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["records"][0]["id"], id.as_str());
+    assert_eq!(list["records"][0]["status"], "dispatched");
+
+    // The task process ran with the contract in its environment.
+    let dump = data.join(format!("task-env-{id}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dump.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let env = std::fs::read_to_string(&dump).expect("the task process wrote its environment");
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_owned)
+    };
+    assert_eq!(get(vars::RECORD_ID).as_deref(), Some(id.as_str()));
+    assert_eq!(get(vars::KIND).as_deref(), Some("gitops_pr"));
+    assert_eq!(get(vars::SERVICE).as_deref(), Some("circleci-samples"));
+    assert_eq!(
+        get(vars::IMAGE).as_deref(),
+        Some("eddiewebb/circleci-samples")
+    );
+    assert_eq!(
+        get(vars::TAG).as_deref(),
+        Some("8f59df978e3fa133a2ee39ff66b3382342ce958c")
+    );
+    assert_eq!(get(vars::ENVIRONMENT).as_deref(), Some("dev"));
+    assert_eq!(get("ORCH_STORE").as_deref(), Some("sqlite"));
+    assert!(get("DATA_DIR").is_some());
+    assert!(
+        data.join("tasks").join(format!("{id}.log")).exists(),
+        "task output is kept per record"
+    );
+}
+
+#[tokio::test]
+async fn local_mode_with_a_token_refuses_requests_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let task = env_dump_script(dir.path());
+    let server = start(&data, &task, Some("local-secret"));
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/pullrequests", server.base))
+        .header("content-type", "application/json")
+        .body(common::fixture("circleci-orb/success.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .get(format!("{}/pullrequests?token=local-secret", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let list: Value = resp.json().await.unwrap();
+    assert!(
+        list["records"].as_array().unwrap().is_empty(),
+        "nothing recorded for the 401"
+    );
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test command: installs the tools (scripts/setup.sh), starts moto on a free loopback port,
+# then runs cargo fmt --check, clippy -D warnings, the whole test suite, and the template checks.
+# moto is stopped on exit, pass or fail.
+# Usage: scripts/test.sh [--help] [extra args for cargo test]
+set -euo pipefail
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+scripts/setup.sh
+
+work="$(mktemp -d)"
+moto_pid=""
+cleanup() {
+  if [[ -n "$moto_pid" ]]; then kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== starting moto"
+.venv/bin/python scripts/python/moto_server.py --port-file "$work/moto.port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do
+  [[ -s "$work/moto.port" ]] && break
+  kill -0 "$moto_pid" 2>/dev/null || { cat "$work/moto.log" >&2; echo "moto failed to start" >&2; exit 1; }
+  sleep 0.2
+done
+[[ -s "$work/moto.port" ]] || { echo "moto did not report its port" >&2; exit 1; }
+export MOTO_ENDPOINT="http://127.0.0.1:$(cat "$work/moto.port")"
+export REQUIRE_MOTO=1
+echo "moto at $MOTO_ENDPOINT"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace "$@"
+
+if [[ -x scripts/check-template.sh ]]; then
+  echo "== template checks"
+  scripts/check-template.sh
+fi

@@ -131,6 +131,8 @@ pub fn app(state: AppState) -> Router {
             "/pullrequests/{id}",
             get(api::pullrequests::show).delete(api::pullrequests::delete),
         )
+        .route("/webhooks/port", post(api::port::receive))
+        .route("/openapi.json", get(api::openapi::document))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

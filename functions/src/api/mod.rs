@@ -3,4 +3,6 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod openapi;
+pub mod port;
 pub mod pullrequests;

@@ -1,5 +1,6 @@
 //! The gitops pull request job. (Being implemented; see issue 3.)
 
+pub mod github;
 use orchestrator_core::LaunchContract;
 
 /// Runs the job described by `contract`. Until issue 3 lands it only logs the job.

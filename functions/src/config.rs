@@ -8,6 +8,8 @@ use orchestrator_core::Secret;
 use orchestrator_core::store::dynamodb::TableNames;
 
 use crate::IntakeSettings;
+use crate::dispatch::RetryPolicy;
+use crate::intake::circleci::NativeFilter;
 use crate::intake::derive::{DeriveConfig, Template, check_path_segment, parse_branch_rules};
 use crate::launch::ecs::EcsSettings;
 
@@ -39,6 +41,32 @@ pub struct IntakeArgs {
     /// Organisation used when the orb's `api_link` names none.
     #[arg(long, env = "DEFAULT_ORG")]
     pub default_org: Option<String>,
+
+    /// Signing secret of CircleCI outbound webhooks; unset disables `/webhooks/circleci` (503).
+    #[arg(long, env = "CIRCLECI_WEBHOOK_SECRET", hide_env_values = true)]
+    pub circleci_webhook_secret: Option<Secret>,
+
+    /// Workflow names whose `workflow-completed` events roll out (comma-separated; `*` = all).
+    #[arg(
+        long,
+        env = "CIRCLECI_WORKFLOWS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub circleci_workflows: Vec<String>,
+
+    /// Job names whose `job-completed` events roll out (comma-separated; empty = none, so a
+    /// project sending both kinds does not roll out twice).
+    #[arg(long, env = "CIRCLECI_JOBS", value_delimiter = ',', default_value = "")]
+    pub circleci_jobs: Vec<String>,
+
+    /// Launch attempts for capacity or throttling failures, the first included.
+    #[arg(long, env = "DISPATCH_MAX_ATTEMPTS", default_value_t = 4)]
+    pub dispatch_max_attempts: u32,
+
+    /// Total seconds a launch may spend retrying (keep under the API Gateway timeout, 29 s).
+    #[arg(long, env = "DISPATCH_BUDGET_SECS", default_value_t = 10)]
+    pub dispatch_budget_secs: u64,
 }
 
 impl IntakeArgs {
@@ -54,8 +82,25 @@ impl IntakeArgs {
                 default_environment: self.default_environment.clone(),
                 default_org: self.default_org.clone(),
             },
+            circleci_secret: self.circleci_webhook_secret.clone(),
+            circleci_filter: NativeFilter {
+                workflows: clean_list(&self.circleci_workflows),
+                jobs: clean_list(&self.circleci_jobs),
+            },
+            retry: RetryPolicy {
+                max_attempts: self.dispatch_max_attempts.max(1),
+                budget: std::time::Duration::from_secs(self.dispatch_budget_secs),
+                ..RetryPolicy::default()
+            },
         })
     }
+}
+
+fn clean_list(v: &[String]) -> Vec<String> {
+    v.iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// The DynamoDB table. `AWS_ENDPOINT_URL` (read by the AWS SDK) points it elsewhere, e.g. moto.

@@ -1,10 +1,41 @@
 //! Record first, then launch, then record the launch: the one path every intake source takes.
+//!
+//! - The record is written before anything starts (conditionally on its dedupe key: a redelivery
+//!   gets the existing record back and launches nothing).
+//! - Launch failures that may pass (capacity, throttling) are retried with exponential backoff
+//!   within a total time budget; others (parameters, permissions, missing resources) are not.
+//! - Every accepted record ends `dispatched`, `dispatch_failed` or `ignored`. If the process dies
+//!   between the write and the launch, the record stays `received` and [`redispatch`] launches it
+//!   later with the same ECS `clientToken` (the record id), so it still starts at most one task.
+
+use std::time::{Duration, Instant};
 
 use orchestrator_core::store::{Created, RecordStore, Transition};
-use orchestrator_core::{LaunchContract, Record, Status};
+use orchestrator_core::{LaunchContract, Record, RecordId, Status};
 
 use crate::api::error::ApiError;
-use crate::launch::TaskLauncher;
+use crate::launch::{LaunchError, Launched, TaskLauncher};
+
+/// How launch failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first wait; each next wait doubles.
+    pub initial_backoff: Duration,
+    /// No retry starts once this much time has passed since the first attempt.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(250),
+            budget: Duration::from_secs(10),
+        }
+    }
+}
 
 /// What became of an accepted delivery.
 #[derive(Debug)]
@@ -15,23 +46,59 @@ pub enum Accepted {
     Duplicate(Record),
 }
 
-/// Writes `record`; when it is `received` with a job, launches the task and records the outcome.
-/// A launch failure is recorded as `dispatch_failed` and returned as [`ApiError::DispatchFailed`].
-pub async fn record_and_launch(
+/// The job the task must run for `record`, if any.
+pub fn contract_for(record: &Record) -> Option<LaunchContract> {
+    record
+        .job
+        .clone()
+        .map(|job| LaunchContract::gitops_pr(record.id, job))
+}
+
+/// Launches with bounded, classified retries.
+pub async fn launch_with_retries(
+    launcher: &dyn TaskLauncher,
+    contract: &LaunchContract,
+    policy: RetryPolicy,
+) -> Result<Launched, LaunchError> {
+    let started = Instant::now();
+    let mut backoff = policy.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        match launcher.launch(contract).await {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                let out_of_time = started.elapsed() + backoff > policy.budget;
+                if !e.retryable || attempt >= policy.max_attempts || out_of_time {
+                    let why = if !e.retryable {
+                        "not retryable"
+                    } else if out_of_time {
+                        "retry budget spent"
+                    } else {
+                        "attempts exhausted"
+                    };
+                    return Err(LaunchError {
+                        retryable: e.retryable,
+                        reason: format!("{} (after {attempt} attempt(s), {why})", e.reason),
+                    });
+                }
+                tracing::warn!(record_id = %contract.record_id, attempt, reason = %e.reason, "launch failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Launches the task of a `received` record and records the outcome.
+async fn launch_and_record(
     store: &dyn RecordStore,
     launcher: &dyn TaskLauncher,
-    record: Record,
-) -> Result<Accepted, ApiError> {
-    if let Created::Duplicate(existing) = store.create(&record).await? {
-        tracing::info!(record_id = %existing.id, "duplicate delivery; nothing launched");
-        return Ok(Accepted::Duplicate(*existing));
-    }
-    tracing::info!(record_id = %record.id, source = record.source.as_str(), status = %record.status, "recorded");
-    let (Status::Received, Some(job)) = (record.status, record.job.clone()) else {
-        return Ok(Accepted::New(record));
-    };
-    let contract = LaunchContract::gitops_pr(record.id, job);
-    match launcher.launch(&contract).await {
+    policy: RetryPolicy,
+    record: &Record,
+    contract: LaunchContract,
+) -> Result<Record, ApiError> {
+    match launch_with_retries(launcher, &contract, policy).await {
         Ok(launched) => {
             let updated = store
                 .transition(
@@ -40,10 +107,10 @@ pub async fn record_and_launch(
                 )
                 .await?;
             tracing::info!(record_id = %record.id, task = updated.task_arn.as_deref().unwrap_or(""), "dispatched");
-            Ok(Accepted::New(updated))
+            Ok(updated)
         }
         Err(e) => {
-            tracing::warn!(record_id = %record.id, reason = %e.reason, retryable = e.retryable, "dispatch failed");
+            tracing::warn!(record_id = %record.id, reason = %e.reason, "dispatch failed");
             store
                 .transition(
                     record.id,
@@ -56,4 +123,48 @@ pub async fn record_and_launch(
             })
         }
     }
+}
+
+/// Writes `record`; when it is `received` with a job, launches the task and records the outcome.
+/// A launch failure is recorded as `dispatch_failed` and returned as [`ApiError::DispatchFailed`].
+pub async fn record_and_launch(
+    store: &dyn RecordStore,
+    launcher: &dyn TaskLauncher,
+    policy: RetryPolicy,
+    record: Record,
+) -> Result<Accepted, ApiError> {
+    if let Created::Duplicate(existing) = store.create(&record).await? {
+        tracing::info!(record_id = %existing.id, "duplicate delivery; nothing launched");
+        return Ok(Accepted::Duplicate(*existing));
+    }
+    tracing::info!(record_id = %record.id, source = record.source.as_str(), status = %record.status, "recorded");
+    let (Status::Received, Some(contract)) = (record.status, contract_for(&record)) else {
+        return Ok(Accepted::New(record));
+    };
+    launch_and_record(store, launcher, policy, &record, contract)
+        .await
+        .map(Accepted::New)
+}
+
+/// Launches a record left in `received` (a crash between the write and the launch), with the
+/// same client token as the first attempt would have used.
+pub async fn redispatch(
+    store: &dyn RecordStore,
+    launcher: &dyn TaskLauncher,
+    policy: RetryPolicy,
+    id: RecordId,
+) -> Result<Record, ApiError> {
+    let record = store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("record {id}")))?;
+    if record.status != Status::Received {
+        return Err(ApiError::Conflict(format!(
+            "record {id} is `{}`; only `received` records can be dispatched again",
+            record.status
+        )));
+    }
+    let contract = contract_for(&record)
+        .ok_or_else(|| ApiError::Conflict(format!("record {id} has no job to dispatch")))?;
+    launch_and_record(store, launcher, policy, &record, contract).await
 }

@@ -45,6 +45,12 @@ pub struct IntakeSettings {
     /// The shared token; `None` disables authentication (local mode only).
     pub token: Option<Secret>,
     pub derive: DeriveConfig,
+    /// The CircleCI outbound webhook signing secret; `None` disables `/webhooks/circleci`.
+    pub circleci_secret: Option<Secret>,
+    /// Which CircleCI workflows and jobs roll out.
+    pub circleci_filter: intake::circleci::NativeFilter,
+    /// How launch failures are retried.
+    pub retry: dispatch::RetryPolicy,
 }
 
 /// Everything a handler may use.
@@ -131,6 +137,11 @@ pub fn app(state: AppState) -> Router {
             "/pullrequests/{id}",
             get(api::pullrequests::show).delete(api::pullrequests::delete),
         )
+        .route(
+            "/pullrequests/{id}/dispatch",
+            post(api::pullrequests::dispatch_again),
+        )
+        .route("/webhooks/circleci", post(api::circleci::receive))
         .route("/webhooks/port", post(api::port::receive))
         .route("/openapi.json", get(api::openapi::document))
         .fallback(no_route)

@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -13,6 +14,7 @@ use aws_sdk_ecs::types::{Failure, Task};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use orchestrator::dispatch::RetryPolicy;
 use orchestrator::launch::TaskLauncher;
 use orchestrator::launch::ecs::{EcsLauncher, EcsSettings};
 use orchestrator::{AppState, IntakeSettings, app};
@@ -96,35 +98,107 @@ async fn run_task_request_has_token_network_and_overrides() {
     assert_eq!(rule.num_calls(), 1);
 }
 
-#[tokio::test]
-async fn failures_without_a_task_are_a_dispatch_failure_recorded_and_502() {
-    let rule = mock!(aws_sdk_ecs::Client::run_task).then_output(|| {
-        RunTaskOutput::builder()
-            .failures(
-                Failure::builder()
-                    .arn("arn:aws:ecs:us-east-1:1:cluster/orchestrator")
-                    .reason("Capacity is unavailable at this time. Please try again later or in a different availability zone")
-                    .build(),
-            )
-            .build()
-    });
-    let ecs = mock_client!(aws_sdk_ecs, [&rule]);
-    let dir = tempfile::tempdir().unwrap();
+fn capacity_failure() -> RunTaskOutput {
+    RunTaskOutput::builder()
+        .failures(
+            Failure::builder()
+                .arn("arn:aws:ecs:us-east-1:1:cluster/orchestrator")
+                .reason("Capacity is unavailable at this time. Please try again later or in a different availability zone")
+                .build(),
+        )
+        .build()
+}
+
+fn started() -> RunTaskOutput {
+    RunTaskOutput::builder()
+        .tasks(Task::builder().task_arn("arn:task/1").build())
+        .build()
+}
+
+/// Fast retries so the tests take milliseconds.
+fn fast_retry() -> IntakeSettings {
+    IntakeSettings {
+        retry: RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(5),
+            budget: Duration::from_secs(5),
+        },
+        ..IntakeSettings::default()
+    }
+}
+
+fn sqlite_state(ecs: aws_sdk_ecs::Client, dir: &tempfile::TempDir) -> (AppState, Arc<SqliteStore>) {
     let store = Arc::new(SqliteStore::open(&SqliteStore::file_in(dir.path())).unwrap());
     let state = AppState {
         store: store.clone(),
         launcher: Arc::new(EcsLauncher::new(ecs, settings())),
-        intake: Arc::new(IntakeSettings::default()),
+        intake: Arc::new(fast_retry()),
     };
+    (state, store)
+}
+
+/// Records every client token RunTask was called with.
+fn token_recorder() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl Fn(&aws_sdk_ecs::operation::run_task::RunTaskInput) -> bool + Send + Sync + 'static,
+) {
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let t = tokens.clone();
+    (
+        tokens,
+        move |r: &aws_sdk_ecs::operation::run_task::RunTaskInput| {
+            t.lock()
+                .unwrap()
+                .push(r.client_token().unwrap_or_default().to_owned());
+            true
+        },
+    )
+}
+
+#[tokio::test]
+async fn capacity_failures_are_retried_with_the_same_client_token() {
+    let (tokens, matcher) = token_recorder();
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(matcher)
+        .sequence()
+        .output(capacity_failure)
+        .times(2)
+        .output(started)
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let (status, body) = post_orb(state).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "dispatched");
+    assert_eq!(rule.num_calls(), 3);
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(
+        *tokens.lock().unwrap(),
+        vec![id.to_owned(); 3],
+        "one token: at most one task"
+    );
+    let rec = store.get(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(rec.task_arn.as_deref(), Some("arn:task/1"));
+}
+
+#[tokio::test]
+async fn failures_without_a_task_end_dispatch_failed_after_bounded_attempts() {
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .sequence()
+        .output(capacity_failure)
+        .repeatedly()
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
     let (status, body) = post_orb(state).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"]["code"], "dispatch_failed");
+    let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Capacity is unavailable")
+        message.contains("Capacity is unavailable") && message.contains("after 4 attempt(s)"),
+        "{message}"
     );
+    assert_eq!(rule.num_calls(), 4);
     let id = body["record_id"].as_str().unwrap().parse().unwrap();
     let rec = store.get(id).await.unwrap().unwrap();
     assert_eq!(rec.status, orchestrator_core::Status::DispatchFailed);
@@ -133,6 +207,79 @@ async fn failures_without_a_task_are_a_dispatch_failure_recorded_and_502() {
             .unwrap()
             .contains("Capacity is unavailable")
     );
+}
+
+#[tokio::test]
+async fn missing_resources_are_not_retried() {
+    let rule = mock!(aws_sdk_ecs::Client::run_task).then_output(|| {
+        RunTaskOutput::builder()
+            .failures(
+                Failure::builder()
+                    .arn("arn:aws:ecs:us-east-1:1:task-definition/gone:1")
+                    .reason("MISSING")
+                    .build(),
+            )
+            .build()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let (status, body) = post_orb(state).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(rule.num_calls(), 1);
+    let id = body["record_id"].as_str().unwrap().parse().unwrap();
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert!(rec.status_reason.unwrap().contains("MISSING"));
+}
+
+#[tokio::test]
+async fn throttling_is_retried() {
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .sequence()
+        .http_status(
+            400,
+            Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned()),
+        )
+        .output(started)
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let (status, body) = post_orb(state).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "dispatched");
+    assert_eq!(rule.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
+    // The crash case: the record was written, the process died before RunTask.
+    let (tokens, matcher) = token_recorder();
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(matcher)
+        .then_output(started);
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let stuck = orchestrator_core::Record::received(
+        orchestrator_core::Source::CircleciOrb,
+        serde_json::json!({}),
+        Some(contract().job),
+    );
+    store.create(&stuck).await.unwrap();
+    let req = Request::post(format!("/pullrequests/{}/dispatch", stuck.id))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(*tokens.lock().unwrap(), vec![stuck.id.to_string()]);
+    assert_eq!(
+        store.get(stuck.id).await.unwrap().unwrap().status,
+        orchestrator_core::Status::Dispatched
+    );
+    // Once dispatched, it cannot be dispatched again.
+    let req = Request::post(format!("/pullrequests/{}/dispatch", stuck.id))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app(state).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(rule.num_calls(), 1);
 }
 

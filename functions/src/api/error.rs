@@ -15,6 +15,8 @@ use crate::intake::PayloadError;
 pub enum ApiError {
     #[error("a valid token is required (query parameter `token` or `Authorization: Bearer`)")]
     Unauthorized,
+    #[error("the request signature is missing, invalid or stale")]
+    BadSignature,
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("the body is larger than {limit} bytes")]
@@ -31,6 +33,10 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed on this path")]
     MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} is not configured on this deployment")]
+    NotConfigured(&'static str),
     #[error("the task could not be launched: {reason}")]
     DispatchFailed { record_id: RecordId, reason: String },
     #[error("the request took too long")]
@@ -55,7 +61,7 @@ impl From<StoreError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyUnreadable | ApiError::Payload(_) | ApiError::InvalidQuery { .. } => {
@@ -63,6 +69,8 @@ impl ApiError {
             }
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DispatchFailed { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,6 +81,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::BadSignature => "bad_signature",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BodyUnreadable => "body_unreadable",
@@ -84,6 +93,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::NoRoute => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::NotConfigured(_) => "not_configured",
             ApiError::DispatchFailed { .. } => "dispatch_failed",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal",

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod circleci;
 pub mod error;
 pub mod openapi;
 pub mod port;

@@ -13,11 +13,11 @@ use super::auth;
 use super::body::read_json_body;
 use super::error::ApiError;
 use crate::AppState;
-use crate::dispatch::{Accepted, record_and_launch};
+use crate::dispatch::{Accepted, record_and_launch, redispatch};
 use crate::intake::{derive::Vars, orb};
 
 /// The path prefix the client used (an API Gateway REST stage such as `/dev`), for `Location`.
-fn base_path(parts: &Parts) -> String {
+pub fn base_path(parts: &Parts) -> String {
     use lambda_http::request::RequestContext;
     let stage = match parts.extensions.get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
@@ -67,10 +67,48 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Result<Respo
     };
     record.dedupe_key = Some(event.dedupe_key());
     let base = base_path(&parts);
-    match record_and_launch(state.store.as_ref(), state.launcher.as_ref(), record).await? {
-        Accepted::New(r) => Ok(record_response(StatusCode::ACCEPTED, &base, &r)),
-        Accepted::Duplicate(r) => Ok(record_response(StatusCode::OK, &base, &r)),
-    }
+    accepted_response(
+        &base,
+        record_and_launch(
+            state.store.as_ref(),
+            state.launcher.as_ref(),
+            state.intake.retry,
+            record,
+        )
+        .await?,
+    )
+}
+
+/// 202 for a new record, 200 for a redelivery of a recorded event; `Location` either way.
+pub fn accepted_response(base: &str, accepted: Accepted) -> Result<Response, ApiError> {
+    Ok(match accepted {
+        Accepted::New(r) => record_response(StatusCode::ACCEPTED, base, &r),
+        Accepted::Duplicate(r) => record_response(StatusCode::OK, base, &r),
+    })
+}
+
+/// `POST /pullrequests/{id}/dispatch`: launch a record stuck in `received` (after a crash between
+/// recording and launching). 409 for any other status.
+pub async fn dispatch_again(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    req: Request<Body>,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    auth::check(&parts, state.intake.token.as_ref())?;
+    let id = parse_id(&raw)?;
+    let record = redispatch(
+        state.store.as_ref(),
+        state.launcher.as_ref(),
+        state.intake.retry,
+        id,
+    )
+    .await?;
+    Ok(record_response(
+        StatusCode::ACCEPTED,
+        &base_path(&parts),
+        &record,
+    ))
 }
 
 fn parse_list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {

@@ -31,7 +31,7 @@ enum Command {
         #[command(flatten)]
         local: LocalArgs,
         #[command(flatten)]
-        intake: IntakeArgs,
+        intake: Box<IntakeArgs>,
     },
     /// Create the DynamoDB table and its indexes (honours AWS_ENDPOINT_URL, e.g. for moto).
     CreateTable {
@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(telemetry::wants_json());
     match cli.command {
-        Command::Serve { local, intake } => serve(local, intake).await,
+        Command::Serve { local, intake } => serve(local, *intake).await,
         Command::CreateTable { dynamo } => {
             let aws = aws_config::load_from_env().await;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), dynamo.names());

@@ -1,5 +1,6 @@
 //! Intake: turning a raw delivery into a validated event and a derived job. Pure functions, no IO.
 
+pub mod circleci;
 pub mod derive;
 pub mod orb;
 

@@ -102,3 +102,111 @@ pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
+
+/// Calls moto's EC2 query API directly. Why not aws-sdk-ec2: the product never talks to EC2, and
+/// that crate alone would add minutes to every clean build; tests only need three calls here.
+pub async fn ec2(endpoint: &str, params: &[(&str, &str)]) -> String {
+    let mut form: Vec<(&str, &str)> = vec![("Version", "2016-11-15")];
+    form.extend_from_slice(params);
+    let resp = reqwest::Client::new()
+        .post(endpoint)
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "EC2 {params:?}: {status} {text}");
+    text
+}
+
+pub fn xml_value(xml: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+        + open.len();
+    let end = xml[start..].find('<').unwrap() + start;
+    xml[start..end].to_owned()
+}
+
+/// A VPC with DNS hostnames, a subnet and a security group: what moto's Fargate RunTask needs.
+pub async fn network(endpoint: &str) -> (String, String) {
+    let vpc = xml_value(
+        &ec2(
+            endpoint,
+            &[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")],
+        )
+        .await,
+        "vpcId",
+    );
+    ec2(
+        endpoint,
+        &[
+            ("Action", "ModifyVpcAttribute"),
+            ("VpcId", &vpc),
+            ("EnableDnsHostnames.Value", "true"),
+        ],
+    )
+    .await;
+    let subnet = xml_value(
+        &ec2(
+            endpoint,
+            &[
+                ("Action", "CreateSubnet"),
+                ("VpcId", &vpc),
+                ("CidrBlock", "10.0.1.0/24"),
+            ],
+        )
+        .await,
+        "subnetId",
+    );
+    let name = unique_name("sg");
+    let sg = xml_value(
+        &ec2(
+            endpoint,
+            &[
+                ("Action", "CreateSecurityGroup"),
+                ("GroupName", &name),
+                ("GroupDescription", "test"),
+                ("VpcId", &vpc),
+            ],
+        )
+        .await,
+        "groupId",
+    );
+    (subnet, sg)
+}
+
+/// A cluster and a Fargate task definition (with the container `memory` moto needs).
+pub async fn cluster_and_task_definition(ecs: &aws_sdk_ecs::Client) -> (String, String) {
+    let cluster = unique_name("cluster");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    let family = unique_name("gitops-task");
+    ecs.register_task_definition()
+        .family(&family)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("gitops-task")
+                .image("example.com/gitops-task:1")
+                .memory(512)
+                .essential(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (cluster, family)
+}

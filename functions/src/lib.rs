@@ -10,6 +10,8 @@
 //! - [`api`]: handlers, auth, body limits, the one error type.
 //! - [`dispatch`]: record, launch, record the launch.
 //! - [`launch`]: the launcher port and its ECS and local-process adapters.
+//! - [`lifecycle`]: ECS task state changes applied to records (the `lifecycle` Lambda).
+//! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).
 //! - [`config`]: settings from flags and environment, read once at start.
 
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub mod config;
 pub mod dispatch;
 pub mod intake;
 pub mod launch;
+pub mod lifecycle;
+pub mod rules;
 pub mod telemetry;
 
 use api::error::ApiError;
@@ -51,6 +55,8 @@ pub struct IntakeSettings {
     pub circleci_filter: intake::circleci::NativeFilter,
     /// How launch failures are retried.
     pub retry: dispatch::RetryPolicy,
+    /// Port changelog intake (webhook secret, rules); unset disables `/webhooks/port` (503).
+    pub port: intake::port::PortSettings,
 }
 
 /// Everything a handler may use.

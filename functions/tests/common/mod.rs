@@ -1,5 +1,7 @@
-//! Shared test support: fixtures, state builders, moto access.
+//! Shared test support: fixtures, state builders, moto access, the Lambda Runtime API emulator.
 #![allow(dead_code)]
+
+pub mod runtime_api;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -43,6 +43,10 @@ pub struct Transition {
     pub pr_url: Option<String>,
     pub branch: Option<String>,
     pub outcome: Option<serde_json::Value>,
+    /// An ECS state-change version: the change is refused as stale unless it is newer than the
+    /// record's.
+    pub task_version: Option<i64>,
+    pub task_stop: Option<serde_json::Value>,
 }
 
 impl Transition {
@@ -63,15 +67,25 @@ impl Transition {
         self
     }
 
-    /// Applies the change to `record`, refusing a move the state machine forbids.
-    pub fn apply(&self, record: &Record) -> Result<Record, TransitionError> {
+    /// Applies the change to `record`, refusing a move the state machine forbids and an ECS event
+    /// older than one already applied.
+    pub fn apply(&self, record: &Record) -> Result<Record, StoreError> {
         let mut next = record.clone();
+        if let Some(v) = self.task_version {
+            if let Some(current) = record.task_version.filter(|c| *c >= v) {
+                return Err(StoreError::Stale { current, got: v });
+            }
+            next.task_version = Some(v);
+        }
+        if let Some(v) = &self.task_stop {
+            next.task_stop = Some(v.clone());
+        }
         if let Some(to) = self.to {
             if !record.status.can_become(to) {
-                return Err(TransitionError {
+                return Err(StoreError::Conflict(TransitionError {
                     from: record.status,
                     to,
-                });
+                }));
             }
             next.status = to;
         }
@@ -154,6 +168,8 @@ pub enum StoreError {
     NotFound(RecordId),
     #[error(transparent)]
     Conflict(#[from] TransitionError),
+    #[error("event version {got} is not newer than the applied version {current}")]
+    Stale { current: i64, got: i64 },
     #[error("the cursor is not one this API issued")]
     InvalidCursor,
     #[error("store backend error: {0}")]

@@ -1,0 +1,131 @@
+//! ECS "Task State Change" events (EventBridge) → record status.
+//!
+//! - `RUNNING`: a `dispatched` record becomes `running`.
+//! - `STOPPED`: the exit code, stop code and reason are kept on the record. A record the task
+//!   already finished (`succeeded`, `no_change`, `failed`) keeps its outcome; one still
+//!   `dispatched`/`running` (the task died before reporting) becomes `failed` with the stop reason.
+//! - Duplicate and out-of-order events are dropped: each event carries `detail.version`, and a
+//!   record only accepts a version newer than the last one applied (checked inside the store's
+//!   atomic update, so concurrent deliveries cannot both win).
+//! - Events for other clusters, for tasks we did not start, or without our record id are ignored.
+
+use orchestrator_core::contract::vars;
+use orchestrator_core::store::{RecordStore, StoreError, Transition};
+use orchestrator_core::{RecordId, Status};
+use serde_json::{Value, json};
+
+use crate::launch::ecs::STARTED_BY;
+
+/// What an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The record changed (its new status).
+    Updated(Status),
+    /// Nothing to do, and why.
+    Skipped(String),
+}
+
+/// An event that is not an ECS task state change at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("not an ECS Task State Change event: {0}")]
+    NotAnEcsEvent(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn record_id(detail: &Value) -> Option<RecordId> {
+    detail["overrides"]["containerOverrides"]
+        .as_array()?
+        .iter()
+        .filter_map(|c| c["environment"].as_array())
+        .flatten()
+        .find(|kv| kv["name"] == vars::RECORD_ID)
+        .and_then(|kv| kv["value"].as_str())
+        .and_then(|v| v.parse().ok())
+}
+
+fn cluster_matches(detail: &Value, cluster: Option<&str>) -> bool {
+    let Some(want) = cluster else { return true };
+    let got = detail["clusterArn"].as_str().unwrap_or_default();
+    // The setting may be a name or an ARN.
+    got == want || got.rsplit('/').next() == Some(want)
+}
+
+/// Applies one EventBridge event to the store.
+pub async fn apply(
+    store: &dyn RecordStore,
+    event: &Value,
+    cluster: Option<&str>,
+) -> Result<Applied, LifecycleError> {
+    if event["source"] != "aws.ecs" || event["detail-type"] != "ECS Task State Change" {
+        return Err(LifecycleError::NotAnEcsEvent(format!(
+            "source {} detail-type {}",
+            event["source"], event["detail-type"]
+        )));
+    }
+    let detail = &event["detail"];
+    if !cluster_matches(detail, cluster) {
+        return Ok(Applied::Skipped("another cluster".into()));
+    }
+    if detail["startedBy"] != STARTED_BY {
+        return Ok(Applied::Skipped(
+            "task not started by the orchestrator".into(),
+        ));
+    }
+    let Some(id) = record_id(detail) else {
+        return Ok(Applied::Skipped(
+            "no record id in the task overrides".into(),
+        ));
+    };
+    let Some(version) = detail["version"].as_i64() else {
+        return Err(LifecycleError::NotAnEcsEvent(
+            "detail.version is missing".into(),
+        ));
+    };
+    let Some(record) = store.get(id).await? else {
+        return Ok(Applied::Skipped(format!("record {id} no longer exists")));
+    };
+    let last = detail["lastStatus"].as_str().unwrap_or_default();
+    let mut change = Transition {
+        task_version: Some(version),
+        ..Transition::default()
+    };
+    match last {
+        "RUNNING" if record.status == Status::Dispatched => change.to = Some(Status::Running),
+        "STOPPED" => {
+            let container = detail["containers"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["exitCode"].is_number()).or(cs.first()));
+            let exit_code = container.and_then(|c| c["exitCode"].as_i64());
+            let stop = json!({
+                "exit_code": exit_code,
+                "stop_code": detail["stopCode"],
+                "stopped_reason": detail["stoppedReason"],
+                "container_reason": container.map(|c| c["reason"].clone()).unwrap_or(Value::Null),
+            });
+            change.task_stop = Some(stop);
+            if matches!(record.status, Status::Dispatched | Status::Running) {
+                change.to = Some(Status::Failed);
+                change.reason = Some(format!(
+                    "the task stopped before reporting an outcome: {} ({}), exit code {}",
+                    detail["stopCode"].as_str().unwrap_or("unknown stop code"),
+                    detail["stoppedReason"]
+                        .as_str()
+                        .unwrap_or("no reason given"),
+                    exit_code.map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+                ));
+            }
+        }
+        _ => {}
+    }
+    match store.transition(id, &change).await {
+        Ok(r) => Ok(Applied::Updated(r.status)),
+        Err(StoreError::Stale { current, got }) => Ok(Applied::Skipped(format!(
+            "stale event: version {got}, record already at {current}"
+        ))),
+        // The task reported first (e.g. `running` arrived after `succeeded`): keep its outcome.
+        Err(StoreError::Conflict(e)) => Ok(Applied::Skipped(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}

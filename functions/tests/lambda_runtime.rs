@@ -1,0 +1,311 @@
+//! The real compiled Lambda binaries (`api`, `lifecycle`) run as child processes against the
+//! Runtime API emulator (`common/runtime_api.rs`) and moto, the way `provided.al2023` runs them.
+//! Also prints each binary's cold start (process start → first answer) and peak memory.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::runtime_api::{Outcome, RuntimeApi, peak_rss_kib};
+use orchestrator::launch::ecs::STARTED_BY;
+use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
+use orchestrator_core::store::{RecordStore, Transition};
+use orchestrator_core::{Job, Record, Source, Status};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "tok-runtime-1";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Function {
+    child: Child,
+    started: Instant,
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Function {
+    fn spawn(bin: &str, runtime: &str, moto: &str, env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", runtime)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "test-function")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_ENDPOINT_URL", moto)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().unwrap();
+        Function { child, started }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    async fn report(&self, name: &str, api: &RuntimeApi) {
+        let (_, first) = api.timings().await;
+        let cold = first.map(|t| t.duration_since(self.started));
+        let rss = peak_rss_kib(self.child.id());
+        println!(
+            "BENCH lambda={name} cold_start_ms={:.1} peak_rss_kib={}",
+            cold.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
+            rss.map_or_else(|| "n/a".into(), |k| k.to_string())
+        );
+    }
+}
+
+/// An API Gateway event from the recorded fixtures, with its orb body's `build_num` changed so
+/// every event is a distinct delivery.
+fn apigw_event(name: &str, build_num: u32) -> Value {
+    let raw = String::from_utf8(common::fixture(&format!("apigw/{name}"))).unwrap();
+    let mut ev: Value = serde_json::from_str(&raw.replace("REPLACE_TOKEN", TOKEN)).unwrap();
+    let b64 = ev["isBase64Encoded"].as_bool().unwrap();
+    let body = ev["body"].as_str().unwrap();
+    let body = if b64 {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap(),
+        )
+        .unwrap()
+    } else {
+        body.to_owned()
+    };
+    let mut payload: Value = serde_json::from_str(&body).unwrap();
+    payload["build_num"] = build_num.to_string().into();
+    let body = payload.to_string();
+    ev["body"] = if b64 {
+        base64::engine::general_purpose::STANDARD
+            .encode(body)
+            .into()
+    } else {
+        body.into()
+    };
+    ev
+}
+
+#[tokio::test]
+async fn api_binary_through_the_runtime_api_against_moto() {
+    let Some(moto) = common::moto_endpoint("api_binary_through_the_runtime_api_against_moto")
+    else {
+        return;
+    };
+    let config = common::moto_config(&moto).await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let (subnet, sg) = common::network(&moto).await;
+    let (cluster, family) = common::cluster_and_task_definition(&ecs).await;
+    let table = common::unique_name("records");
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        TableNames::with_defaults(&table),
+    );
+    store.create_table().await.unwrap();
+
+    let (api, addr) = RuntimeApi::start().await;
+    // The first invocation is queued before the process starts: cold start = start → answer.
+    let events = [
+        ("rest-v1-post-pullrequests.json", 1001),
+        ("rest-v1-post-pullrequests-base64.json", 1002),
+        ("http-v2-post-pullrequests.json", 1003),
+        ("http-v2-post-pullrequests-base64.json", 1004),
+    ];
+    let first = api.invoke(&apigw_event(events[0].0, events[0].1)).await;
+    let mut f = Function::spawn(
+        env!("CARGO_BIN_EXE_api"),
+        &addr,
+        &moto,
+        &[
+            ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
+            ("INTAKE_TOKEN", TOKEN.into()),
+            ("TABLE_NAME", table.clone()),
+            ("ECS_CLUSTER", cluster.clone()),
+            ("ECS_TASK_DEFINITION", family.clone()),
+            ("ECS_SUBNETS", subnet.clone()),
+            ("ECS_SECURITY_GROUPS", sg.clone()),
+        ],
+    );
+    let mut ids = vec![first];
+    for (name, n) in &events[1..] {
+        ids.push(api.invoke(&apigw_event(name, *n)).await);
+    }
+    for (req, (name, _)) in ids.iter().zip(events) {
+        let Outcome::Response(resp) = api.outcome(req, WAIT).await else {
+            panic!("{name}: expected a response");
+        };
+        assert_eq!(resp["statusCode"], 202, "{name}: {resp}");
+        let body: Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["status"], "dispatched", "{name}: {body}");
+        let id = body["id"].as_str().unwrap().parse().unwrap();
+        // The DynamoDB item exists in moto...
+        let rec = store.get(id).await.unwrap().expect("record in DynamoDB");
+        assert_eq!(rec.status, Status::Dispatched);
+        // ...and the ECS task, with the contract in its overrides.
+        let arn = rec.task_arn.clone().unwrap();
+        let tasks = ecs
+            .describe_tasks()
+            .cluster(&cluster)
+            .tasks(&arn)
+            .send()
+            .await
+            .unwrap();
+        let env = tasks.tasks()[0].overrides().unwrap().container_overrides()[0].environment();
+        let rid = env
+            .iter()
+            .find(|kv| kv.name() == Some("ORCH_RECORD_ID"))
+            .and_then(|kv| kv.value());
+        assert_eq!(rid, Some(id.to_string().as_str()), "{name}");
+    }
+    f.report("api", &api).await;
+
+    // A bad request is a 4xx response; a handler failure (not an API Gateway event at all) is an
+    // error post; neither stops the process.
+    let mut bad = apigw_event("rest-v1-post-pullrequests.json", 1005);
+    bad["body"] = "{not json".into();
+    let bad_id = api.invoke(&bad).await;
+    let garbage_id = api
+        .invoke(&json!({"hello": "not an api gateway event"}))
+        .await;
+    let after_id = api
+        .invoke(&apigw_event("http-v2-post-pullrequests.json", 1006))
+        .await;
+    match api.outcome(&bad_id, WAIT).await {
+        Outcome::Response(r) => {
+            assert_eq!(r["statusCode"], 400, "{r}");
+            assert!(r["body"].as_str().unwrap().contains("malformed_json"));
+        }
+        other => panic!("bad request: {other:?}"),
+    }
+    assert!(
+        matches!(api.outcome(&garbage_id, WAIT).await, Outcome::Error(_)),
+        "handler failure → error post"
+    );
+    assert!(
+        matches!(api.outcome(&after_id, WAIT).await, Outcome::Response(r) if r["statusCode"] == 202)
+    );
+    assert!(f.alive(), "the function process survived");
+    let counts = api.answer_counts().await;
+    assert_eq!(counts.len(), 7);
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "exactly one answer per invocation: {counts:?}"
+    );
+    assert!(api.init_errors().await.is_empty());
+    let listed = ecs
+        .list_tasks()
+        .cluster(&cluster)
+        .started_by(STARTED_BY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.task_arns().len(), 5);
+}
+
+#[tokio::test]
+async fn lifecycle_binary_through_the_runtime_api_against_moto() {
+    let Some(moto) = common::moto_endpoint("lifecycle_binary_through_the_runtime_api_against_moto")
+    else {
+        return;
+    };
+    let config = common::moto_config(&moto).await;
+    let table = common::unique_name("records");
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        TableNames::with_defaults(&table),
+    );
+    store.create_table().await.unwrap();
+    let rec = Record::received(
+        Source::CircleciOrb,
+        json!({}),
+        Some(Job {
+            service: "circleci-samples".into(),
+            image: "eddiewebb/circleci-samples".into(),
+            environment: "dev".into(),
+            tag: "8f59df9".into(),
+        }),
+    );
+    store.create(&rec).await.unwrap();
+    store
+        .transition(
+            rec.id,
+            &Transition::to(Status::Dispatched).task_arn("arn:task"),
+        )
+        .await
+        .unwrap();
+
+    let ecs_event = |name: &str, version: i64| {
+        let raw = String::from_utf8(common::fixture(&format!("ecs/{name}"))).unwrap();
+        let mut v: Value =
+            serde_json::from_str(&raw.replace("REPLACE_RECORD_ID", &rec.id.to_string())).unwrap();
+        v["detail"]["version"] = version.into();
+        v
+    };
+    let (api, addr) = RuntimeApi::start().await;
+    let running = api
+        .invoke(&ecs_event("task-state-change-running.json", 3))
+        .await;
+    let mut f = Function::spawn(
+        env!("CARGO_BIN_EXE_lifecycle"),
+        &addr,
+        &moto,
+        &[
+            ("TABLE_NAME", table.clone()),
+            ("ECS_CLUSTER", "orchestrator".into()),
+        ],
+    );
+    assert!(matches!(
+        api.outcome(&running, WAIT).await,
+        Outcome::Response(_)
+    ));
+    f.report("lifecycle", &api).await;
+    assert_eq!(
+        store.get(rec.id).await.unwrap().unwrap().status,
+        Status::Running
+    );
+
+    let stopped = api
+        .invoke(&ecs_event("task-state-change-stopped.json", 5))
+        .await;
+    let duplicate = api
+        .invoke(&ecs_event("task-state-change-stopped.json", 5))
+        .await;
+    let late = api
+        .invoke(&ecs_event("task-state-change-running.json", 4))
+        .await;
+    let garbage = api
+        .invoke(&json!({"source": "aws.s3", "detail-type": "Object Created"}))
+        .await;
+    for id in [&stopped, &duplicate, &late] {
+        assert!(matches!(api.outcome(id, WAIT).await, Outcome::Response(_)));
+    }
+    assert!(matches!(
+        api.outcome(&garbage, WAIT).await,
+        Outcome::Error(_)
+    ));
+    assert!(f.alive());
+    let final_rec = store.get(rec.id).await.unwrap().unwrap();
+    assert_eq!(final_rec.status, Status::Failed);
+    assert_eq!(final_rec.task_version, Some(5));
+    assert!(
+        final_rec
+            .status_reason
+            .unwrap()
+            .contains("EssentialContainerExited")
+    );
+    assert!(api.answer_counts().await.values().all(|n| *n == 1));
+}

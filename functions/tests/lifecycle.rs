@@ -1,0 +1,186 @@
+//! ECS task state changes applied to records: ordering, duplicates, and the task's own outcome.
+
+mod common;
+
+use orchestrator::lifecycle::{Applied, apply};
+use orchestrator_core::store::sqlite::SqliteStore;
+use orchestrator_core::store::{RecordStore, Transition};
+use orchestrator_core::{Job, Record, Source, Status};
+use serde_json::Value;
+
+fn event(name: &str, record: &Record, version: i64) -> Value {
+    let raw = String::from_utf8(common::fixture(&format!("ecs/{name}"))).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&raw.replace("REPLACE_RECORD_ID", &record.id.to_string())).unwrap();
+    v["detail"]["version"] = version.into();
+    v
+}
+
+async fn dispatched(store: &SqliteStore) -> Record {
+    let r = Record::received(
+        Source::CircleciOrb,
+        serde_json::json!({}),
+        Some(Job {
+            service: "circleci-samples".into(),
+            image: "eddiewebb/circleci-samples".into(),
+            environment: "dev".into(),
+            tag: "8f59df9".into(),
+        }),
+    );
+    store.create(&r).await.unwrap();
+    store
+        .transition(
+            r.id,
+            &Transition::to(Status::Dispatched).task_arn("arn:task"),
+        )
+        .await
+        .unwrap()
+}
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&SqliteStore::file_in(dir.path())).unwrap();
+    (dir, s)
+}
+
+const CLUSTER: Option<&str> = Some("orchestrator");
+
+#[tokio::test]
+async fn running_then_stopped_without_report_fails_the_record_with_the_reason() {
+    let (_d, store) = store();
+    let r = dispatched(&store).await;
+    assert_eq!(
+        apply(
+            &store,
+            &event("task-state-change-running.json", &r, 3),
+            CLUSTER
+        )
+        .await
+        .unwrap(),
+        Applied::Updated(Status::Running)
+    );
+    assert_eq!(
+        apply(
+            &store,
+            &event("task-state-change-stopped.json", &r, 5),
+            CLUSTER
+        )
+        .await
+        .unwrap(),
+        Applied::Updated(Status::Failed)
+    );
+    let rec = store.get(r.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Failed);
+    let reason = rec.status_reason.unwrap();
+    assert!(
+        reason.contains("EssentialContainerExited") && reason.contains("exit code 1"),
+        "{reason}"
+    );
+    assert_eq!(rec.task_stop.unwrap()["exit_code"], 1);
+    assert_eq!(rec.task_version, Some(5));
+}
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_events_are_dropped() {
+    let (_d, store) = store();
+    let r = dispatched(&store).await;
+    apply(
+        &store,
+        &event("task-state-change-stopped.json", &r, 5),
+        CLUSTER,
+    )
+    .await
+    .unwrap();
+    // The RUNNING event (version 3) arrives late; then STOPPED is redelivered.
+    for (name, v) in [
+        ("task-state-change-running.json", 3),
+        ("task-state-change-stopped.json", 5),
+    ] {
+        let applied = apply(&store, &event(name, &r, v), CLUSTER).await.unwrap();
+        assert!(
+            matches!(&applied, Applied::Skipped(why) if why.contains("stale")),
+            "{name}: {applied:?}"
+        );
+    }
+    assert_eq!(
+        store.get(r.id).await.unwrap().unwrap().status,
+        Status::Failed
+    );
+}
+
+#[tokio::test]
+async fn the_tasks_own_outcome_is_never_overwritten() {
+    let (_d, store) = store();
+    let r = dispatched(&store).await;
+    // The task reported success itself before ECS said anything.
+    store
+        .transition(
+            r.id,
+            &Transition {
+                to: Some(Status::Running),
+                ..Transition::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            r.id,
+            &Transition {
+                to: Some(Status::Succeeded),
+                pr_url: Some("https://github.com/o/r/pull/7".into()),
+                ..Transition::default()
+            },
+        )
+        .await
+        .unwrap();
+    // A RUNNING event now only records its version: the status stays the task's.
+    let late_running = apply(
+        &store,
+        &event("task-state-change-running.json", &r, 3),
+        CLUSTER,
+    )
+    .await
+    .unwrap();
+    assert_eq!(late_running, Applied::Updated(Status::Succeeded));
+    // STOPPED with exit code 0 only annotates.
+    let mut stopped = event("task-state-change-stopped.json", &r, 5);
+    stopped["detail"]["containers"][0]["exitCode"] = 0.into();
+    assert_eq!(
+        apply(&store, &stopped, CLUSTER).await.unwrap(),
+        Applied::Updated(Status::Succeeded)
+    );
+    let rec = store.get(r.id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status, rec.pr_url.as_deref()),
+        (Status::Succeeded, Some("https://github.com/o/r/pull/7"))
+    );
+    assert_eq!(rec.task_stop.unwrap()["exit_code"], 0);
+}
+
+#[tokio::test]
+async fn other_clusters_strangers_and_non_ecs_events_are_not_applied() {
+    let (_d, store) = store();
+    let r = dispatched(&store).await;
+    let mut other = event("task-state-change-running.json", &r, 3);
+    other["detail"]["clusterArn"] = "arn:aws:ecs:us-east-1:123456789012:cluster/other".into();
+    assert!(matches!(
+        apply(&store, &other, CLUSTER).await.unwrap(),
+        Applied::Skipped(_)
+    ));
+    let mut stranger = event("task-state-change-running.json", &r, 3);
+    stranger["detail"]["startedBy"] = "someone-else".into();
+    assert!(matches!(
+        apply(&store, &stranger, CLUSTER).await.unwrap(),
+        Applied::Skipped(_)
+    ));
+    assert!(
+        apply(&store, &serde_json::json!({"source": "aws.s3"}), CLUSTER)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.get(r.id).await.unwrap().unwrap().status,
+        Status::Dispatched
+    );
+}

@@ -117,6 +117,19 @@ async fn api_binary_through_the_runtime_api_against_moto() {
     );
     store.create_table().await.unwrap();
 
+    // The token comes from Secrets Manager (moto), as in the deployed function.
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let secret_arn = sm
+        .create_secret()
+        .name(common::unique_name("intake-token"))
+        .secret_string(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+
     let (api, addr) = RuntimeApi::start().await;
     // The first invocation is queued before the process starts: cold start = start → answer.
     let events = [
@@ -132,7 +145,7 @@ async fn api_binary_through_the_runtime_api_against_moto() {
         &moto,
         &[
             ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
-            ("INTAKE_TOKEN", TOKEN.into()),
+            ("INTAKE_TOKEN_SECRET_ARN", secret_arn.clone()),
             ("TABLE_NAME", table.clone()),
             ("ECS_CLUSTER", cluster.clone()),
             ("ECS_TASK_DEFINITION", family.clone()),

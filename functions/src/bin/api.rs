@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
 use orchestrator::launch::ecs::EcsLauncher;
+use orchestrator::secrets::{self, SecretArns};
 use orchestrator::{AppState, lambda_app, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 
@@ -20,20 +21,34 @@ struct Config {
     dynamo: DynamoArgs,
     #[command(flatten)]
     ecs: EcsArgs,
+    #[command(flatten)]
+    secrets: SecretArns,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(true);
     let config = Config::try_parse().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    let intake = config.intake.settings().map_err(anyhow::Error::msg)?;
+    let mut intake = config.intake.settings().map_err(anyhow::Error::msg)?;
+    let aws = aws_config::load_from_env().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&aws);
+    let arns = &config.secrets;
+    intake.token = secrets::resolve(&sm, arns.intake_token_secret_arn.as_deref(), intake.token)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    intake.circleci_secret = secrets::resolve(
+        &sm,
+        arns.circleci_webhook_secret_arn.as_deref(),
+        intake.circleci_secret,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     if intake.token.is_none() {
         return Err(anyhow::anyhow!(
-            "INTAKE_TOKEN must be set: the Lambda never runs unauthenticated"
+            "INTAKE_TOKEN_SECRET_ARN (or INTAKE_TOKEN) must be set: the Lambda never runs unauthenticated"
         )
         .into());
     }
-    let aws = aws_config::load_from_env().await;
     let state = AppState {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),

@@ -48,6 +48,10 @@ set to an empty string to clear an optional value):
   PORT_CLIENT_ID_SECRET_ARN      Secrets Manager ARN (optional)                   -> PortClientIdSecretArn
   PORT_CLIENT_SECRET_SECRET_ARN  Secrets Manager ARN (optional)                   -> PortClientSecretSecretArn
   SLACK_WEBHOOK_URL_SECRET_ARN   Secrets Manager ARN (optional)                   -> SlackWebhookUrlSecretArn
+  CIRCLECI_WEBHOOK_SECRET_ARN    Secrets Manager ARN of CircleCI's webhook signing secret (optional;
+                                 unset: POST /webhooks/circleci answers 503)     -> CircleciWebhookSecretArn
+  CIRCLECI_WORKFLOWS             workflows that roll out, comma-separated, default *  -> CircleciWorkflows
+  CIRCLECI_JOBS                  jobs that roll out (job-completed), default none -> CircleciJobs
   SERVICE_TEMPLATE               default {reponame}                               -> ServiceTemplate
   IMAGE_TEMPLATE                 default {org}/{reponame}                         -> ImageTemplate
   BRANCH_ENVIRONMENTS            e.g. main=prod,release/*=staging                 -> BranchEnvironments
@@ -91,6 +95,9 @@ cd "$root"
 params=(
   STAGE_NAME:StageName
   INTAKE_TOKEN_SECRET_ARN:IntakeTokenSecretArn
+  CIRCLECI_WEBHOOK_SECRET_ARN:CircleciWebhookSecretArn
+  CIRCLECI_WORKFLOWS:CircleciWorkflows
+  CIRCLECI_JOBS:CircleciJobs
   SERVICE_TEMPLATE:ServiceTemplate
   IMAGE_TEMPLATE:ImageTemplate
   BRANCH_ENVIRONMENTS:BranchEnvironments
@@ -131,7 +138,7 @@ fi
 
 # Values that must be ARNs, not secrets pasted by mistake.
 secret_arn_re='^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$'
-for var in GITHUB_TOKEN_SECRET_ARN INTAKE_TOKEN_SECRET_ARN PORT_CLIENT_ID_SECRET_ARN PORT_CLIENT_SECRET_SECRET_ARN SLACK_WEBHOOK_URL_SECRET_ARN; do
+for var in GITHUB_TOKEN_SECRET_ARN INTAKE_TOKEN_SECRET_ARN CIRCLECI_WEBHOOK_SECRET_ARN PORT_CLIENT_ID_SECRET_ARN PORT_CLIENT_SECRET_SECRET_ARN SLACK_WEBHOOK_URL_SECRET_ARN; do
   value="${!var:-}"
   if [[ -n "$value" && ! "$value" =~ $secret_arn_re ]]; then
     die "$var must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME); the secret value itself never goes into a setting"

@@ -42,7 +42,8 @@ set to an empty string to clear an optional value):
                                                                                  -> OverlayPathTemplate
   GITHUB_API_URL                 default https://api.github.com                   -> GithubApiUrl
   GIT_AUTHOR_NAME / GIT_AUTHOR_EMAIL  commit author                               -> GitAuthorName / GitAuthorEmail
-  GITOPS_REVIEWERS               comma-separated reviewers                        -> GitopsReviewers
+  GITOPS_REVIEWERS               comma-separated reviewer logins                  -> GitopsReviewers
+  GITOPS_TEAM_REVIEWERS          comma-separated reviewer team slugs              -> GitopsTeamReviewers
   GITOPS_LABELS                  comma-separated labels                           -> GitopsLabels
   RECORD_BASE_URL                base URL linked from PRs (e.g. the WebhookUrl)   -> RecordBaseUrl
   PORT_CLIENT_ID_SECRET_ARN      Secrets Manager ARN (optional)                   -> PortClientIdSecretArn
@@ -117,6 +118,7 @@ params=(
   GIT_AUTHOR_NAME:GitAuthorName
   GIT_AUTHOR_EMAIL:GitAuthorEmail
   GITOPS_REVIEWERS:GitopsReviewers
+  GITOPS_TEAM_REVIEWERS:GitopsTeamReviewers
   GITOPS_LABELS:GitopsLabels
   RECORD_BASE_URL:RecordBaseUrl
   GITHUB_TOKEN_SECRET_ARN:GithubTokenSecretArn

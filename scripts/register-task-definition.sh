@@ -42,7 +42,7 @@ Settings when building (environment variables; the stack outputs give most of th
     OVERLAY_PATH_TEMPLATE (kustomize/{service}/overlays/{environment}/kustomization.yaml),
     GITHUB_API_URL (https://api.github.com), GIT_AUTHOR_NAME (gitops-orchestrator),
     GIT_AUTHOR_EMAIL (gitops-orchestrator@users.noreply.github.com), GITOPS_REVIEWERS,
-    GITOPS_LABELS, RECORD_BASE_URL, LOG_LEVEL (info),
+    GITOPS_TEAM_REVIEWERS, GITOPS_LABELS, RECORD_BASE_URL, LOG_LEVEL (info),
     PORT_CLIENT_ID_SECRET_ARN, PORT_CLIENT_SECRET_SECRET_ARN, SLACK_WEBHOOK_URL_SECRET_ARN
       (-> secrets PORT_CLIENT_ID, PORT_CLIENT_SECRET, SLACK_WEBHOOK_URL when set)
   AWS access: the usual AWS CLI settings (AWS_PROFILE, credentials, AWS_ENDPOINT_URL for moto).
@@ -98,6 +98,7 @@ environment = {
     "GIT_AUTHOR_NAME": opt("GIT_AUTHOR_NAME", "gitops-orchestrator"),
     "GIT_AUTHOR_EMAIL": opt("GIT_AUTHOR_EMAIL", "gitops-orchestrator@users.noreply.github.com"),
     "GITOPS_REVIEWERS": opt("GITOPS_REVIEWERS"),
+    "GITOPS_TEAM_REVIEWERS": opt("GITOPS_TEAM_REVIEWERS"),
     "GITOPS_LABELS": opt("GITOPS_LABELS"),
     "RECORD_BASE_URL": opt("RECORD_BASE_URL"),
 }

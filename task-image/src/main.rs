@@ -19,8 +19,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the job from the launch contract (the default).
-    Run,
+    /// Run the job from the launch contract (the default): open or update the gitops pull
+    /// request, report to the record, print a one-line JSON summary on stdout.
+    Run(Box<gitops_task::gitops::RunArgs>),
     /// Edit one kustomization file exactly like `kustomize edit set image`, keeping every byte
     /// outside its `images:` block. No git, no checks: operators use it by hand.
     SetImage {
@@ -47,7 +48,23 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    let command = match cli.command {
+        Some(c) => c,
+        // No subcommand means `run`: parse again so its settings come from the environment.
+        None => {
+            let argv0 = std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "gitops-task".into());
+            match Cli::try_parse_from([argv0, "run".into()]) {
+                Ok(Cli {
+                    command: Some(c), ..
+                }) => c,
+                Ok(_) => return ExitCode::from(2),
+                Err(e) => e.exit(),
+            }
+        }
+    };
+    match command {
         Command::SetImage { file, args } => match gitops_task::kustomize::set_image_file(&file, &args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
@@ -55,7 +72,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run => {
+        Command::Run(args) => {
             init_logging();
             let contract = match LaunchContract::from_env() {
                 Ok(c) => c,
@@ -71,7 +88,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(gitops_task::gitops::run(&contract)) {
+            match rt.block_on(gitops_task::gitops::run(&contract, &args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "job failed");

@@ -1,18 +1,237 @@
-//! The gitops pull request job. (Being implemented; see issue 3.)
+//! The gitops pull request job: change one service's image tag in one environment's kustomize
+//! overlay, push that as a branch of the gitops repository, open (or update) the pull request,
+//! and report the outcome to the record.
+//!
+//! - [`config`]: settings from flags / environment, checked at start.
+//! - [`git`]: the git CLI, isolated, with the token in its environment only.
+//! - [`github`]: the GitHub REST client (open or update the PR, reviewers, labels).
+//! - [`flow`]: clone, edit, decide, commit, push, PR.
+//! - [`report`]: `running` at start, the final status, the JSON summary line.
+//!
+//! # Branch and pull request scheme
+//!
+//! One branch per service and environment: `update-image/<environment>/<service>`, and so at most
+//! one open pull request per service and environment. Every run builds the branch afresh: one
+//! commit on top of the base branch's current tip, and force-pushes it with
+//! `--force-with-lease` against the branch sha it fetched. So:
+//!
+//! - a newer build of the same service and environment replaces the older commit on the same
+//!   branch, and the one open PR (updated, not duplicated) proposes the newest image: no PR per
+//!   build, no stale PR, no merge conflicts from an old base;
+//! - running the same job twice changes nothing: when the branch already has exactly the tree we
+//!   would push (base tip + edit), no commit is made and nothing is pushed; the PR is only ensured;
+//! - when the base branch already runs the tag, the job ends `no_change`; if an update branch for
+//!   an older tag is still there, it is deleted (merging it would roll back), which closes its PR;
+//! - an older event arriving late never overwrites the branch of a newer one: each commit names
+//!   its record in an `Orchestrator-Record:` trailer, and record ids (UUID v7) order events by
+//!   arrival;
+//! - a push that loses a race (someone moved the branch between our fetch and our push) starts
+//!   over from a fresh clone, a bounded number of times.
+//!
+//! The branch belongs to the orchestrator: commits pushed to it by hand are replaced by the next
+//! build. Commits carry a DCO sign-off by the configured author.
+//!
+//! # Exit status
+//!
+//! 0 for `succeeded` and `no_change`, 1 for `failed` or when the outcome could not be reported.
+//! The last line on stdout is a JSON summary ([`report::Summary`]); logs are JSON lines on stderr.
 
+pub mod config;
+pub mod flow;
+pub mod git;
 pub mod github;
-use orchestrator_core::LaunchContract;
+pub mod report;
 
-/// Runs the job described by `contract`. Until issue 3 lands it only logs the job.
-pub async fn run(contract: &LaunchContract) -> anyhow::Result<()> {
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use orchestrator_core::store::RecordStore;
+use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
+use orchestrator_core::store::sqlite::SqliteStore;
+use orchestrator_core::{LaunchContract, Record};
+
+pub use config::{ConfigError, RunArgs, Settings, StoreArgs, StoreKind};
+pub use flow::{Flow, FlowOptions, FlowOutcome, FlowRequest, OutcomeKind};
+pub use report::Summary;
+
+/// Opens the record store the task reports to.
+pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RecordStore>> {
+    match args.kind {
+        None => anyhow::bail!("ORCH_STORE: is missing (sqlite or dynamodb)"),
+        Some(StoreKind::Sqlite) => {
+            let dir = args
+                .data_dir
+                .as_ref()
+                .filter(|d| !d.as_os_str().is_empty())
+                .context("DATA_DIR: is required with ORCH_STORE=sqlite")?;
+            let path = SqliteStore::file_in(dir);
+            let store = SqliteStore::open(&path)
+                .with_context(|| format!("DATA_DIR: cannot open {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(StoreKind::Dynamodb) => {
+            let table = args
+                .table_name
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .context("TABLE_NAME: is required with ORCH_STORE=dynamodb")?;
+            let aws = aws_config::load_from_env().await;
+            Ok(Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                TableNames::with_defaults(table),
+            )))
+        }
+    }
+}
+
+/// The CI build link in a record's payload (orb: `build_url`; native webhooks: the workflow).
+pub fn build_url(record: &Record) -> Option<String> {
+    let p = &record.payload;
+    ["/build_url", "/workflow_url", "/workflow/url", "/job/url"]
+        .iter()
+        .find_map(|ptr| p.pointer(ptr).and_then(|v| v.as_str()))
+        .map(str::to_owned)
+}
+
+/// What one run of the job did.
+#[derive(Debug)]
+pub struct JobRun {
+    pub summary: Summary,
+    /// `Err` when the outcome could not be written to the record.
+    pub reported: Result<(), String>,
+    /// Every git argv the run spawned.
+    pub git_invocations: Vec<Vec<String>>,
+}
+
+impl JobRun {
+    /// Whether the process should exit 0.
+    pub fn ok(&self) -> bool {
+        self.reported.is_ok() && self.summary.outcome != OutcomeKind::Failed
+    }
+}
+
+/// Runs the job for `contract` and reports it to `store`. `settings` is the result of checking
+/// the configuration, so that a bad setting is reported as the job's failure.
+pub async fn run_job(
+    contract: &LaunchContract,
+    settings: Result<Settings, ConfigError>,
+    store: &dyn RecordStore,
+    options: FlowOptions,
+) -> JobRun {
+    let started = Instant::now();
+    let id = contract.record_id;
+    let job = &contract.job;
     tracing::info!(
-        record_id = %contract.record_id,
+        record_id = %id,
         kind = contract.kind.as_str(),
-        service = %contract.job.service,
-        image = %contract.job.image,
-        tag = %contract.job.tag,
-        environment = %contract.job.environment,
+        service = %job.service,
+        image = %job.image,
+        tag = %job.tag,
+        environment = %job.environment,
         "job received"
     );
+    let record = match report::mark_running(store, id, report::RECEIVED_WAIT).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing to report to (or not allowed to): say it and stop.
+            let reason = format!("cannot start: {e}");
+            return JobRun {
+                summary: Summary::failed(id, reason.clone(), started.elapsed()),
+                reported: Err(reason),
+                git_invocations: Vec::new(),
+            };
+        }
+    };
+
+    let mut git_invocations = Vec::new();
+    let summary = match prepare(contract, &record, settings, options) {
+        Err(reason) => {
+            tracing::error!(reason = %reason, "gitops job cannot run");
+            Summary::failed(id, reason, started.elapsed())
+        }
+        Ok(flow) => {
+            let req = FlowRequest {
+                record_id: id,
+                job,
+                build_url: build_url(&record),
+            };
+            let outcome = flow.execute(&req).await;
+            git_invocations = flow.git_invocations();
+            Summary::from_flow(id, outcome, started.elapsed())
+        }
+    };
+    tracing::info!(
+        outcome = summary.outcome.as_str(),
+        branch = summary.branch.as_deref().unwrap_or(""),
+        pr_url = summary.pr_url.as_deref().unwrap_or(""),
+        reason = summary.reason.as_deref().unwrap_or(""),
+        elapsed_ms = summary.elapsed_ms,
+        "gitops job finished"
+    );
+    let reported = match report::finish(store, id, &summary).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(record_id = %id, error = %e, "cannot report the outcome to the record");
+            Err(format!("cannot report the outcome: {e}"))
+        }
+    };
+    JobRun {
+        summary,
+        reported,
+        git_invocations,
+    }
+}
+
+fn prepare(
+    contract: &LaunchContract,
+    record: &Record,
+    settings: Result<Settings, ConfigError>,
+    options: FlowOptions,
+) -> Result<Flow, String> {
+    // The job comes from the launcher; the record is the source of truth. They must agree.
+    match &record.job {
+        Some(job) if *job == contract.job => {}
+        Some(_) => {
+            return Err(format!(
+                "the launch contract does not match record {}'s job",
+                record.id
+            ));
+        }
+        None => return Err(format!("record {} has no job", record.id)),
+    }
+    let settings = settings.map_err(|e| format!("configuration: {e}"))?;
+    Flow::new(settings, options).map_err(|e| format!("configuration: {e}"))
+}
+
+/// `gitops-task run`: open the store, run the job, print the summary line. `Err` means exit 1.
+pub async fn run(contract: &LaunchContract, args: &RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let store = match open_store(&args.store).await {
+        Ok(s) => s,
+        Err(e) => {
+            let summary = Summary::failed(contract.record_id, format!("{e:#}"), started.elapsed());
+            println!("{}", summary.to_line());
+            return Err(e.context("cannot open the record store; the outcome is not reported"));
+        }
+    };
+    let run = run_job(
+        contract,
+        Settings::from_args(args),
+        store.as_ref(),
+        FlowOptions::default(),
+    )
+    .await;
+    println!("{}", run.summary.to_line());
+    if let Err(e) = &run.reported {
+        anyhow::bail!("{e}");
+    }
+    if run.summary.outcome == OutcomeKind::Failed {
+        anyhow::bail!(
+            "{}",
+            run.summary.reason.as_deref().unwrap_or("the job failed")
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,799 @@
+//! The gitops flow for one job: clone, edit the overlay, decide, commit, push, open the PR.
+//!
+//! See the [module above](super) for the branch scheme. One attempt is:
+//!
+//! 1. shallow clone of the base branch into a fresh directory;
+//! 2. `ls-remote` + shallow fetch of the update branch, if it exists (its sha becomes the lease);
+//! 3. `kustomize edit set image <image>=*:<tag>` on the overlay (format-preserving), then the
+//!    preflight check (the overlay still builds and the image is used);
+//! 4. decide by comparing trees: the tree we want (base tip + edit) against the update branch's;
+//! 5. commit with sign-off and `git push --force-with-lease=refs/heads/<branch>:<lease>`.
+//!
+//! A push that loses a race (stale lease, lost ref lock) starts a new attempt from a fresh clone,
+//! up to `GITOPS_PUSH_ATTEMPTS` times. Everything else ends the job.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orchestrator_core::{Job, RecordId};
+use serde::Serialize;
+
+use super::config::{Remote, Settings, check_segment};
+use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
+use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
+use crate::kustomize;
+
+/// The trailer naming the record a commit was made for. Record ids are UUID v7, so comparing
+/// them orders events by arrival: a task never overwrites the branch of a newer event.
+pub const RECORD_TRAILER: &str = "Orchestrator-Record";
+
+/// Called before each push with the attempt number (tests use it to race the push).
+pub type BeforePush = Arc<dyn Fn(u32) + Send + Sync>;
+
+/// How the job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    Succeeded,
+    NoChange,
+    Failed,
+}
+
+impl OutcomeKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutcomeKind::Succeeded => "succeeded",
+            OutcomeKind::NoChange => "no_change",
+            OutcomeKind::Failed => "failed",
+        }
+    }
+}
+
+/// What the flow did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowOutcome {
+    pub outcome: OutcomeKind,
+    /// Why (always set for `no_change` and `failed`; a warning for `succeeded`).
+    pub reason: Option<String>,
+    /// The update branch, once it is known to hold (or have held) the change.
+    pub branch: Option<String>,
+    pub pr_url: Option<String>,
+    /// `true` when this run opened the PR, `false` when it updated an open one.
+    pub pr_created: Option<bool>,
+    /// The commit the update branch points at.
+    pub commit: Option<String>,
+    /// Whether this run moved the update branch.
+    pub pushed: bool,
+    /// The tag the base branch's overlay had (`None`: no entry for the image).
+    pub old_tag: Option<String>,
+    pub new_tag: String,
+    /// Attempts used (clones made).
+    pub attempts: u32,
+}
+
+/// One job, as the flow needs it.
+#[derive(Debug, Clone)]
+pub struct FlowRequest<'a> {
+    pub record_id: RecordId,
+    pub job: &'a Job,
+    /// The CI build (from the record's payload), for the commit and the PR.
+    pub build_url: Option<String>,
+}
+
+/// Test and debugging knobs.
+#[derive(Clone, Default)]
+pub struct FlowOptions {
+    /// Clone under this directory and keep the clones (default: a temporary directory, removed).
+    pub work_root: Option<PathBuf>,
+    pub before_push: Option<BeforePush>,
+}
+
+impl std::fmt::Debug for FlowOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowOptions")
+            .field("work_root", &self.work_root)
+            .field("before_push", &self.before_push.is_some())
+            .finish()
+    }
+}
+
+/// Why an attempt stopped.
+#[derive(Debug, thiserror::Error)]
+enum FlowError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("overlay {overlay} does not exist on {base}")]
+    OverlayMissing { overlay: String, base: String },
+    #[error("editing {overlay}: {message}")]
+    Edit { overlay: String, message: String },
+    #[error("preflight failed for overlay {overlay} and image {image}: {message}")]
+    Preflight {
+        overlay: String,
+        image: String,
+        message: String,
+    },
+    #[error("push of {branch} was rejected: {detail}")]
+    Raced { branch: String, detail: String },
+    #[error("push of {branch} was refused: {detail}")]
+    Refused { branch: String, detail: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The end of one attempt.
+enum Decision {
+    /// Nothing to push and no PR to open.
+    NoChange(String),
+    /// The update branch holds the change.
+    Ready { commit: String, pushed: bool },
+}
+
+/// What the base branch's overlay says about the image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CurrentImage {
+    pub new_name: Option<String>,
+    pub new_tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl CurrentImage {
+    /// `tag`, `tag@digest`, `@digest`, or `None` when nothing pins a version.
+    pub fn version(&self) -> Option<String> {
+        match (&self.new_tag, &self.digest) {
+            (Some(t), Some(d)) => Some(format!("{t}@{d}")),
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(d)) => Some(format!("@{d}")),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Reads the first `images:` entry named `image` (kustomize keeps the first of duplicates).
+/// `None` when the file does not parse or has no such entry.
+pub fn current_image(kustomization: &str, image: &str) -> Option<CurrentImage> {
+    let doc: yaml_serde::Value = yaml_serde::from_str(kustomization).ok()?;
+    let images = doc.get("images")?.as_sequence()?;
+    let entry = images
+        .iter()
+        .find(|e| e.get("name").and_then(|n| n.as_str()) == Some(image))?;
+    let field = |k: &str| {
+        entry.get(k).and_then(|v| match v {
+            yaml_serde::Value::String(s) => Some(s.clone()),
+            yaml_serde::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    Some(CurrentImage {
+        new_name: field("newName"),
+        new_tag: field("newTag"),
+        digest: field("digest"),
+    })
+}
+
+/// `update-image/<environment>/<service>`.
+pub fn branch_name(job: &Job) -> String {
+    format!("update-image/{}/{}", job.environment, job.service)
+}
+
+/// The `kustomize edit set image` argument: `<image>=*:<tag>`.
+///
+/// `*` as the new name keeps the overlay's `newName` when it has one (overlays often retarget an
+/// image to a registry mirror or ECR: `name: org/app`, `newName: 1234.dkr.ecr.../app`); the plain
+/// `<image>:<tag>` form would drop it and silently switch registries, and `<image>=<image>:<tag>`
+/// would overwrite it. A `digest` on the entry is dropped (the argument names none), as it must
+/// be: a stale digest would keep pinning the old image whatever the tag says.
+pub fn set_image_arg(job: &Job) -> String {
+    format!("{}=*:{}", job.image, job.tag)
+}
+
+/// A full commit SHA (40 or 64 hex digits) shortened to 7 characters; other tags as they are.
+pub fn short_tag(tag: &str) -> &str {
+    if matches!(tag.len(), 40 | 64) && tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &tag[..7]
+    } else {
+        tag
+    }
+}
+
+fn check_job(job: &Job) -> Result<(), String> {
+    check_segment("service", &job.service)?;
+    check_segment("environment", &job.environment)?;
+    let image_ok = !job.image.is_empty()
+        && job.image.len() <= 255
+        && !job.image.starts_with(['-', '/', '.'])
+        && job
+            .image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':'));
+    if !image_ok {
+        return Err(format!("image `{}` is not a valid image name", job.image));
+    }
+    // The OCI tag grammar: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+    let tag_ok = !job.tag.is_empty()
+        && job.tag.len() <= 128
+        && !job.tag.starts_with(['.', '-'])
+        && job
+            .tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !tag_ok {
+        return Err(format!("tag `{}` is not a valid image tag", job.tag));
+    }
+    Ok(())
+}
+
+/// Only an http(s) URL is worth a link; anything else from a payload is left out.
+fn link(url: Option<&str>) -> Option<String> {
+    let url = url?.trim();
+    let parsed = reqwest::Url::parse(url).ok()?;
+    (matches!(parsed.scheme(), "https" | "http") && !url.contains(['<', '>', ' ', '\n']))
+        .then(|| url.to_owned())
+}
+
+/// Runs jobs against one gitops repository.
+#[derive(Debug)]
+pub struct Flow {
+    settings: Settings,
+    github: Option<GithubClient>,
+    options: FlowOptions,
+    log: InvocationLog,
+}
+
+/// Texts of the commit and the PR.
+struct Texts {
+    title: String,
+    commit_message: String,
+    pr_body: String,
+}
+
+impl Flow {
+    /// Builds the GitHub client when the settings ask for one.
+    pub fn new(settings: Settings, options: FlowOptions) -> Result<Flow, GithubError> {
+        let github = match &settings.github {
+            Some(gh) => {
+                let mut cfg =
+                    GithubConfig::new(gh.owner.clone(), gh.repo.clone(), gh.token.clone());
+                cfg.api_base = gh.api_base.clone();
+                Some(GithubClient::new(cfg)?)
+            }
+            None => None,
+        };
+        Ok(Flow {
+            settings,
+            github,
+            options,
+            log: InvocationLog::default(),
+        })
+    }
+
+    /// The argv of every git command this flow ran.
+    pub fn git_invocations(&self) -> Vec<Vec<String>> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Runs one job to its outcome. Never fails: errors become a `failed` outcome with a reason.
+    pub async fn execute(&self, req: &FlowRequest<'_>) -> FlowOutcome {
+        let job = req.job;
+        let mut outcome = FlowOutcome {
+            outcome: OutcomeKind::Failed,
+            reason: None,
+            branch: None,
+            pr_url: None,
+            pr_created: None,
+            commit: None,
+            pushed: false,
+            old_tag: None,
+            new_tag: job.tag.clone(),
+            attempts: 0,
+        };
+        let fail = |mut o: FlowOutcome, reason: String| {
+            tracing::warn!(reason = %reason, "gitops job failed");
+            o.outcome = OutcomeKind::Failed;
+            o.reason = Some(reason);
+            o
+        };
+        if let Err(e) = check_job(job) {
+            return fail(outcome, format!("invalid job: {e}"));
+        }
+        let overlay = match self.settings.overlay.render(&job.service, &job.environment) {
+            Ok(p) => p,
+            Err(e) => return fail(outcome, format!("OVERLAY_PATH_TEMPLATE: {e}")),
+        };
+        let branch = branch_name(job);
+
+        // Clones live in a temporary directory unless the caller keeps them.
+        let temp;
+        let root = match &self.options.work_root {
+            Some(dir) => {
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    return fail(outcome, format!("cannot create {}: {e}", dir.display()));
+                }
+                dir.clone()
+            }
+            None => {
+                temp = match tempfile::Builder::new().prefix("gitops-task-").tempdir() {
+                    Ok(t) => t,
+                    Err(e) => return fail(outcome, format!("cannot create a work directory: {e}")),
+                };
+                temp.path().to_owned()
+            }
+        };
+        let git = Git::new(
+            GitOptions {
+                identity: self.settings.author.clone(),
+                auth: match (&self.settings.remote, &self.settings.git_token) {
+                    (Remote::Http { auth_scope, .. }, Some(token)) => Some(HttpAuth {
+                        scope: auth_scope.clone(),
+                        token: token.clone(),
+                    }),
+                    _ => None,
+                },
+                timeout: self.settings.git_timeout,
+                home: root.clone(),
+            },
+            self.log.clone(),
+        );
+
+        let max = self.settings.push_attempts;
+        let mut old: Option<CurrentImage> = None;
+        let decision = loop {
+            outcome.attempts += 1;
+            let n = outcome.attempts;
+            let dir = root.join(format!("{}-attempt-{n}", req.record_id));
+            match self
+                .attempt(&git, req, &overlay, &branch, &dir, n, &mut old)
+                .await
+            {
+                Ok(d) => break d,
+                Err(FlowError::Raced { detail, .. }) if n < max => {
+                    tracing::warn!(attempt = n, branch = %branch, detail = %detail, "push lost a race; starting again from a fresh clone");
+                }
+                Err(FlowError::Raced { detail, .. }) => {
+                    outcome.old_tag = old.as_ref().and_then(CurrentImage::version);
+                    return fail(
+                        outcome,
+                        format!("push of {branch} was rejected {n} times; last: {detail}"),
+                    );
+                }
+                Err(e) => {
+                    outcome.old_tag = old.as_ref().and_then(CurrentImage::version);
+                    return fail(outcome, e.to_string());
+                }
+            }
+        };
+        outcome.old_tag = old.as_ref().and_then(CurrentImage::version);
+
+        let (commit, pushed) = match decision {
+            Decision::NoChange(reason) => {
+                tracing::info!(reason = %reason, "no change");
+                outcome.outcome = OutcomeKind::NoChange;
+                outcome.reason = Some(reason);
+                return outcome;
+            }
+            Decision::Ready { commit, pushed } => (commit, pushed),
+        };
+        outcome.branch = Some(branch.clone());
+        outcome.commit = Some(commit);
+        outcome.pushed = pushed;
+
+        let Some(github) = &self.github else {
+            outcome.outcome = OutcomeKind::Succeeded;
+            tracing::info!(branch = %branch, "branch pushed; no GitHub API configured, so no pull request");
+            return outcome;
+        };
+        let texts = self.texts(req, &overlay, old.as_ref());
+        let spec = PullRequestSpec {
+            head_branch: branch.clone(),
+            base_branch: self.settings.base_branch.clone(),
+            title: texts.title,
+            body: texts.pr_body,
+            reviewers: self.settings.reviewers.clone(),
+            team_reviewers: self.settings.team_reviewers.clone(),
+            labels: self.settings.labels.clone(),
+        };
+        match github.open_or_update(&spec).await {
+            Ok(pr) => {
+                outcome.outcome = OutcomeKind::Succeeded;
+                outcome.pr_url = Some(pr.html_url);
+                outcome.pr_created = Some(pr.created);
+            }
+            Err(GithubError::FollowUp {
+                html_url, cause, ..
+            }) => {
+                // The PR is open; only reviewers or labels are missing. Say so, but it worked.
+                outcome.outcome = OutcomeKind::Succeeded;
+                outcome.pr_url = Some(html_url);
+                outcome.reason = Some(format!("pull request open, but {cause}"));
+                tracing::warn!(error = %cause, "pull request follow-up failed");
+            }
+            Err(e) => {
+                return fail(
+                    outcome,
+                    format!("pushed {branch}, but the pull request could not be opened: {e}"),
+                );
+            }
+        }
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        git: &Git,
+        req: &FlowRequest<'_>,
+        overlay: &Path,
+        branch: &str,
+        dir: &Path,
+        attempt: u32,
+        old: &mut Option<CurrentImage>,
+    ) -> Result<Decision, FlowError> {
+        let job = req.job;
+        let base = &self.settings.base_branch;
+        let parent = dir
+            .parent()
+            .ok_or_else(|| FlowError::Io("work directory has no parent".into()))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
+        }
+        let dir_arg = dir.display().to_string();
+        git.run(
+            parent,
+            &[
+                "clone",
+                "--quiet",
+                "--depth",
+                "1",
+                "--single-branch",
+                "--no-tags",
+                "--branch",
+                base,
+                "--",
+                self.settings.remote.url(),
+                &dir_arg,
+            ],
+        )
+        .await?;
+        let base_sha = git
+            .rev_parse(dir, "HEAD^{commit}")
+            .await?
+            .ok_or_else(|| FlowError::Io("the clone has no HEAD".into()))?;
+
+        // The update branch as it is now: its sha is the lease for our push.
+        let remote = match git.remote_branch(dir, branch).await? {
+            Some(_) => {
+                let tracking = format!("refs/remotes/origin/{branch}");
+                git.run(
+                    dir,
+                    &[
+                        "fetch",
+                        "--quiet",
+                        "--depth",
+                        "1",
+                        "--no-tags",
+                        "origin",
+                        &format!("+refs/heads/{branch}:{tracking}"),
+                    ],
+                )
+                .await?;
+                git.rev_parse(dir, &format!("{tracking}^{{commit}}"))
+                    .await?
+            }
+            None => None,
+        };
+        tracing::info!(attempt, base = %base, base_sha = %base_sha, branch = %branch, branch_sha = remote.as_deref().unwrap_or(""), "cloned");
+
+        let overlay_text = overlay.display().to_string();
+        let path = dir.join(overlay);
+        let before = std::fs::read_to_string(&path).map_err(|_| FlowError::OverlayMissing {
+            overlay: overlay_text.clone(),
+            base: base.clone(),
+        })?;
+        *old = current_image(&before, &job.image);
+        let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
+            FlowError::Edit {
+                overlay: overlay_text.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let report = kustomize::preflight(&path, &job.image).map_err(|e| FlowError::Preflight {
+            overlay: overlay_text.clone(),
+            image: job.image.clone(),
+            // Paths relative to the repository, not to this run's temporary clone.
+            message: e.to_string().replace(&format!("{}/", dir.display()), ""),
+        })?;
+        tracing::info!(
+            overlay = %overlay_text,
+            image = %job.image,
+            matched = report.matched.len(),
+            changed = edited.changed,
+            "overlay edited; preflight passed"
+        );
+
+        let desired_tree = if edited.changed {
+            git.run(dir, &["add", "--", &overlay_text]).await?;
+            git.run(dir, &["write-tree"])
+                .await?
+                .stdout
+                .trim()
+                .to_owned()
+        } else {
+            git.rev_parse(dir, "HEAD^{tree}")
+                .await?
+                .ok_or_else(|| FlowError::Io("the clone has no tree".into()))?
+        };
+        let version = format!("{}:{}", job.image, job.tag);
+
+        if let Some(remote_sha) = &remote {
+            let remote_tree = git
+                .rev_parse(dir, &format!("{remote_sha}^{{tree}}"))
+                .await?;
+            if remote_tree.as_deref() == Some(desired_tree.as_str()) {
+                if edited.changed {
+                    tracing::info!(branch = %branch, commit = %remote_sha, "the update branch already holds exactly this change");
+                    return Ok(Decision::Ready {
+                        commit: remote_sha.clone(),
+                        pushed: false,
+                    });
+                }
+                return Ok(Decision::NoChange(format!(
+                    "{overlay_text} on {base} already uses {version}"
+                )));
+            }
+            if let Some(newer) = self
+                .newer_record(git, dir, remote_sha, req.record_id)
+                .await?
+            {
+                return Ok(Decision::NoChange(format!(
+                    "{branch} was already updated for a newer event (record {newer}); this older event changes nothing"
+                )));
+            }
+            if !edited.changed {
+                // The base already runs this version, so the branch (and its PR) is stale:
+                // merging it would roll back. Deleting it closes its pull request on GitHub.
+                self.push(
+                    git,
+                    dir,
+                    branch,
+                    remote_sha,
+                    &format!(":refs/heads/{branch}"),
+                    attempt,
+                )
+                .await?;
+                return Ok(Decision::NoChange(format!(
+                    "{overlay_text} on {base} already uses {version}; deleted the stale branch {branch}, which closes its pull request"
+                )));
+            }
+        } else if !edited.changed {
+            return Ok(Decision::NoChange(format!(
+                "{overlay_text} on {base} already uses {version}"
+            )));
+        }
+
+        let texts = self.texts(req, overlay, old.as_ref());
+        git.run(dir, &["checkout", "--quiet", "-B", branch]).await?;
+        git.run_with_input(
+            dir,
+            &[
+                "commit",
+                "--quiet",
+                "--signoff",
+                "--no-verify",
+                "--file",
+                "-",
+            ],
+            Some(&texts.commit_message),
+        )
+        .await?;
+        let commit = git
+            .rev_parse(dir, "HEAD^{commit}")
+            .await?
+            .ok_or_else(|| FlowError::Io("no commit after git commit".into()))?;
+        self.push(
+            git,
+            dir,
+            branch,
+            remote.as_deref().unwrap_or(""),
+            &format!("HEAD:refs/heads/{branch}"),
+            attempt,
+        )
+        .await?;
+        tracing::info!(branch = %branch, commit = %commit, replaced = remote.as_deref().unwrap_or(""), "pushed");
+        Ok(Decision::Ready {
+            commit,
+            pushed: true,
+        })
+    }
+
+    /// `git push --force-with-lease=refs/heads/<branch>:<lease> origin <refspec>`; an empty
+    /// lease means "the branch must not exist".
+    async fn push(
+        &self,
+        git: &Git,
+        dir: &Path,
+        branch: &str,
+        lease: &str,
+        refspec: &str,
+        attempt: u32,
+    ) -> Result<(), FlowError> {
+        if let Some(hook) = &self.options.before_push {
+            hook(attempt);
+        }
+        let out = git
+            .output(
+                dir,
+                &[
+                    "push",
+                    "--porcelain",
+                    "--no-verify",
+                    &format!("--force-with-lease=refs/heads/{branch}:{lease}"),
+                    "origin",
+                    refspec,
+                ],
+                None,
+            )
+            .await?;
+        match classify_push(&out) {
+            PushResult::Accepted => Ok(()),
+            PushResult::Raced(detail) => Err(FlowError::Raced {
+                branch: branch.to_owned(),
+                detail,
+            }),
+            PushResult::Refused(detail) => Err(FlowError::Refused {
+                branch: branch.to_owned(),
+                detail,
+            }),
+        }
+    }
+
+    /// The record a commit names in its trailer, when it is newer than `ours`.
+    async fn newer_record(
+        &self,
+        git: &Git,
+        dir: &Path,
+        commit: &str,
+        ours: RecordId,
+    ) -> Result<Option<RecordId>, FlowError> {
+        let format = format!("--format=%(trailers:key={RECORD_TRAILER},valueonly)");
+        let out = git.run(dir, &["log", "-1", &format, commit]).await?;
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().parse::<RecordId>().ok())
+            .find(|theirs| theirs.to_string() > ours.to_string()))
+    }
+
+    fn texts(&self, req: &FlowRequest<'_>, overlay: &Path, old: Option<&CurrentImage>) -> Texts {
+        let job = req.job;
+        let title = format!(
+            "Update {} image in {} to {}",
+            job.service,
+            job.environment,
+            short_tag(&job.tag)
+        );
+        let old_version = old
+            .and_then(CurrentImage::version)
+            .unwrap_or_else(|| "(not set)".to_owned());
+        let pulled_as = old
+            .and_then(|o| o.new_name.clone())
+            .map(|n| format!(" (pulled as {n})"))
+            .unwrap_or_default();
+        let build = link(req.build_url.as_deref());
+        let record = self
+            .settings
+            .record_base_url
+            .as_ref()
+            .map(|base| format!("{base}/pullrequests/{}", req.record_id));
+        let base = &self.settings.base_branch;
+        let branch = branch_name(job);
+        let overlay = overlay.display();
+
+        let mut commit_message = format!(
+            "{title}\n\n{image}{pulled_as}: {old_version} → {new}\n\nService: {service}\nEnvironment: {env}\nOverlay: {overlay}\n",
+            image = job.image,
+            new = job.tag,
+            service = job.service,
+            env = job.environment,
+        );
+        if let Some(b) = &build {
+            commit_message.push_str(&format!("Build: {b}\n"));
+        }
+        commit_message.push_str(&format!("\n{RECORD_TRAILER}: {}\n", req.record_id));
+
+        let mut pr_body = format!(
+            "Updates the image of **{service}** in **{env}**.\n\n\
+             | | |\n|---|---|\n\
+             | Image | `{image}`{pulled_as} |\n\
+             | Tag | `{old_version}` → `{new}` |\n\
+             | Overlay | `{overlay}` |\n",
+            service = job.service,
+            env = job.environment,
+            image = job.image,
+            new = job.tag,
+        );
+        if let Some(b) = &build {
+            pr_body.push_str(&format!("| Build | {b} |\n"));
+        }
+        match &record {
+            Some(r) => pr_body.push_str(&format!("| Record | {r} |\n")),
+            None => pr_body.push_str(&format!("| Record | `{}` |\n", req.record_id)),
+        }
+        pr_body.push_str(&format!(
+            "\nThe branch `{branch}` is rebuilt from `{base}` for every new build of this service \
+             in this environment, so this pull request always proposes the newest image; a newer \
+             build updates it rather than opening another one.\n"
+        ));
+        Texts {
+            title,
+            commit_message,
+            pr_body,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            service: "svc".into(),
+            image: "org/svc".into(),
+            environment: "dev".into(),
+            tag: "8f59df978e3fa133a2ee39ff66b3382342ce958c".into(),
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(branch_name(&job()), "update-image/dev/svc");
+        assert_eq!(
+            set_image_arg(&job()),
+            "org/svc=*:8f59df978e3fa133a2ee39ff66b3382342ce958c"
+        );
+        assert_eq!(short_tag(&job().tag), "8f59df9");
+        assert_eq!(short_tag("v1.2.3"), "v1.2.3");
+        assert_eq!(short_tag("abc"), "abc");
+        assert_eq!(short_tag("202401011234"), "202401011234");
+    }
+
+    #[test]
+    fn reads_the_current_image() {
+        let text = "resources:\n- ../../base\nimages:\n- name: other\n  newTag: x\n- name: org/svc # pinned\n  newName: ecr/svc\n  newTag: \"1234\"\n- name: org/svc\n  newTag: later\n";
+        let cur = current_image(text, "org/svc").unwrap();
+        assert_eq!(cur.new_name.as_deref(), Some("ecr/svc"));
+        assert_eq!(cur.version().as_deref(), Some("1234"));
+        assert_eq!(current_image(text, "nope"), None);
+        assert_eq!(current_image("images: [", "org/svc"), None);
+        let digest = "images:\n- name: a\n  digest: sha256:00\n";
+        assert_eq!(
+            current_image(digest, "a").unwrap().version().as_deref(),
+            Some("@sha256:00")
+        );
+    }
+
+    #[test]
+    fn rejects_unsafe_jobs() {
+        let mut j = job();
+        j.tag = "v1 --force".into();
+        assert!(check_job(&j).unwrap_err().contains("tag"));
+        let mut j = job();
+        j.image = "org/svc=evil".into();
+        assert!(check_job(&j).unwrap_err().contains("image"));
+        let mut j = job();
+        j.service = "../x".into();
+        assert!(check_job(&j).is_err());
+        assert!(check_job(&job()).is_ok());
+    }
+
+    #[test]
+    fn only_http_links() {
+        assert_eq!(
+            link(Some("https://circleci.com/gh/o/r/1")).as_deref(),
+            Some("https://circleci.com/gh/o/r/1")
+        );
+        assert_eq!(link(Some("javascript:alert(1)")), None);
+        assert_eq!(link(Some("https://x/<script>")), None);
+        assert_eq!(link(None), None);
+    }
+}

@@ -1,0 +1,645 @@
+//! The gitops flow end to end, in-process, against real components: local bare repositories
+//! driven by the git CLI, the real kustomize edit and preflight, a SQLite store in a temporary
+//! data directory, and (where a PR is opened) the real GitHub client against wiremock.
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gitops_task::gitops::{FlowOptions, OutcomeKind};
+use orchestrator_core::Status;
+use support::*;
+
+const DEV_BRANCH: &str = "update-image/dev/circleci-samples";
+
+fn local_settings(repo: &GitopsRepo) -> gitops_task::gitops::Settings {
+    settings(&["--repo-url", &repo.url()])
+}
+
+#[tokio::test]
+async fn pushes_one_signed_commit_with_only_the_tag_changed() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let base = repo.rev("main").unwrap();
+    let (id, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        local_settings(&repo),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(run.summary.outcome, OutcomeKind::Succeeded);
+    assert_eq!(run.summary.branch.as_deref(), Some(DEV_BRANCH));
+    assert_eq!(
+        run.summary.pr_url, None,
+        "no GitHub API for a local repository"
+    );
+
+    // Exactly the tag changed, every other byte of the overlay kept; nothing else touched.
+    assert_eq!(
+        repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap(),
+        dev_overlay(OLD_TAG).replace(OLD_TAG, NEW_TAG)
+    );
+    assert_eq!(
+        repo.changed_files("main", DEV_BRANCH),
+        vec![overlay_path("dev")]
+    );
+    // One commit on top of the base tip; the base is untouched.
+    assert_eq!(
+        repo.rev(&format!("{DEV_BRANCH}^")).as_deref(),
+        Some(base.as_str())
+    );
+    assert_eq!(repo.rev("main").unwrap(), base);
+
+    let message = repo.message(DEV_BRANCH);
+    assert!(
+        message.starts_with("Update circleci-samples image in dev to 8f59df9\n"),
+        "{message}"
+    );
+    for needle in [
+        &format!("{IMAGE}: {OLD_TAG} → {NEW_TAG}"),
+        &format!("Build: {BUILD_URL}"),
+        &format!("Orchestrator-Record: {id}"),
+        "Signed-off-by: gitops-orchestrator <gitops-orchestrator@users.noreply.github.com>",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in:\n{message}");
+    }
+    // Sign-off and record are git trailers, not just text.
+    let trailers = support::git(
+        &repo.bare,
+        &["log", "-1", "--format=%(trailers:only,unfold)", DEV_BRANCH],
+    );
+    assert!(
+        trailers.contains("Signed-off-by: gitops-orchestrator"),
+        "{trailers}"
+    );
+    assert!(
+        trailers.contains(&format!("Orchestrator-Record: {id}")),
+        "{trailers}"
+    );
+    let author = support::git(
+        &repo.bare,
+        &["log", "-1", "--format=%an <%ae>|%cn", DEV_BRANCH],
+    );
+    assert_eq!(
+        author.trim(),
+        "gitops-orchestrator <gitops-orchestrator@users.noreply.github.com>|gitops-orchestrator"
+    );
+
+    let record = store.get(id).await;
+    assert_eq!(record.status, Status::Succeeded);
+    assert_eq!(record.branch.as_deref(), Some(DEV_BRANCH));
+    assert_eq!(record.outcome.as_ref().unwrap()["outcome"], "succeeded");
+    assert_eq!(
+        record.outcome.as_ref().unwrap()["old_tag"].as_str(),
+        Some(OLD_TAG)
+    );
+}
+
+/// kustomize itself (kubectl kustomize, v5) renders the pushed overlay with the new image.
+#[tokio::test]
+async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    for env in ["dev", "prod"] {
+        let (_, run) = run(
+            &store,
+            &job(env, NEW_TAG),
+            local_settings(&repo),
+            FlowOptions::default(),
+        )
+        .await;
+        assert!(run.ok(), "{run:#?}");
+    }
+    let checkout = tempfile::tempdir().unwrap();
+    for (env, image) in [
+        ("dev", format!("{IMAGE}:{NEW_TAG}")),
+        (
+            "prod",
+            format!("registry.example.com/mirror/circleci-samples:{NEW_TAG}"),
+        ),
+    ] {
+        let dir = checkout.path().join(env);
+        support::git(
+            checkout.path(),
+            &[
+                "clone",
+                "--quiet",
+                "--branch",
+                &format!("update-image/{env}/{SERVICE}"),
+                &repo.url(),
+                dir.to_str().unwrap(),
+            ],
+        );
+        let out = Command::new("kubectl")
+            .args(["kustomize"])
+            .arg(dir.join(format!("kustomize/{SERVICE}/overlays/{env}")))
+            .output()
+            .unwrap();
+        let rendered = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            rendered.contains(&format!("image: {image}\n")),
+            "{env}: {image} not in\n{rendered}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn prod_keeps_its_registry_mirror() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let (_, run) = run(
+        &store,
+        &job("prod", NEW_TAG),
+        local_settings(&repo),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(
+        repo.show("update-image/prod/circleci-samples", &overlay_path("prod"))
+            .unwrap(),
+        prod_overlay(NEW_TAG)
+    );
+}
+
+/// Measures task start → PR opened against a local bare repository (the lead needs the figure).
+#[tokio::test]
+async fn opens_one_pr_with_reviewers_and_labels_and_the_rerun_changes_nothing() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let github = github_mock().await;
+    let settings = settings_with_github(&repo, &github.uri());
+
+    let started = Instant::now();
+    let (first, run1) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings.clone(),
+        FlowOptions::default(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "TIMING task start -> PR opened (in-process, local bare repo, GitHub mock): {} ms (task's own clock: {} ms)",
+        elapsed.as_millis(),
+        run1.summary.elapsed_ms
+    );
+    assert!(run1.ok(), "{run1:#?}");
+    assert_eq!(run1.summary.pr_url.as_deref(), Some(PR_URL));
+    assert_eq!(run1.summary.pr_created, Some(true));
+    let commit = repo.rev(DEV_BRANCH).unwrap();
+
+    let requests = github_requests(&github).await;
+    let create: Vec<_> = requests
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p == "/repos/acme/gitops/pulls")
+        .collect();
+    assert_eq!(create.len(), 1, "{requests:#?}");
+    let body = &create[0].2;
+    assert_eq!(body["head"], DEV_BRANCH);
+    assert_eq!(body["base"], "main");
+    assert_eq!(
+        body["title"],
+        "Update circleci-samples image in dev to 8f59df9"
+    );
+    let text = body["body"].as_str().unwrap();
+    for needle in [
+        &format!("`{OLD_TAG}` → `{NEW_TAG}`"),
+        BUILD_URL,
+        &format!("https://orchestrator.example.com/pullrequests/{first}"),
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in PR body:\n{text}");
+    }
+    let reviewers = requests
+        .iter()
+        .find(|(_, p, _)| p.ends_with("/requested_reviewers"))
+        .expect("reviewers requested");
+    assert_eq!(
+        reviewers.2["reviewers"],
+        serde_json::json!(["alice", "bob"])
+    );
+    assert_eq!(
+        reviewers.2["team_reviewers"],
+        serde_json::json!(["platform"])
+    );
+    let labels = requests
+        .iter()
+        .find(|(_, p, _)| p.ends_with("/labels"))
+        .expect("labels added");
+    assert_eq!(
+        labels.2["labels"],
+        serde_json::json!(["gitops", "automated"])
+    );
+
+    // The same job again (a CircleCI rerun: a new record, the same SHA).
+    let (second, run2) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings,
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run2.ok(), "{run2:#?}");
+    assert_eq!(run2.summary.outcome, OutcomeKind::Succeeded);
+    assert!(!run2.summary.pushed, "nothing to push the second time");
+    assert_eq!(repo.rev(DEV_BRANCH).unwrap(), commit, "same branch state");
+    assert_eq!(run2.summary.pr_url.as_deref(), Some(PR_URL));
+    assert_eq!(
+        run2.summary.pr_created,
+        Some(false),
+        "the open PR is updated"
+    );
+    let requests = github_requests(&github).await;
+    let count = |m: &str, p: &str| {
+        requests
+            .iter()
+            .filter(|(rm, rp, _)| rm == m && rp == p)
+            .count()
+    };
+    assert_eq!(count("POST", "/repos/acme/gitops/pulls"), 1, "one PR only");
+    assert_eq!(count("PATCH", "/repos/acme/gitops/pulls/7"), 1);
+    for id in [first, second] {
+        let r = store.get(id).await;
+        assert_eq!(r.status, Status::Succeeded);
+        assert_eq!(r.pr_url.as_deref(), Some(PR_URL));
+        assert_eq!(r.branch.as_deref(), Some(DEV_BRANCH));
+    }
+}
+
+#[tokio::test]
+async fn a_newer_sha_supersedes_the_older_commit_and_updates_the_same_pr() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let github = github_mock().await;
+    let settings = settings_with_github(&repo, &github.uri());
+    let (_, run1) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings.clone(),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run1.ok(), "{run1:#?}");
+    let older = repo.rev(DEV_BRANCH).unwrap();
+
+    // Meanwhile another change lands on the base branch.
+    let base = repo.commit_to("main", "README.md", "# gitops\n\nMoved on.\n", "Docs");
+
+    let (_, run2) = run(
+        &store,
+        &job("dev", NEWER_TAG),
+        settings,
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run2.ok(), "{run2:#?}");
+    assert!(run2.summary.pushed);
+    assert_eq!(run2.summary.pr_created, Some(false));
+    let newer = repo.rev(DEV_BRANCH).unwrap();
+    assert_ne!(newer, older);
+    // Rebuilt from the new base tip: one commit, the newer tag, the base's other change kept.
+    assert_eq!(
+        repo.rev(&format!("{DEV_BRANCH}^")).as_deref(),
+        Some(base.as_str())
+    );
+    assert_eq!(
+        repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap(),
+        dev_overlay(NEWER_TAG)
+    );
+    assert_eq!(
+        repo.changed_files("main", DEV_BRANCH),
+        vec![overlay_path("dev")]
+    );
+    assert!(
+        repo.message(DEV_BRANCH)
+            .contains(&format!("{OLD_TAG} → {NEWER_TAG}"))
+    );
+
+    let requests = github_requests(&github).await;
+    let creates = requests
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p == "/repos/acme/gitops/pulls")
+        .count();
+    assert_eq!(creates, 1, "no second PR");
+    let patch = requests
+        .iter()
+        .find(|(m, p, _)| m == "PATCH" && p == "/repos/acme/gitops/pulls/7")
+        .expect("the open PR is updated");
+    assert_eq!(
+        patch.2["title"],
+        "Update circleci-samples image in dev to c0ffee0"
+    );
+}
+
+#[tokio::test]
+async fn no_change_when_the_base_already_has_the_tag() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let github = github_mock().await;
+    let before = repo.branches();
+    let (id, run) = run(
+        &store,
+        &job("dev", OLD_TAG),
+        settings_with_github(&repo, &github.uri()),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(run.summary.outcome, OutcomeKind::NoChange);
+    assert!(!run.summary.pushed);
+    assert_eq!(repo.branches(), before, "no branch pushed");
+    assert!(github_requests(&github).await.is_empty(), "no PR opened");
+    let record = store.get(id).await;
+    assert_eq!(record.status, Status::NoChange);
+    let reason = record.status_reason.unwrap();
+    assert!(
+        reason.contains("already uses") && reason.contains(&overlay_path("dev")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_branch_is_deleted_once_the_base_has_the_tag() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let (_, run1) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        local_settings(&repo),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run1.ok(), "{run1:#?}");
+    // Someone sets the newer tag on main directly; the PR for NEW_TAG would now roll back.
+    repo.commit_to(
+        "main",
+        &overlay_path("dev"),
+        &dev_overlay(NEWER_TAG),
+        "Hotfix",
+    );
+    let (id, run2) = run(
+        &store,
+        &job("dev", NEWER_TAG),
+        local_settings(&repo),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run2.ok(), "{run2:#?}");
+    assert_eq!(run2.summary.outcome, OutcomeKind::NoChange);
+    assert_eq!(repo.rev(DEV_BRANCH), None, "stale branch deleted");
+    let reason = store.get(id).await.status_reason.unwrap();
+    assert!(reason.contains("deleted the stale branch"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_older_event_never_overwrites_a_newer_one() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    // Both recorded in order; the task of the newer one happens to run first.
+    let older_job = job("dev", NEW_TAG);
+    let newer_job = job("dev", NEWER_TAG);
+    let older = store.dispatched(&older_job).await;
+    let newer = store.dispatched(&newer_job).await;
+    for (id, j) in [(newer, &newer_job), (older, &older_job)] {
+        let contract = orchestrator_core::LaunchContract::gitops_pr(id, j.clone());
+        let run = gitops_task::gitops::run_job(
+            &contract,
+            Ok(local_settings(&repo)),
+            &store.store,
+            FlowOptions::default(),
+        )
+        .await;
+        assert!(run.ok(), "{run:#?}");
+    }
+    assert_eq!(
+        repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap(),
+        dev_overlay(NEWER_TAG)
+    );
+    let r = store.get(older).await;
+    assert_eq!(r.status, Status::NoChange);
+    assert!(r.status_reason.unwrap().contains(&newer.to_string()));
+}
+
+#[tokio::test]
+async fn a_diverged_update_branch_is_replaced() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    repo.commit_to(
+        DEV_BRANCH,
+        "notes.txt",
+        "hand-made\n",
+        "A human commit on the bot's branch",
+    );
+    let base = repo.rev("main").unwrap();
+    let (_, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        local_settings(&repo),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(
+        repo.rev(&format!("{DEV_BRANCH}^")).as_deref(),
+        Some(base.as_str())
+    );
+    assert_eq!(repo.show(DEV_BRANCH, "notes.txt"), None);
+    assert_eq!(
+        repo.changed_files("main", DEV_BRANCH),
+        vec![overlay_path("dev")]
+    );
+}
+
+#[tokio::test]
+async fn a_push_race_recovers_within_the_retry_bound() {
+    let repo = Arc::new(GitopsRepo::new());
+    let store = Store::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let racer = {
+        let repo = repo.clone();
+        let calls = calls.clone();
+        Arc::new(move |attempt: u32| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if attempt == 1 {
+                // Another writer moves the branch between our fetch and our push.
+                repo.commit_to(DEV_BRANCH, "race.txt", "first\n", "Concurrent writer");
+            }
+        })
+    };
+    let options = FlowOptions {
+        before_push: Some(racer),
+        ..FlowOptions::default()
+    };
+    let (_, run) = run(&store, &job("dev", NEW_TAG), local_settings(&repo), options).await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(run.summary.attempts, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The second attempt leased against the racer's commit and replaced it.
+    assert_eq!(repo.show(DEV_BRANCH, "race.txt"), None);
+    assert_eq!(
+        repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap(),
+        dev_overlay(NEW_TAG)
+    );
+    let push_commands = run
+        .git_invocations
+        .iter()
+        .filter(|argv| argv.get(1).map(String::as_str) == Some("push"))
+        .count();
+    assert_eq!(push_commands, 2);
+}
+
+#[tokio::test]
+async fn a_race_lost_every_time_fails_after_the_bound() {
+    let repo = Arc::new(GitopsRepo::new());
+    let store = Store::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let racer = {
+        let repo = repo.clone();
+        let seen = seen.clone();
+        Arc::new(move |attempt: u32| {
+            seen.lock().unwrap().push(attempt);
+            repo.commit_to(DEV_BRANCH, "race.txt", &format!("{attempt}\n"), "Writer");
+        })
+    };
+    let options = FlowOptions {
+        before_push: Some(racer),
+        ..FlowOptions::default()
+    };
+    let (id, run) = run(&store, &job("dev", NEW_TAG), local_settings(&repo), options).await;
+    assert!(!run.ok());
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
+    let r = store.get(id).await;
+    assert_eq!(r.status, Status::Failed);
+    let reason = r.status_reason.unwrap();
+    assert!(
+        reason.contains("rejected 3 times") && reason.contains("stale info"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_overlay_fails_with_its_path() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let (id, run) = run(
+        &store,
+        &job("staging", NEW_TAG),
+        local_settings(&repo),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(!run.ok());
+    let r = store.get(id).await;
+    assert_eq!(r.status, Status::Failed);
+    let reason = r.status_reason.unwrap();
+    assert!(reason.contains(&overlay_path("staging")), "{reason}");
+    assert_eq!(repo.branches(), vec!["main"]);
+}
+
+#[tokio::test]
+async fn a_missing_base_branch_fails_with_gits_message() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let settings = settings(&["--repo-url", &repo.url(), "--base-branch", "trunk"]);
+    let (id, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings,
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(!run.ok());
+    let reason = store.get(id).await.status_reason.unwrap();
+    assert!(
+        reason.contains("git clone") && reason.contains("trunk"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_reported_as_the_failure() {
+    let store = Store::new();
+    let job = job("dev", NEW_TAG);
+    let id = store.dispatched(&job).await;
+    let contract = orchestrator_core::LaunchContract::gitops_pr(id, job);
+    let settings = gitops_task::gitops::Settings::from_args(&args(&[]));
+    let run =
+        gitops_task::gitops::run_job(&contract, settings, &store.store, FlowOptions::default())
+            .await;
+    assert!(!run.ok());
+    let r = store.get(id).await;
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(
+        r.status_reason.as_deref(),
+        Some("configuration: GITOPS_REPO_URL: is missing")
+    );
+    assert!(run.git_invocations.is_empty());
+}
+
+#[tokio::test]
+async fn a_contract_that_disagrees_with_the_record_is_refused() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let id = store.dispatched(&job("dev", NEW_TAG)).await;
+    let forged = orchestrator_core::LaunchContract::gitops_pr(id, job("prod", NEW_TAG));
+    let run = gitops_task::gitops::run_job(
+        &forged,
+        Ok(local_settings(&repo)),
+        &store.store,
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(!run.ok());
+    assert_eq!(store.get(id).await.status, Status::Failed);
+    assert_eq!(repo.branches(), vec!["main"]);
+}
+
+#[tokio::test]
+async fn a_preflight_failure_fails_naming_the_overlay_and_image() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    // An image no container of the overlay uses: the edit alone would change nothing deployed.
+    let mut unused = job("dev", NEW_TAG);
+    unused.image = "eddiewebb/not-deployed-here".into();
+    let (id, run) = run(
+        &store,
+        &unused,
+        local_settings(&repo),
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(!run.ok());
+    let r = store.get(id).await;
+    assert_eq!(r.status, Status::Failed);
+    let reason = r.status_reason.unwrap();
+    assert!(
+        reason.starts_with("preflight failed")
+            && reason.contains(&overlay_path("dev"))
+            && reason.contains("eddiewebb/not-deployed-here"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("gitops-task-"),
+        "no temporary path: {reason}"
+    );
+    assert_eq!(repo.branches(), vec!["main"], "nothing pushed");
+}

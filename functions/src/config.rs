@@ -2,6 +2,7 @@
 //! checked then: a bad template or branch rule stops the program with a message naming it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 use orchestrator_core::Secret;
@@ -11,7 +12,9 @@ use crate::IntakeSettings;
 use crate::dispatch::RetryPolicy;
 use crate::intake::circleci::NativeFilter;
 use crate::intake::derive::{DeriveConfig, Template, check_path_segment, parse_branch_rules};
+use crate::intake::port::PortSettings;
 use crate::launch::ecs::EcsSettings;
+use crate::rules::RuleSet;
 
 /// Authentication and job derivation.
 #[derive(Debug, Clone, Args)]
@@ -67,6 +70,9 @@ pub struct IntakeArgs {
     /// Total seconds a launch may spend retrying (keep under the API Gateway timeout, 29 s).
     #[arg(long, env = "DISPATCH_BUDGET_SECS", default_value_t = 10)]
     pub dispatch_budget_secs: u64,
+
+    #[command(flatten)]
+    pub port: PortArgs,
 }
 
 impl IntakeArgs {
@@ -92,6 +98,7 @@ impl IntakeArgs {
                 budget: std::time::Duration::from_secs(self.dispatch_budget_secs),
                 ..RetryPolicy::default()
             },
+            port: self.port.settings()?,
         })
     }
 }
@@ -193,4 +200,63 @@ pub struct LocalArgs {
     /// The task binary to run for each job (default: `gitops-task` beside this program).
     #[arg(long, env = "TASK_BINARY")]
     pub task_binary: Option<PathBuf>,
+}
+
+/// Port changelog intake: the webhook secret and the rules (read and checked at start: a rule
+/// that does not parse or compile stops the program, naming the rule).
+#[derive(Debug, Clone, Args)]
+pub struct PortArgs {
+    /// Port client secret: verifies `x-port-signature` on `POST /webhooks/port`. Unset: that
+    /// endpoint answers 503 `not_configured`.
+    #[arg(long, env = "PORT_CLIENT_SECRET", hide_env_values = true)]
+    pub port_client_secret: Option<Secret>,
+
+    /// Rules file (YAML) mapping Port events to remediation actions; see docs/rules.md.
+    #[arg(long, env = "RULES_FILE", conflicts_with = "rules")]
+    pub rules_file: Option<PathBuf>,
+
+    /// The rules inline (YAML or JSON), instead of RULES_FILE: for a Lambda, which ships no file.
+    #[arg(long, env = "RULES")]
+    pub rules: Option<String>,
+}
+
+impl PortArgs {
+    /// The checked rules, if any are configured.
+    pub fn rule_set(&self) -> Result<Option<RuleSet>, String> {
+        let file = self
+            .rules_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty());
+        let inline = self.rules.as_deref().filter(|r| !r.trim().is_empty());
+        match (file, inline) {
+            (Some(_), Some(_)) => Err("set RULES_FILE or RULES, not both".into()),
+            (Some(path), None) => RuleSet::load(path)
+                .map(Some)
+                .map_err(|e| format!("RULES_FILE: {e}")),
+            (None, Some(text)) => RuleSet::from_yaml(text)
+                .map(Some)
+                .map_err(|e| format!("RULES: {e}")),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The webhook settings. With a secret, rules are required: a Port intake without rules
+    /// would ignore every event.
+    pub fn settings(&self) -> Result<PortSettings, String> {
+        let rules = self.rule_set()?;
+        if self.port_client_secret.is_some() && rules.is_none() {
+            return Err(
+                "PORT_CLIENT_SECRET is set but no rules are: set RULES_FILE or RULES \
+                 (`rules: []` records every Port event as ignored)"
+                    .into(),
+            );
+        }
+        if let Some(r) = &rules {
+            tracing::info!(rules = r.len(), "Port rules loaded");
+        }
+        Ok(PortSettings {
+            secret: self.port_client_secret.clone(),
+            rules: rules.map(Arc::new),
+        })
+    }
 }

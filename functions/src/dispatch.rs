@@ -46,12 +46,14 @@ pub enum Accepted {
     Duplicate(Record),
 }
 
-/// The job the task must run for `record`, if any.
+/// The job the task must run for `record`, if any: the gitops pull request of a derived job, or
+/// the remediation of a matched rule's actions (which the task reads from the record).
 pub fn contract_for(record: &Record) -> Option<LaunchContract> {
-    record
-        .job
-        .clone()
-        .map(|job| LaunchContract::gitops_pr(record.id, job))
+    match &record.job {
+        Some(job) => Some(LaunchContract::gitops_pr(record.id, job.clone())),
+        None if !record.actions.is_empty() => Some(LaunchContract::remediation(record.id)),
+        None => None,
+    }
 }
 
 /// Launches with bounded, classified retries.

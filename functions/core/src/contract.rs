@@ -25,12 +25,16 @@ pub mod vars {
 pub enum JobKind {
     /// Open (or update) the gitops pull request for [`Job`].
     GitopsPr,
+    /// Run the actions of the rule a Port event matched. The event and the actions are read from
+    /// the record; the contract carries only the record id and this kind.
+    Remediation,
 }
 
 impl JobKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             JobKind::GitopsPr => "gitops_pr",
+            JobKind::Remediation => "remediation",
         }
     }
 }
@@ -40,6 +44,8 @@ impl JobKind {
 pub struct LaunchContract {
     pub record_id: RecordId,
     pub kind: JobKind,
+    /// The gitops job ([`JobKind::GitopsPr`]); empty for a [`JobKind::Remediation`], whose
+    /// variables `ORCH_SERVICE` .. `ORCH_ENVIRONMENT` are neither written nor read.
     pub job: Job,
 }
 
@@ -61,16 +67,30 @@ impl LaunchContract {
         }
     }
 
+    /// A remediation: the task reads the event and the actions from record `record_id`.
+    pub fn remediation(record_id: RecordId) -> Self {
+        Self {
+            record_id,
+            kind: JobKind::Remediation,
+            job: Job::default(),
+        }
+    }
+
     /// The variables to set, as (name, value) pairs in a stable order.
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             (vars::RECORD_ID, self.record_id.to_string()),
             (vars::KIND, self.kind.as_str().to_owned()),
-            (vars::SERVICE, self.job.service.clone()),
-            (vars::IMAGE, self.job.image.clone()),
-            (vars::TAG, self.job.tag.clone()),
-            (vars::ENVIRONMENT, self.job.environment.clone()),
-        ]
+        ];
+        if self.kind == JobKind::GitopsPr {
+            env.extend([
+                (vars::SERVICE, self.job.service.clone()),
+                (vars::IMAGE, self.job.image.clone()),
+                (vars::TAG, self.job.tag.clone()),
+                (vars::ENVIRONMENT, self.job.environment.clone()),
+            ]);
+        }
+        env
     }
 
     /// Reads the contract through `get` (usually `std::env::var`).
@@ -89,6 +109,7 @@ impl LaunchContract {
                 })?;
         let kind = match req(vars::KIND)?.as_str() {
             "gitops_pr" => JobKind::GitopsPr,
+            "remediation" => return Ok(Self::remediation(record_id)),
             other => {
                 return Err(ContractError::Invalid {
                     name: vars::KIND,
@@ -143,6 +164,20 @@ mod tests {
         let back = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap();
         assert_eq!(back, c);
         assert_eq!(map.len(), vars::ALL.len());
+    }
+
+    #[test]
+    fn a_remediation_carries_the_record_id_and_kind_only() {
+        let c = LaunchContract::remediation(RecordId::new());
+        let map = c.to_map();
+        assert_eq!(
+            map.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec![vars::KIND, vars::RECORD_ID]
+        );
+        assert_eq!(map[vars::KIND], "remediation");
+        let back = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.kind, JobKind::Remediation);
     }
 
     #[test]

@@ -3,13 +3,19 @@
 //! adapters (DynamoDB for AWS, SQLite for local mode).
 //!
 //! This crate has no HTTP, git or YAML code: both the Lambda functions and the task binary depend
-//! on it, and neither should compile what the other runs.
+//! on it, and neither should compile what the other runs. Remediation actions ([`action`]) and,
+//! with the `cel` feature, the CEL expressions and templates of rules ([`expr`]) live here
+//! because the intake checks them and the task runs them.
 
+pub mod action;
 pub mod contract;
+#[cfg(feature = "cel")]
+pub mod expr;
 pub mod record;
 pub mod secret;
 pub mod store;
 
 pub use contract::{ContractError, LaunchContract};
-pub use record::{Job, Record, RecordId, Source, Status, TransitionError};
+pub use action::{ActionSpec, ActionType};
+pub use record::{EntityRef, Job, Record, RecordId, Source, Status, TransitionError};
 pub use secret::Secret;

@@ -12,6 +12,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::action::ActionSpec;
+
 /// A record id: a UUID v7, so ids sort by creation time (listings rely on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -89,6 +91,8 @@ impl FromStr for Source {
 ///    │  │           └───────────────────> succeeded | no_change | failed
 ///    │  └──> dispatch_failed
 ///    └─────> ignored
+///
+/// rejected (created directly, final: a delivery that could not be read, kept for the audit)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,10 +105,13 @@ pub enum Status {
     Succeeded,
     NoChange,
     Failed,
+    /// A delivery that could not be read (a corrupt Kafka record): recorded with the reason,
+    /// never launched. Created in this status; no transition leads here or leaves it.
+    Rejected,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Received,
         Status::Ignored,
         Status::Dispatched,
@@ -113,6 +120,7 @@ impl Status {
         Status::Succeeded,
         Status::NoChange,
         Status::Failed,
+        Status::Rejected,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -125,6 +133,7 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::NoChange => "no_change",
             Status::Failed => "failed",
+            Status::Rejected => "rejected",
         }
     }
 
@@ -179,7 +188,7 @@ pub struct TransitionError {
 
 /// What the task must do, derived from the event. Identifiers only: this is what travels in the
 /// RunTask overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Job {
     /// The service whose overlay changes (`kustomize/<service>/overlays/<environment>`).
     pub service: String,
@@ -224,6 +233,29 @@ pub struct Record {
     /// Free-form outcome details reported by the task (exit code, output tail, ...).
     #[serde(default)]
     pub outcome: Option<serde_json::Value>,
+    /// The newest ECS task state-change `detail.version` applied (older events are dropped).
+    #[serde(default)]
+    pub task_version: Option<i64>,
+    /// How the ECS task stopped: exit code, stop code and reason (from the lifecycle function).
+    #[serde(default)]
+    pub task_stop: Option<serde_json::Value>,
+    /// The catalog entity a Port event is about.
+    #[serde(default)]
+    pub entity: Option<EntityRef>,
+    /// The name of the rule that matched a Port event (absent when none did).
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// The matched rule's actions, in order, as written (templates unrendered): the remediation
+    /// task reads them from here, never from its launch contract.
+    #[serde(default)]
+    pub actions: Vec<ActionSpec>,
+}
+
+/// A Port catalog entity: its blueprint and its identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityRef {
+    pub blueprint: String,
+    pub entity: String,
 }
 
 impl Record {
@@ -244,6 +276,11 @@ impl Record {
             pr_url: None,
             branch: None,
             outcome: None,
+            task_version: None,
+            task_stop: None,
+            entity: None,
+            rule: None,
+            actions: Vec::new(),
         }
     }
 }
@@ -289,6 +326,7 @@ mod tests {
             Status::Succeeded,
             Status::NoChange,
             Status::Failed,
+            Status::Rejected,
         ] {
             assert!(s.is_final(), "{s} should be final");
         }
@@ -309,6 +347,24 @@ mod tests {
             Status::predecessors(Status::Succeeded),
             vec![Status::Dispatched, Status::Running]
         );
+    }
+
+    #[test]
+    fn rejected_is_reached_by_no_transition() {
+        assert!(Status::predecessors(Status::Rejected).is_empty());
+        assert!(Status::Rejected.is_final());
+    }
+
+    #[test]
+    fn records_written_before_port_fields_still_parse() {
+        let r = Record::received(Source::CircleciOrb, serde_json::json!({"a": 1}), None);
+        let mut doc = serde_json::to_value(&r).unwrap();
+        for k in ["entity", "rule", "actions"] {
+            doc.as_object_mut().unwrap().remove(k);
+        }
+        let back: Record = serde_json::from_value(doc).unwrap();
+        assert_eq!(back, r);
+        assert!(back.actions.is_empty() && back.rule.is_none() && back.entity.is_none());
     }
 
     #[test]

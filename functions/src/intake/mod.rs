@@ -3,6 +3,7 @@
 pub mod circleci;
 pub mod derive;
 pub mod orb;
+pub mod port;
 
 /// A payload that failed validation, naming the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,320 @@
+//! Port changelog events from Kafka: one self-managed Kafka event source batch (topic
+//! `ORG_ID.change.log`, values base64-encoded JSON), each record through the same intake as the
+//! webhook (minus the HTTP signature: the broker connection is authenticated by SASL/SCRAM).
+//!
+//! A record that cannot be read (not base64, not JSON, not a Port event, not even a Kafka record)
+//! is recorded `rejected` with its reason and its coordinates, and the rest of the batch goes on.
+//! The batch fails as a whole (so the event source delivers it again) only when the record store
+//! itself fails; every write is keyed (the event's dedupe key, or the record's topic, partition and
+//! offset when rejected), so the second delivery records nothing twice and launches nothing twice.
+//!
+//! [`decode`] is pure; [`process_batch`] writes the records and launches the tasks.
+
+use aws_lambda_events::event::kafka::KafkaRecord;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use orchestrator_core::store::RecordStore;
+use orchestrator_core::{Record, RecordId, Source, Status};
+use serde::Serialize;
+
+use crate::api::error::ApiError;
+use crate::dispatch::{Accepted, RetryPolicy, record_and_launch};
+use crate::launch::TaskLauncher;
+use crate::rules::RuleSet;
+
+use super::PortEvent;
+
+/// Most bytes of a rejected record's value kept (base64) in its record.
+pub const KEPT_VALUE_BYTES: usize = 4096;
+
+/// Where a record sits in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Coordinates {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+}
+
+impl Coordinates {
+    /// The dedupe key of a rejected record.
+    pub fn key(&self) -> String {
+        format!("kafka:{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// One record of a batch, decoded or not.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Event {
+        at: Coordinates,
+        event: Box<PortEvent>,
+    },
+    Rejected {
+        at: Coordinates,
+        reason: String,
+        /// The value as it came (base64), cut to [`KEPT_VALUE_BYTES`].
+        value: Option<String>,
+    },
+}
+
+/// A batch that is not a Kafka event at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a Kafka event: {0}")]
+pub struct NotKafka(pub String);
+
+fn coordinates(raw: &serde_json::Value, fallback_topic: &str) -> Coordinates {
+    Coordinates {
+        topic: raw
+            .get("topic")
+            .and_then(|t| t.as_str())
+            .unwrap_or(fallback_topic)
+            .to_owned(),
+        partition: raw.get("partition").and_then(|p| p.as_i64()).unwrap_or(-1),
+        offset: raw.get("offset").and_then(|o| o.as_i64()).unwrap_or(-1),
+    }
+}
+
+fn decode_one(raw: &serde_json::Value, fallback_topic: &str) -> Decoded {
+    let at = coordinates(raw, fallback_topic);
+    let kept = raw.get("value").and_then(|v| v.as_str()).map(|v| {
+        let cut = (0..=v.len().min(KEPT_VALUE_BYTES))
+            .rev()
+            .find(|i| v.is_char_boundary(*i))
+            .unwrap_or(0);
+        v[..cut].to_owned()
+    });
+    let reject = |reason: String| Decoded::Rejected {
+        at: at.clone(),
+        reason,
+        value: kept.clone(),
+    };
+    let record: KafkaRecord = match serde_json::from_value(raw.clone()) {
+        Ok(r) => r,
+        Err(e) => return reject(format!("not a Kafka record: {e}")),
+    };
+    let Some(value) = record.value.as_deref() else {
+        return reject("the record has no value".into());
+    };
+    let bytes = match STANDARD.decode(value.trim()) {
+        Ok(b) => b,
+        Err(e) => return reject(format!("the value is not base64: {e}")),
+    };
+    match super::parse(&bytes) {
+        Ok(event) => Decoded::Event {
+            at,
+            event: Box::new(event),
+        },
+        Err(e) => reject(format!("the value is not a Port changelog event: {e}")),
+    }
+}
+
+/// Decodes every record of a self-managed Kafka event, in partition then offset order.
+pub fn decode(event: &serde_json::Value) -> Result<Vec<Decoded>, NotKafka> {
+    let records = event
+        .get("records")
+        .and_then(|r| r.as_object())
+        .ok_or_else(|| NotKafka("no `records` object".into()))?;
+    let mut out = Vec::new();
+    for (partition_key, list) in records {
+        // Keys are `<topic>-<partition>`: the topic, for records too broken to name theirs.
+        let topic = partition_key
+            .rsplit_once('-')
+            .map_or(partition_key.as_str(), |(t, _)| t);
+        match list.as_array() {
+            Some(items) => {
+                let mut decoded: Vec<Decoded> =
+                    items.iter().map(|raw| decode_one(raw, topic)).collect();
+                decoded.sort_by_key(|d| match d {
+                    Decoded::Event { at, .. } | Decoded::Rejected { at, .. } => at.offset,
+                });
+                out.extend(decoded);
+            }
+            None => out.push(Decoded::Rejected {
+                at: Coordinates {
+                    topic: topic.to_owned(),
+                    partition: -1,
+                    offset: -1,
+                },
+                reason: format!("`records.{partition_key}` is not a list"),
+                value: None,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// The `rejected` record of an unreadable Kafka record.
+pub fn rejected_record(at: &Coordinates, reason: &str, value: Option<&str>) -> Record {
+    let mut payload = serde_json::json!({ "kafka": at });
+    if let Some(v) = value {
+        payload["value_base64"] = serde_json::Value::from(v);
+    }
+    let mut r = Record::received(Source::Port, payload, None);
+    r.status = Status::Rejected;
+    r.status_reason = Some(reason.to_owned());
+    r.dedupe_key = Some(at.key());
+    r
+}
+
+/// What became of one Kafka record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemReport {
+    #[serde(flatten)]
+    pub at: Coordinates,
+    pub record_id: Option<RecordId>,
+    /// The record's status (`dispatched`, `ignored`, `rejected`, `dispatch_failed`, ...), or
+    /// `error` when it could not be written.
+    pub status: String,
+    pub duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BatchReport {
+    pub records: Vec<ItemReport>,
+}
+
+impl BatchReport {
+    /// Records that could not be written (store errors): the batch must be delivered again.
+    pub fn unwritten(&self) -> usize {
+        self.records.iter().filter(|r| r.status == "error").count()
+    }
+
+    pub fn count(&self, status: &str) -> usize {
+        self.records.iter().filter(|r| r.status == status).count()
+    }
+}
+
+/// Records (and launches) every record of `event`. One record's failure never stops the others;
+/// see [`BatchReport::unwritten`] for whether the batch must be delivered again.
+pub async fn process_batch(
+    store: &dyn RecordStore,
+    launcher: &dyn TaskLauncher,
+    policy: RetryPolicy,
+    rules: &RuleSet,
+    event: &serde_json::Value,
+) -> Result<BatchReport, NotKafka> {
+    let mut report = BatchReport::default();
+    for item in decode(event)? {
+        let (at, record) = match item {
+            Decoded::Event { at, event } => (at, event.to_record(rules)),
+            Decoded::Rejected { at, reason, value } => {
+                tracing::warn!(topic = %at.topic, partition = at.partition, offset = at.offset, %reason, "Kafka record rejected");
+                let r = rejected_record(&at, &reason, value.as_deref());
+                (at, r)
+            }
+        };
+        let outcome = record_and_launch(store, launcher, policy, record).await;
+        let item = match outcome {
+            Ok(Accepted::New(r)) => ItemReport {
+                at,
+                record_id: Some(r.id),
+                status: r.status.as_str().to_owned(),
+                duplicate: false,
+                reason: r.status_reason,
+            },
+            Ok(Accepted::Duplicate(r)) => ItemReport {
+                at,
+                record_id: Some(r.id),
+                status: r.status.as_str().to_owned(),
+                duplicate: true,
+                reason: None,
+            },
+            Err(ApiError::DispatchFailed { record_id, reason }) => ItemReport {
+                at,
+                record_id: Some(record_id),
+                status: Status::DispatchFailed.as_str().to_owned(),
+                duplicate: false,
+                reason: Some(reason),
+            },
+            Err(e) => {
+                let detail = match &e {
+                    ApiError::Internal(d) => d.clone(),
+                    other => other.to_string(),
+                };
+                tracing::error!(topic = %at.topic, partition = at.partition, offset = at.offset, error = %detail, "Kafka record not recorded");
+                ItemReport {
+                    at,
+                    record_id: None,
+                    status: "error".into(),
+                    duplicate: false,
+                    reason: Some(detail),
+                }
+            }
+        };
+        report.records.push(item);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/kafka/port-batch.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_recorded_batch_has_two_events_and_one_corrupt_record() {
+        let decoded = decode(&batch()).unwrap();
+        assert_eq!(decoded.len(), 3);
+        let offsets: Vec<i64> = decoded
+            .iter()
+            .map(|d| match d {
+                Decoded::Event { at, .. } | Decoded::Rejected { at, .. } => at.offset,
+            })
+            .collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+        let rejected: Vec<_> = decoded
+            .iter()
+            .filter_map(|d| match d {
+                Decoded::Rejected { at, reason, .. } => Some((at, reason)),
+                Decoded::Event { .. } => None,
+            })
+            .collect();
+        assert_eq!(rejected.len(), 1);
+        assert!(rejected[0].0.topic.ends_with(".change.log"));
+        assert!(
+            rejected[0].1.contains("not a Port changelog event"),
+            "{}",
+            rejected[0].1
+        );
+    }
+
+    #[test]
+    fn broken_records_are_rejected_one_by_one() {
+        let good = STANDARD.encode(br#"{"action":"UPDATE","resourceType":"blueprint"}"#);
+        let event = serde_json::json!({
+            "eventSource": "SelfManagedKafka",
+            "records": {
+                "org.change.log-0": [
+                    {"topic": "org.change.log", "partition": 0, "offset": 1, "timestamp": 1, "timestampType": "CREATE_TIME", "value": "***", "headers": []},
+                    {"topic": "org.change.log", "partition": 0, "offset": 2, "timestamp": 1, "timestampType": "CREATE_TIME", "value": good, "headers": []},
+                    {"partition": "zero"},
+                    {"topic": "org.change.log", "partition": 0, "offset": 4, "timestamp": 1, "timestampType": "CREATE_TIME", "value": null, "headers": []}
+                ],
+                "org.change.log-1": "nope"
+            }
+        });
+        let decoded = decode(&event).unwrap();
+        let reasons: Vec<String> = decoded
+            .iter()
+            .filter_map(|d| match d {
+                Decoded::Rejected { reason, .. } => Some(reason.clone()),
+                Decoded::Event { .. } => None,
+            })
+            .collect();
+        assert_eq!(decoded.len(), 5);
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("not base64")));
+        assert!(reasons.iter().any(|r| r.contains("not a Kafka record")));
+        assert!(reasons.iter().any(|r| r.contains("no value")));
+        assert!(reasons.iter().any(|r| r.contains("is not a list")));
+        assert!(decode(&serde_json::json!({"Records": []})).is_err());
+    }
+}

@@ -1,0 +1,473 @@
+//! Rules: which Port changelog events need a remediation, and the actions it runs.
+//!
+//! A rules file (YAML; `RULES_FILE`, or inline in `RULES`) is a list of rules, tried in order;
+//! the first that matches wins. A rule matches on the event's `resourceType`, `action` and
+//! blueprint (each a name, a list of names, or `"*"`), then on an optional CEL `condition` over
+//! the event (`before`, `after`, `action`, `resourceType`, `blueprint`, `entity`, `event`). Its
+//! `actions` run in order in the task (see `orchestrator_core::action`). The format is documented
+//! in `docs/rules.md`; `examples/rules.yaml` holds the two seed scenarios.
+//!
+//! Everything is checked when the file is loaded, at start: YAML shape, unique rule names and
+//! step ids, each action's parameters, every condition and template compiling and reading only
+//! variables it can see. An error names the rule and the reason, and the program does not start.
+//!
+//! Pure: no IO but [`RuleSet::load`] reading the file.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use orchestrator_core::action::{ActionParams, ActionSpec, is_identifier};
+use orchestrator_core::expr::{self, Expression, Scope, Template};
+use serde::Deserialize;
+
+/// Variables a rule condition reads.
+pub const CONDITION_VARIABLES: [&str; 7] = [
+    "event",
+    "action",
+    "resourceType",
+    "blueprint",
+    "entity",
+    "before",
+    "after",
+];
+
+/// Variables an action's templates read: the condition's, plus the record (`record.id`,
+/// `record.url`) and what earlier steps reported (`steps.<id>`).
+pub const TEMPLATE_VARIABLES: [&str; 9] = [
+    "event",
+    "action",
+    "resourceType",
+    "blueprint",
+    "entity",
+    "before",
+    "after",
+    "record",
+    "steps",
+];
+
+/// Most rules in one file.
+pub const MAX_RULES: usize = 500;
+/// Most actions in one rule.
+pub const MAX_ACTIONS: usize = 20;
+
+/// A rules file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RulesError {
+    #[error("rules file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("rules: {0}")]
+    File(String),
+    #[error("rule `{rule}`: {reason}")]
+    Rule { rule: String, reason: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    rules: Vec<yaml_serde::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchDoc {
+    #[serde(rename = "resourceType")]
+    resource_type: Names,
+    action: Names,
+    blueprint: Names,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDoc {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(rename = "match")]
+    matcher: MatchDoc,
+    #[serde(default)]
+    condition: Option<String>,
+    actions: Vec<ActionSpec>,
+}
+
+/// One of a set of names, or any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Selector {
+    Any,
+    OneOf(Vec<String>),
+}
+
+impl Selector {
+    fn from_doc(field: &str, names: Names) -> Result<Self, String> {
+        let list = match names {
+            Names::One(s) => vec![s],
+            Names::Many(v) => v,
+        };
+        let list: Vec<String> = list.into_iter().map(|s| s.trim().to_owned()).collect();
+        if list.is_empty() || list.iter().any(String::is_empty) {
+            return Err(format!(
+                "match.{field} must name at least one value (or \"*\" for any)"
+            ));
+        }
+        if list.iter().any(|s| s == "*") {
+            return Ok(Selector::Any);
+        }
+        Ok(Selector::OneOf(list))
+    }
+
+    fn matches(&self, value: Option<&str>, case_insensitive: bool) -> bool {
+        match self {
+            Selector::Any => true,
+            Selector::OneOf(names) => value.is_some_and(|v| {
+                names.iter().any(|n| {
+                    if case_insensitive {
+                        n.eq_ignore_ascii_case(v)
+                    } else {
+                        n == v
+                    }
+                })
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Selector::Any => "*".into(),
+            Selector::OneOf(names) => names.join("|"),
+        }
+    }
+}
+
+/// A checked rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub description: Option<String>,
+    resource_types: Selector,
+    actions_sel: Selector,
+    blueprints: Selector,
+    condition: Option<Expression>,
+    pub actions: Vec<ActionSpec>,
+}
+
+/// The facts of one event that rules look at.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFacts<'a> {
+    pub resource_type: &'a str,
+    pub action: &'a str,
+    pub blueprint: Option<&'a str>,
+    pub entity: Option<&'a str>,
+    /// The whole event (`diff.before` and `diff.after` are read from it).
+    pub payload: &'a serde_json::Value,
+}
+
+impl EventFacts<'_> {
+    /// The CEL variables of [`CONDITION_VARIABLES`] for this event.
+    pub fn scope(&self) -> Scope {
+        let null = serde_json::Value::Null;
+        let text = |s: Option<&str>| s.map_or(serde_json::Value::Null, serde_json::Value::from);
+        Scope::new()
+            .with("event", self.payload)
+            .with("action", &serde_json::Value::from(self.action))
+            .with("resourceType", &serde_json::Value::from(self.resource_type))
+            .with("blueprint", &text(self.blueprint))
+            .with("entity", &text(self.entity))
+            .with(
+                "before",
+                self.payload.pointer("/diff/before").unwrap_or(&null),
+            )
+            .with(
+                "after",
+                self.payload.pointer("/diff/after").unwrap_or(&null),
+            )
+    }
+}
+
+/// What the rules decided for an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// `rule` matched: run its actions.
+    Matched {
+        rule: String,
+        actions: Vec<ActionSpec>,
+    },
+    /// Nothing to do, and why (one clause per rule).
+    NoMatch { reason: String },
+}
+
+impl Rule {
+    /// `Ok(())` when the rule matches; otherwise why not.
+    fn check(&self, facts: &EventFacts<'_>, scope: &Scope) -> Result<(), String> {
+        if !self
+            .resource_types
+            .matches(Some(facts.resource_type), false)
+        {
+            return Err(format!(
+                "resourceType `{}` is not {}",
+                facts.resource_type,
+                self.resource_types.describe()
+            ));
+        }
+        if !self.actions_sel.matches(Some(facts.action), true) {
+            return Err(format!(
+                "action `{}` is not {}",
+                facts.action,
+                self.actions_sel.describe()
+            ));
+        }
+        if !self.blueprints.matches(facts.blueprint, false) {
+            return Err(format!(
+                "blueprint `{}` is not {}",
+                facts.blueprint.unwrap_or("(none)"),
+                self.blueprints.describe()
+            ));
+        }
+        match &self.condition {
+            None => Ok(()),
+            Some(c) => match c.eval_bool(scope) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("condition is false".into()),
+                Err(e) => Err(format!("condition could not be evaluated: {e}")),
+            },
+        }
+    }
+}
+
+/// The checked rules, in file order.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+fn rule_error(rule: &str, reason: impl Into<String>) -> RulesError {
+    RulesError::Rule {
+        rule: rule.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn check_expression(e: &Expression, known: &[&str], what: &str) -> Result<(), String> {
+    let unknown = e.unknown_variables(known);
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{}` reads unknown variable(s) {} (known: {})",
+            e.source(),
+            unknown.join(", "),
+            known.join(", ")
+        ))
+    }
+}
+
+/// Checks one step's parameters and templates. `earlier` holds the ids of the steps before it.
+fn check_action(spec: &ActionSpec, earlier: &BTreeSet<String>) -> Result<(), String> {
+    let step = format!("step `{}` ({})", spec.id, spec.kind);
+    let params = spec.params().map_err(|e| format!("{step}: {e}"))?;
+    let with = serde_json::Value::Object(spec.with.clone());
+    let templates = expr::templates_in(&with).map_err(|e| format!("{step}: {e}"))?;
+    for (path, t) in &templates {
+        for e in t.expressions() {
+            check_expression(e, &TEMPLATE_VARIABLES, &format!("{step} `{path}`"))?;
+        }
+        check_step_references(t, earlier).map_err(|e| format!("{step} `{path}`: {e}"))?;
+    }
+    // Defaults the task renders must compile too.
+    if let ActionParams::PortPatchEntity(p) = &params {
+        for t in [&p.blueprint, &p.entity] {
+            Template::parse(t).map_err(|e| format!("{step}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A template may only read `steps.<id>` of an earlier step (a cheap textual check on the
+/// `steps.` selections, enough to catch a typo or a step that runs later).
+fn check_step_references(t: &Template, earlier: &BTreeSet<String>) -> Result<(), String> {
+    for e in t.expressions() {
+        let src = e.source();
+        let mut rest = src;
+        while let Some(i) = rest.find("steps.") {
+            let boundary = rest[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+            let after = &rest[i + "steps.".len()..];
+            let id: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if boundary && !id.is_empty() && !earlier.contains(&id) {
+                return Err(format!(
+                    "reads `steps.{id}`, but no earlier step has id `{id}`"
+                ));
+            }
+            rest = after;
+        }
+    }
+    Ok(())
+}
+
+fn build_rule(doc: RuleDoc) -> Result<Rule, RulesError> {
+    let name = doc.name.trim().to_owned();
+    let err = |reason: String| rule_error(&name, reason);
+    let resource_types =
+        Selector::from_doc("resourceType", doc.matcher.resource_type).map_err(err)?;
+    let actions_sel = Selector::from_doc("action", doc.matcher.action).map_err(err)?;
+    let blueprints = Selector::from_doc("blueprint", doc.matcher.blueprint).map_err(err)?;
+    let condition = match doc.condition.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(src) => {
+            let e = Expression::compile(src).map_err(|e| err(format!("condition: {e}")))?;
+            check_expression(&e, &CONDITION_VARIABLES, "condition").map_err(err)?;
+            Some(e)
+        }
+    };
+    if doc.actions.is_empty() {
+        return Err(err("needs at least one action".into()));
+    }
+    if doc.actions.len() > MAX_ACTIONS {
+        return Err(err(format!("has more than {MAX_ACTIONS} actions")));
+    }
+    let mut actions = Vec::with_capacity(doc.actions.len());
+    let mut earlier = BTreeSet::new();
+    for (i, mut spec) in doc.actions.into_iter().enumerate() {
+        if spec.id.trim().is_empty() {
+            spec.id = format!("step{}", i + 1);
+        }
+        if !is_identifier(&spec.id) {
+            return Err(err(format!(
+                "step id `{}` must be an identifier ([A-Za-z_][A-Za-z0-9_]*)",
+                spec.id
+            )));
+        }
+        if earlier.contains(&spec.id) {
+            return Err(err(format!("step id `{}` is used twice", spec.id)));
+        }
+        check_action(&spec, &earlier).map_err(err)?;
+        earlier.insert(spec.id.clone());
+        actions.push(spec);
+    }
+    Ok(Rule {
+        name,
+        description: doc.description,
+        resource_types,
+        actions_sel,
+        blueprints,
+        condition,
+        actions,
+    })
+}
+
+fn rule_label(value: &yaml_serde::Value, index: usize) -> String {
+    value
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("#{}", index + 1))
+}
+
+impl RuleSet {
+    /// No rules: every event is ignored.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Parses and checks a rules document.
+    pub fn from_yaml(text: &str) -> Result<Self, RulesError> {
+        let file: FileDoc = yaml_serde::from_str(text).map_err(|e| {
+            RulesError::File(format!(
+                "not a rules document (`rules:` followed by a list of rules): {e}"
+            ))
+        })?;
+        if file.rules.len() > MAX_RULES {
+            return Err(RulesError::File(format!("more than {MAX_RULES} rules")));
+        }
+        let mut names = BTreeSet::new();
+        let mut rules = Vec::with_capacity(file.rules.len());
+        for (i, value) in file.rules.into_iter().enumerate() {
+            let label = rule_label(&value, i);
+            let doc: RuleDoc =
+                yaml_serde::from_value(value).map_err(|e| rule_error(&label, e.to_string()))?;
+            if doc.name.trim().is_empty() {
+                return Err(rule_error(&label, "needs a name"));
+            }
+            let rule = build_rule(doc)?;
+            if !names.insert(rule.name.clone()) {
+                return Err(rule_error(&rule.name, "the name is used twice"));
+            }
+            rules.push(rule);
+        }
+        Ok(Self { rules })
+    }
+
+    /// Reads and checks the rules file at `path`.
+    pub fn load(path: &Path) -> Result<Self, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            RulesError::File(reason) => RulesError::Read {
+                path: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The first rule that matches `facts`, or why none did.
+    pub fn decide(&self, facts: &EventFacts<'_>) -> Decision {
+        if self.rules.is_empty() {
+            return Decision::NoMatch {
+                reason: "no rule matched: there are no rules".into(),
+            };
+        }
+        let scope = facts.scope();
+        let mut why = Vec::new();
+        for rule in &self.rules {
+            match rule.check(facts, &scope) {
+                Ok(()) => {
+                    return Decision::Matched {
+                        rule: rule.name.clone(),
+                        actions: rule.actions.clone(),
+                    };
+                }
+                Err(reason) => why.push(format!("`{}`: {reason}", rule.name)),
+            }
+        }
+        let mut reason = format!("no rule matched ({})", why.join("; "));
+        if reason.len() > 2000 {
+            let cut = (0..=2000)
+                .rev()
+                .find(|i| reason.is_char_boundary(*i))
+                .unwrap_or(0);
+            reason.truncate(cut);
+            reason.push_str("…)");
+        }
+        Decision::NoMatch { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests;

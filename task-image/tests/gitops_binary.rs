@@ -174,3 +174,128 @@ async fn a_finished_record_is_not_run_again() {
         commit
     );
 }
+
+/// The SAM template passes optional parameters as empty variables: empty means "not set".
+#[tokio::test]
+async fn empty_variables_count_as_unset() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let job = job("dev", NEW_TAG);
+    let id = store.dispatched(&job).await;
+    let contract = LaunchContract::gitops_pr(id, job);
+    let mut cmd = task(&store, &contract);
+    cmd.env("GITOPS_REPO_URL", repo.url());
+    for var in [
+        "GITOPS_BASE_BRANCH",
+        "OVERLAY_PATH_TEMPLATE",
+        "GITOPS_REVIEWERS",
+        "GITOPS_TEAM_REVIEWERS",
+        "GITOPS_LABELS",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GITHUB_API_URL",
+        "GITHUB_REPOSITORY",
+        "GITHUB_TOKEN",
+        "RECORD_BASE_URL",
+        "GIT_TIMEOUT_SECS",
+        "GITOPS_PUSH_ATTEMPTS",
+    ] {
+        cmd.env(var, "");
+    }
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(last_line_json(&out.stdout)["outcome"], "succeeded");
+    assert!(repo.message("update-image/dev/circleci-samples").contains(
+        "Signed-off-by: gitops-orchestrator <gitops-orchestrator@users.noreply.github.com>"
+    ));
+}
+
+/// The moto endpoint (`MOTO_ENDPOINT`, set by scripts/test.sh); skipped loudly without it unless
+/// `REQUIRE_MOTO=1`, the convention of the functions' tests.
+fn moto_endpoint(test: &str) -> Option<String> {
+    match std::env::var("MOTO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var("REQUIRE_MOTO").as_deref() != Ok("1"),
+                "{test}: REQUIRE_MOTO=1 but MOTO_ENDPOINT is not set"
+            );
+            eprintln!(
+                "SKIPPED {test}: MOTO_ENDPOINT is not set (run scripts/test.sh to start moto)"
+            );
+            None
+        }
+    }
+}
+
+/// ORCH_STORE=dynamodb: the task reports to DynamoDB (moto), configured the way Fargate
+/// configures it, from the environment (AWS_ENDPOINT_URL here).
+#[tokio::test]
+async fn reports_to_dynamodb() {
+    use orchestrator_core::store::RecordStore;
+    use orchestrator_core::store::Transition;
+    use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
+
+    let Some(endpoint) = moto_endpoint("reports_to_dynamodb") else {
+        return;
+    };
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let table = format!("gitops-task-{}", orchestrator_core::RecordId::new());
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        TableNames::with_defaults(&table),
+    );
+    store.create_table().await.unwrap();
+    let job = job("dev", NEW_TAG);
+    let record = orchestrator_core::Record::received(
+        orchestrator_core::Source::CircleciOrb,
+        payload(NEW_TAG),
+        Some(job.clone()),
+    );
+    store.create(&record).await.unwrap();
+    store
+        .transition(record.id, &Transition::to(Status::Dispatched))
+        .await
+        .unwrap();
+
+    let repo = GitopsRepo::new();
+    let contract = LaunchContract::gitops_pr(record.id, job);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gitops-task"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(contract.to_env())
+        .env("ORCH_STORE", "dynamodb")
+        .env("TABLE_NAME", &table)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("GITOPS_REPO_URL", repo.url())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = store.get(record.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Succeeded);
+    assert_eq!(
+        stored.branch.as_deref(),
+        Some("update-image/dev/circleci-samples")
+    );
+    assert_eq!(stored.outcome.unwrap()["outcome"], "succeeded");
+}

@@ -643,3 +643,41 @@ async fn a_preflight_failure_fails_naming_the_overlay_and_image() {
     );
     assert_eq!(repo.branches(), vec!["main"], "nothing pushed");
 }
+
+/// A remote that accepts the connection and never answers: git is killed at the timeout and the
+/// job fails saying so, instead of hanging the task until Fargate's own limit.
+#[tokio::test]
+async fn a_hanging_remote_is_cut_off_at_the_git_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn); // keep it open, say nothing
+        }
+    });
+    let store = Store::new();
+    let settings = settings(&[
+        "--repo-url",
+        &format!("http://127.0.0.1:{port}/gitops.git"),
+        "--github-token",
+        "t0ken",
+        "--git-timeout-secs",
+        "1",
+    ]);
+    let started = Instant::now();
+    let (id, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings,
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(!run.ok());
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    let reason = store.get(id).await.status_reason.unwrap();
+    assert!(
+        reason.contains("git clone") && reason.contains("did not finish within 1 s"),
+        "{reason}"
+    );
+}

@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// Token for the GitHub API and for git over https (sent to git as an `Authorization`
     /// header through git's environment, never in a URL, argument or file). Required to open a
     /// pull request or to push over http(s).
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true, value_parser = secret)]
     pub github_token: Option<Secret>,
 
     /// Base URL of the orchestrator API; the pull request links to `<base>/pullrequests/<id>`.
@@ -86,15 +86,34 @@ pub struct RunArgs {
     pub record_base_url: Option<String>,
 
     /// Seconds one git command may take before it is killed.
-    #[arg(long, env = "GIT_TIMEOUT_SECS", default_value = "120")]
+    #[arg(long, env = "GIT_TIMEOUT_SECS", default_value = DEFAULT_GIT_TIMEOUT_SECS)]
     pub git_timeout_secs: String,
 
     /// How many times to rebuild and push the branch when the push loses a race (1 to 10).
-    #[arg(long, env = "GITOPS_PUSH_ATTEMPTS", default_value = "3")]
+    #[arg(long, env = "GITOPS_PUSH_ATTEMPTS", default_value = DEFAULT_PUSH_ATTEMPTS)]
     pub push_attempts: String,
 
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// Reads a token; an empty one counts as unset (checked in [`Settings::from_args`]).
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
+
+/// Default of the push attempts and git timeout settings (clap's defaults, for empty variables).
+const DEFAULT_GIT_TIMEOUT_SECS: &str = "120";
+const DEFAULT_PUSH_ATTEMPTS: &str = "3";
+
+/// A variable set to the empty string counts as unset (the SAM template passes optional
+/// parameters that way): its default applies.
+fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.trim().is_empty() {
+        default
+    } else {
+        value.trim()
+    }
 }
 
 /// Which record store the task reports to.
@@ -428,11 +447,18 @@ impl Settings {
                 .as_deref()
                 .ok_or_else(|| bad("GITOPS_REPO_URL", "is missing"))?,
         )?;
-        let base_branch = args.base_branch.trim().to_owned();
+        let base_branch = or_default(&args.base_branch, "main").to_owned();
         check_branch("GITOPS_BASE_BRANCH", &base_branch)?;
-        let overlay = OverlayTemplate::parse(&args.overlay_path_template)?;
-        check_identity("GIT_AUTHOR_NAME", &args.author_name)?;
-        check_identity("GIT_AUTHOR_EMAIL", &args.author_email)?;
+        let overlay = OverlayTemplate::parse(or_default(
+            &args.overlay_path_template,
+            DEFAULT_OVERLAY_TEMPLATE,
+        ))?;
+        let author = Identity {
+            name: or_default(&args.author_name, DEFAULT_AUTHOR_NAME).to_owned(),
+            email: or_default(&args.author_email, DEFAULT_AUTHOR_EMAIL).to_owned(),
+        };
+        check_identity("GIT_AUTHOR_NAME", &author.name)?;
+        check_identity("GIT_AUTHOR_EMAIL", &author.email)?;
         let token = args
             .github_token
             .clone()
@@ -509,17 +535,13 @@ impl Settings {
             }
             _ => None,
         };
-        let git_timeout = args
-            .git_timeout_secs
-            .trim()
+        let git_timeout = or_default(&args.git_timeout_secs, DEFAULT_GIT_TIMEOUT_SECS)
             .parse::<u64>()
             .ok()
             .filter(|s| (1..=3600).contains(s))
             .map(Duration::from_secs)
             .ok_or_else(|| bad("GIT_TIMEOUT_SECS", "must be a whole number from 1 to 3600"))?;
-        let push_attempts = args
-            .push_attempts
-            .trim()
+        let push_attempts = or_default(&args.push_attempts, DEFAULT_PUSH_ATTEMPTS)
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=10).contains(n))
@@ -537,10 +559,7 @@ impl Settings {
             reviewers: list(&args.reviewers),
             team_reviewers: list(&args.team_reviewers),
             labels: list(&args.labels),
-            author: Identity {
-                name: args.author_name.trim().to_owned(),
-                email: args.author_email.trim().to_owned(),
-            },
+            author,
             github,
             git_token,
             record_base_url,

@@ -681,3 +681,21 @@ async fn a_hanging_remote_is_cut_off_at_the_git_timeout() {
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn another_kind_of_job_is_not_run_and_its_record_is_left_alone() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let id = store.dispatched(&job("dev", NEW_TAG)).await;
+    let remediation = orchestrator_core::LaunchContract::remediation(id);
+    let run = gitops_task::gitops::run_job(
+        &remediation,
+        Ok(local_settings(&repo)),
+        &store.store,
+        FlowOptions::default(),
+    )
+    .await;
+    assert!(!run.ok());
+    assert!(run.git_invocations.is_empty());
+    assert_eq!(store.get(id).await.status, Status::Dispatched);
+}

@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use orchestrator_core::contract::JobKind;
 use orchestrator_core::store::RecordStore;
 use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 use orchestrator_core::store::sqlite::SqliteStore;
@@ -132,6 +133,18 @@ pub async fn run_job(
         environment = %job.environment,
         "job received"
     );
+    if contract.kind != JobKind::GitopsPr {
+        // Another job's task (a remediation): not ours to run, and not ours to report on.
+        let reason = format!(
+            "job kind `{}` is not a gitops pull request; the record is left as it is",
+            contract.kind.as_str()
+        );
+        return JobRun {
+            summary: Summary::failed(id, reason.clone(), started.elapsed()),
+            reported: Err(reason),
+            git_invocations: Vec::new(),
+        };
+    }
     let record = match report::mark_running(store, id, report::RECEIVED_WAIT).await {
         Ok(r) => r,
         Err(e) => {

@@ -77,8 +77,13 @@ pub(crate) fn first_document_end(text: &str) -> usize {
     text.len()
 }
 
+/// The start of the line holding byte `offset` (byte-wise: `offset` need not be a char boundary).
 fn line_start(text: &str, offset: usize) -> usize {
-    text[..offset].rfind('\n').map_or(0, |i| i + 1)
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
 }
 
 fn indentation(text: &str, line_start: usize) -> &str {

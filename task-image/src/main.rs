@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use orchestrator_core::LaunchContract;
+use orchestrator_core::contract::JobKind;
 
 /// Gitops task: runs one job of the orchestrator.
 ///
@@ -20,8 +21,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the job from the launch contract (the default): open or update the gitops pull
-    /// request, report to the record, print a one-line JSON summary on stdout.
-    Run(Box<gitops_task::gitops::RunArgs>),
+    /// request, or run a Port rule's remediation actions; report to the record, print a one-line
+    /// JSON summary on stdout.
+    Run(Box<RunCommand>),
     /// Edit one kustomization file exactly like `kustomize edit set image`, keeping every byte
     /// outside its `images:` block. No git, no checks: operators use it by hand.
     SetImage {
@@ -31,6 +33,15 @@ enum Command {
         #[arg(required = false, allow_hyphen_values = false)]
         args: Vec<String>,
     },
+}
+
+/// Settings of `run`: the gitops job's (store included) and the remediation actions'.
+#[derive(Debug, clap::Args)]
+struct RunCommand {
+    #[command(flatten)]
+    gitops: gitops_task::gitops::RunArgs,
+    #[command(flatten)]
+    remediation: gitops_task::remediation::RemediationArgs,
 }
 
 fn init_logging() {
@@ -65,13 +76,15 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::SetImage { file, args } => match gitops_task::kustomize::set_image_file(&file, &args) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("Error: {e}");
-                ExitCode::FAILURE
+        Command::SetImage { file, args } => {
+            match gitops_task::kustomize::set_image_file(&file, &args) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run(args) => {
             init_logging();
             let contract = match LaunchContract::from_env() {
@@ -88,7 +101,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(gitops_task::gitops::run(&contract, &args)) {
+            let job = async {
+                match contract.kind {
+                    JobKind::GitopsPr => gitops_task::gitops::run(&contract, &args.gitops).await,
+                    JobKind::Remediation => {
+                        gitops_task::remediation::run(&contract, &args.gitops, &args.remediation)
+                            .await
+                    }
+                }
+            };
+            match rt.block_on(job) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "job failed");

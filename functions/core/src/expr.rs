@@ -210,6 +210,50 @@ impl Scope {
     }
 }
 
+/// Variables a rule condition reads: the event's fields.
+pub const EVENT_VARIABLES: [&str; 7] = [
+    "event",
+    "action",
+    "resourceType",
+    "blueprint",
+    "entity",
+    "before",
+    "after",
+];
+
+/// Variables an action's templates read: the event's, plus the record (`record.id`,
+/// `record.url`) and what earlier steps reported (`steps.<id>`).
+pub const ACTION_VARIABLES: [&str; 9] = [
+    "event",
+    "action",
+    "resourceType",
+    "blueprint",
+    "entity",
+    "before",
+    "after",
+    "record",
+    "steps",
+];
+
+/// The [`EVENT_VARIABLES`] of a Port changelog event: `event` is the whole payload, `before` and
+/// `after` its `diff` snapshots (null when absent), `action` and `resourceType` its fields.
+pub fn event_scope(
+    payload: &serde_json::Value,
+    blueprint: Option<&str>,
+    entity: Option<&str>,
+) -> Scope {
+    let null = serde_json::Value::Null;
+    let text = |s: Option<&str>| s.map_or(serde_json::Value::Null, serde_json::Value::from);
+    Scope::new()
+        .with("event", payload)
+        .with("action", payload.get("action").unwrap_or(&null))
+        .with("resourceType", payload.get("resourceType").unwrap_or(&null))
+        .with("blueprint", &text(blueprint))
+        .with("entity", &text(entity))
+        .with("before", payload.pointer("/diff/before").unwrap_or(&null))
+        .with("after", payload.pointer("/diff/after").unwrap_or(&null))
+}
+
 /// JSON to CEL, numbers as doubles.
 pub fn to_cel(v: &serde_json::Value) -> Value {
     use serde_json::Value as J;

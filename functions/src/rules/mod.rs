@@ -21,29 +21,11 @@ use orchestrator_core::expr::{self, Expression, Scope, Template};
 use serde::Deserialize;
 
 /// Variables a rule condition reads.
-pub const CONDITION_VARIABLES: [&str; 7] = [
-    "event",
-    "action",
-    "resourceType",
-    "blueprint",
-    "entity",
-    "before",
-    "after",
-];
+pub const CONDITION_VARIABLES: [&str; 7] = expr::EVENT_VARIABLES;
 
 /// Variables an action's templates read: the condition's, plus the record (`record.id`,
 /// `record.url`) and what earlier steps reported (`steps.<id>`).
-pub const TEMPLATE_VARIABLES: [&str; 9] = [
-    "event",
-    "action",
-    "resourceType",
-    "blueprint",
-    "entity",
-    "before",
-    "after",
-    "record",
-    "steps",
-];
+pub const TEMPLATE_VARIABLES: [&str; 9] = expr::ACTION_VARIABLES;
 
 /// Most rules in one file.
 pub const MAX_RULES: usize = 500;
@@ -170,22 +152,7 @@ pub struct EventFacts<'a> {
 impl EventFacts<'_> {
     /// The CEL variables of [`CONDITION_VARIABLES`] for this event.
     pub fn scope(&self) -> Scope {
-        let null = serde_json::Value::Null;
-        let text = |s: Option<&str>| s.map_or(serde_json::Value::Null, serde_json::Value::from);
-        Scope::new()
-            .with("event", self.payload)
-            .with("action", &serde_json::Value::from(self.action))
-            .with("resourceType", &serde_json::Value::from(self.resource_type))
-            .with("blueprint", &text(self.blueprint))
-            .with("entity", &text(self.entity))
-            .with(
-                "before",
-                self.payload.pointer("/diff/before").unwrap_or(&null),
-            )
-            .with(
-                "after",
-                self.payload.pointer("/diff/after").unwrap_or(&null),
-            )
+        expr::event_scope(self.payload, self.blueprint, self.entity)
     }
 }
 

@@ -1,0 +1,257 @@
+//! `exec` steps: an operator command shipped in the task image, run with a time limit.
+//!
+//! - The program is a plain file name looked up in the command directory (`EXEC_COMMANDS_DIR`):
+//!   a rules file cannot run anything the image does not ship for the purpose.
+//! - Its environment is clean: `PATH`, `LANG`, `HOME` (its own temporary directory, also its
+//!   working directory), the event's fields (`ORCH_RECORD_ID`, `ORCH_STEP_ID`, `PORT_ACTION`,
+//!   `PORT_RESOURCE_TYPE`, `PORT_BLUEPRINT`, `PORT_ENTITY`, and `PORT_EVENT_FILE`, the whole event
+//!   as JSON) and the step's own `env`. The task's secrets are not passed on.
+//! - Past its time limit the command (and its process group) is killed and the step fails.
+//! - Outputs: every stdout line `key=value` (key an identifier) sets output `key` to the string
+//!   `value`; every stdout line that is a JSON object sets its fields (typed). Later steps read
+//!   them as `steps.<id>.outputs.<key>`; the last occurrence of a key wins.
+//! - The exit code, the outputs and the last [`TAIL_CHARS`] characters of stdout and stderr go
+//!   into the record.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use orchestrator_core::RecordId;
+use orchestrator_core::action::is_identifier;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use super::steps::StepFailure;
+
+/// Characters of each stream kept in the record.
+pub const TAIL_CHARS: usize = 2000;
+/// Bytes of each stream read for outputs; beyond it only the end is kept.
+pub const MAX_CAPTURE: usize = 1024 * 1024;
+/// Most outputs one command may set.
+pub const MAX_OUTPUTS: usize = 100;
+
+/// The event, as an `exec` step passes it to the command.
+#[derive(Debug, Clone, Copy)]
+pub struct EventEnv<'a> {
+    pub record_id: RecordId,
+    pub step_id: &'a str,
+    pub action: Option<&'a str>,
+    pub resource_type: Option<&'a str>,
+    pub blueprint: Option<&'a str>,
+    pub entity: Option<&'a str>,
+    pub payload: &'a Value,
+}
+
+/// Reads a stream to its end, keeping at most the last [`MAX_CAPTURE`] bytes.
+async fn capture<R: AsyncRead + Unpin>(mut r: R) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.len() > MAX_CAPTURE * 2 {
+                    out.drain(..out.len() - MAX_CAPTURE);
+                }
+            }
+        }
+    }
+    if out.len() > MAX_CAPTURE {
+        out.drain(..out.len() - MAX_CAPTURE);
+    }
+    out
+}
+
+/// The last `n` characters of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        s.to_owned()
+    } else {
+        s.chars().skip(count - n).collect()
+    }
+}
+
+/// The outputs a command printed (see the module docs).
+pub fn parse_outputs(stdout: &str) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for line in stdout.lines() {
+        let line = line.trim_end_matches('\r');
+        let trimmed = line.trim();
+        if trimmed.starts_with('{') {
+            if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(trimmed) {
+                for (k, v) in o {
+                    if out.len() < MAX_OUTPUTS || out.contains_key(&k) {
+                        out.insert(k, v);
+                    }
+                }
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=')
+            && is_identifier(k)
+            && (out.len() < MAX_OUTPUTS || out.contains_key(k))
+        {
+            out.insert(k.to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    out
+}
+
+/// Kills the command's whole process group (it was started as the group's leader).
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pid}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs `program` from `dir` with `args`, the event's fields and `env`, for at most `limit`.
+pub async fn run(
+    dir: &Path,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    event: &EventEnv<'_>,
+    limit: Duration,
+) -> Result<Value, StepFailure> {
+    if !orchestrator_core::action::is_command_name(program) {
+        return Err(StepFailure::new(format!(
+            "`{program}` is not a plain command name"
+        )));
+    }
+    let path = dir.join(program);
+    if !path.is_file() {
+        return Err(StepFailure::new(format!(
+            "command `{program}` is not in {} (EXEC_COMMANDS_DIR)",
+            dir.display()
+        )));
+    }
+    let work = tempfile::Builder::new()
+        .prefix("remediation-")
+        .tempdir()
+        .map_err(|e| StepFailure::new(format!("cannot create a work directory: {e}")))?;
+    let event_file = work.path().join("event.json");
+    std::fs::write(&event_file, event.payload.to_string())
+        .map_err(|e| StepFailure::new(format!("cannot write the event file: {e}")))?;
+
+    let mut cmd = Command::new(&path);
+    cmd.args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .env("LANG", "C.UTF-8")
+        .env("HOME", work.path())
+        .env("ORCH_RECORD_ID", event.record_id.to_string())
+        .env("ORCH_STEP_ID", event.step_id)
+        .env("PORT_EVENT_FILE", &event_file)
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    for (name, value) in [
+        ("PORT_ACTION", event.action),
+        ("PORT_RESOURCE_TYPE", event.resource_type),
+        ("PORT_BLUEPRINT", event.blueprint),
+        ("PORT_ENTITY", event.entity),
+    ] {
+        if let Some(v) = value {
+            cmd.env(name, v);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| StepFailure::new(format!("cannot start `{program}`: {e}")))?;
+    let pid = child.id();
+    let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s)));
+    let stderr = child.stderr.take().map(|s| tokio::spawn(capture(s)));
+
+    let waited = tokio::time::timeout(limit, child.wait()).await;
+    let timed_out = waited.is_err();
+    let status = match waited {
+        Ok(Ok(status)) => Some(status),
+        Ok(Err(e)) => {
+            kill_group(pid);
+            return Err(StepFailure::new(format!(
+                "cannot wait for `{program}`: {e}"
+            )));
+        }
+        Err(_) => {
+            kill_group(pid);
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            None
+        }
+    };
+    // A process the command left behind may hold the pipes open: read them for a bounded time.
+    let collect = |h: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
+        match h {
+            Some(h) => match tokio::time::timeout(Duration::from_secs(5), h).await {
+                Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                _ => String::new(),
+            },
+            None => String::new(),
+        }
+    };
+    let out = collect(stdout).await;
+    let err = collect(stderr).await;
+    let exit_code = status.and_then(|s| s.code());
+    let outputs = parse_outputs(&out);
+    let detail = json!({
+        "command": program,
+        "exit_code": exit_code,
+        "timed_out": timed_out,
+        "outputs": outputs,
+        "stdout_tail": tail(&out, TAIL_CHARS),
+        "stderr_tail": tail(&err, TAIL_CHARS),
+    });
+    match status {
+        None => Err(StepFailure::with_detail(
+            format!("`{program}` timed out after {} s", limit.as_secs()),
+            detail,
+        )),
+        Some(s) if s.success() => Ok(detail),
+        Some(s) => Err(StepFailure::with_detail(
+            match s.code() {
+                Some(c) => format!("`{program}` exited with status {c}"),
+                None => format!("`{program}` was killed by a signal"),
+            },
+            detail,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_come_from_key_value_and_json_lines() {
+        let out = parse_outputs(
+            "extending volume\nfree_storage=7.5\n{\"size\": 20, \"ok\": true}\nnot an=output line\n-x=1\nfree_storage=8\r\nlog: a=b\n",
+        );
+        assert_eq!(out["free_storage"], json!("8"));
+        assert_eq!(out["size"], json!(20));
+        assert_eq!(out["ok"], json!(true));
+        assert_eq!(out.len(), 3, "{out:?}");
+    }
+
+    #[test]
+    fn tails_keep_the_end() {
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("é€x", 2), "€x");
+        assert_eq!(tail("ab", 5), "ab");
+    }
+}

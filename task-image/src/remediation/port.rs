@@ -1,0 +1,152 @@
+//! Port's REST API: a client-credentials token (`POST /v1/auth/access_token` with `clientId` and
+//! `clientSecret`, answered with `accessToken`), then `PATCH
+//! /v1/blueprints/{blueprint}/entities/{entity}` with `{"properties": ...}` and the token as a
+//! bearer. The token is fetched once per task and never logged or recorded; error messages carry
+//! Port's status and the start of its answer, never a URL with credentials (there are none).
+
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use super::Settings;
+use super::steps::StepFailure;
+use orchestrator_core::Secret;
+
+/// Characters of an error answer kept in the record.
+const ANSWER_CHARS: usize = 500;
+
+/// A Port API client for one task.
+pub struct PortClient {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    token: OnceCell<Secret>,
+}
+
+impl std::fmt::Debug for PortClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortClient")
+            .field("base", &self.base.as_str())
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn short(s: &str) -> String {
+    let mut out: String = s.chars().take(ANSWER_CHARS).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+impl PortClient {
+    pub fn new(http: reqwest::Client, settings: &Settings) -> Self {
+        Self {
+            http,
+            base: settings.port_api_url.clone(),
+            client_id: settings.port_client_id.clone(),
+            client_secret: settings.port_client_secret.clone(),
+            token: OnceCell::new(),
+        }
+    }
+
+    /// `base` with `segments` appended, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, StepFailure> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| StepFailure::new("PORT_API_URL cannot be a base URL"))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    async fn fetch_token(&self) -> Result<Secret, StepFailure> {
+        let id = self
+            .client_id
+            .as_deref()
+            .ok_or_else(|| StepFailure::new("PORT_CLIENT_ID is not set"))?;
+        let secret = self
+            .client_secret
+            .as_ref()
+            .ok_or_else(|| StepFailure::new("PORT_CLIENT_SECRET is not set"))?;
+        let resp = self
+            .http
+            .post(self.url(&["v1", "auth", "access_token"])?)
+            .json(&json!({"clientId": id, "clientSecret": secret.expose()}))
+            .send()
+            .await
+            .map_err(|e| {
+                StepFailure::new(format!("Port token request failed: {}", e.without_url()))
+            })?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(StepFailure::new(format!(
+                "Port refused the client credentials: HTTP {}: {}",
+                status.as_u16(),
+                short(&body)
+            )));
+        }
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["accessToken"].as_str().map(Secret::new))
+            .filter(|t| !t.expose().is_empty())
+            .ok_or_else(|| StepFailure::new("Port's token answer has no accessToken"))
+    }
+
+    /// `PATCH /v1/blueprints/{blueprint}/entities/{entity}` with `properties`.
+    pub async fn patch_entity(
+        &self,
+        blueprint: &str,
+        entity: &str,
+        properties: &Value,
+    ) -> Result<Value, StepFailure> {
+        if blueprint.trim().is_empty() || entity.trim().is_empty() {
+            return Err(StepFailure::new(
+                "the blueprint and the entity must not be empty",
+            ));
+        }
+        let request = json!({"properties": properties});
+        let detail = |status: Option<u16>| {
+            json!({
+                "blueprint": blueprint,
+                "entity": entity,
+                "request": request,
+                "http_status": status,
+            })
+        };
+        let token = self
+            .token
+            .get_or_try_init(|| self.fetch_token())
+            .await
+            .map_err(|f| StepFailure::with_detail(f.error, detail(None)))?;
+        let url = self.url(&["v1", "blueprints", blueprint, "entities", entity])?;
+        let resp = self
+            .http
+            .patch(url)
+            .bearer_auth(token.expose())
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| {
+                StepFailure::with_detail(
+                    format!("Port PATCH failed: {}", e.without_url()),
+                    detail(None),
+                )
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(detail(Some(status.as_u16())));
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(StepFailure::with_detail(
+            format!(
+                "Port answered HTTP {} to the PATCH: {}",
+                status.as_u16(),
+                short(&body)
+            ),
+            detail(Some(status.as_u16())),
+        ))
+    }
+}

@@ -1,0 +1,358 @@
+//! The sequence of a rule's actions: each step's templates are rendered just before it runs,
+//! against the event (`event`, `action`, `resourceType`, `blueprint`, `entity`, `before`,
+//! `after`), the record (`record.id`, `record.url`) and the earlier steps (`steps.<id>.status`,
+//! `.exit_code`, `.outputs.<key>`, `.http_status`, ...). The first failure stops the sequence;
+//! the steps after it are reported `skipped`.
+
+use std::time::Instant;
+
+use orchestrator_core::action::{ActionParams, ActionSpec};
+use orchestrator_core::expr::{self, Scope, Template};
+use orchestrator_core::{Job, Record, RecordId, Status};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::port::PortClient;
+use super::{ImageUpdater, Settings, exec, slack};
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    /// Not run: an earlier step failed.
+    Skipped,
+}
+
+/// One step, as the record shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: StepStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the step did (exit code, output tail and outputs; HTTP status and request; PR).
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+    pub elapsed_ms: u64,
+}
+
+/// The whole remediation, as the record's `outcome` and the task's last stdout line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub record_id: String,
+    pub kind: &'static str,
+    pub status: Status,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    /// The id of the step that failed.
+    pub failed_step: Option<String>,
+    pub steps: Vec<StepReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+impl Outcome {
+    /// A failure before any step could run.
+    pub fn failed_before_start(
+        id: RecordId,
+        rule: Option<String>,
+        reason: String,
+        started: Instant,
+    ) -> Self {
+        Outcome {
+            record_id: id.to_string(),
+            kind: "remediation",
+            status: Status::Failed,
+            rule,
+            reason: Some(reason),
+            failed_step: None,
+            steps: Vec::new(),
+            pr_url: None,
+            branch: None,
+            elapsed_ms: ms(started),
+        }
+    }
+
+    /// One line of JSON.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            format!(
+                "{{\"record_id\":\"{}\",\"status\":\"{}\"}}",
+                self.record_id, self.status
+            )
+        })
+    }
+}
+
+/// A step that failed: why, and what it got done before failing.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub error: String,
+    pub detail: Value,
+}
+
+impl StepFailure {
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            detail: Value::Null,
+        }
+    }
+
+    pub fn with_detail(error: impl Into<String>, detail: Value) -> Self {
+        Self {
+            error: error.into(),
+            detail,
+        }
+    }
+}
+
+impl From<expr::ExprError> for StepFailure {
+    fn from(e: expr::ExprError) -> Self {
+        StepFailure::new(format!("template: {e}"))
+    }
+}
+
+/// Runs a record's steps.
+pub struct Runner<'a> {
+    settings: &'a Settings,
+    images: &'a dyn ImageUpdater,
+    port: PortClient,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Runner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").finish_non_exhaustive()
+    }
+}
+
+fn render(t: &str, scope: &Scope) -> Result<String, StepFailure> {
+    Ok(Template::parse(t)?.render_string(scope)?)
+}
+
+/// The entity's blueprint and identifier, from the record (or the payload's context).
+fn entity_of(record: &Record) -> (Option<String>, Option<String>) {
+    if let Some(e) = &record.entity {
+        return (Some(e.blueprint.clone()), Some(e.entity.clone()));
+    }
+    let ctx = &record.payload["context"];
+    let pick = |a: &str, b: &str| {
+        ctx[a]
+            .as_str()
+            .or_else(|| ctx[b].as_str())
+            .map(str::to_owned)
+    };
+    (
+        pick("blueprint", "blueprintIdentifier"),
+        pick("entity", "entityIdentifier"),
+    )
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(settings: &'a Settings, images: &'a dyn ImageUpdater) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(settings.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            settings,
+            images,
+            port: PortClient::new(http.clone(), settings),
+            http,
+        }
+    }
+
+    /// Runs every step of `record` in order, stopping at the first failure.
+    pub async fn run(&self, record: &Record, started: Instant) -> Outcome {
+        let (blueprint, entity) = entity_of(record);
+        let mut scope = expr::event_scope(&record.payload, blueprint.as_deref(), entity.as_deref());
+        scope.set(
+            "record",
+            &json!({"id": record.id.to_string(), "url": self.settings.record_url(record.id)}),
+        );
+        let mut steps_seen = serde_json::Map::new();
+        let mut reports = Vec::new();
+        let mut failure: Option<(String, String)> = None;
+        let mut pr = (None, None);
+        let total = record.actions.len();
+        for (i, spec) in record.actions.iter().enumerate() {
+            if failure.is_some() {
+                reports.push(StepReport {
+                    id: spec.id.clone(),
+                    kind: spec.kind.as_str().into(),
+                    status: StepStatus::Skipped,
+                    error: None,
+                    detail: Value::Null,
+                    elapsed_ms: 0,
+                });
+                continue;
+            }
+            scope.set("steps", &Value::Object(steps_seen.clone()));
+            let step_started = Instant::now();
+            tracing::info!(step = %spec.id, kind = spec.kind.as_str(), "step started");
+            let result = self.step(record, spec, &scope).await;
+            let (status, error, detail) = match result {
+                Ok(detail) => (StepStatus::Succeeded, None, detail),
+                Err(f) => (StepStatus::Failed, Some(f.error), f.detail),
+            };
+            if let Some(d) = detail.as_object() {
+                if let Some(u) = d.get("pr_url").and_then(Value::as_str) {
+                    pr.0 = Some(u.to_owned());
+                }
+                if let Some(b) = d.get("branch").and_then(Value::as_str) {
+                    pr.1 = Some(b.to_owned());
+                }
+            }
+            let mut seen = match &detail {
+                Value::Object(m) => m.clone(),
+                _ => serde_json::Map::new(),
+            };
+            seen.insert("status".into(), json!(status));
+            steps_seen.insert(spec.id.clone(), Value::Object(seen));
+            match &error {
+                Some(e) => {
+                    tracing::warn!(step = %spec.id, error = %e, "step failed");
+                    failure = Some((
+                        spec.id.clone(),
+                        format!(
+                            "step {} of {total} `{}` ({}) failed: {e}",
+                            i + 1,
+                            spec.id,
+                            spec.kind
+                        ),
+                    ));
+                }
+                None => tracing::info!(step = %spec.id, "step succeeded"),
+            }
+            reports.push(StepReport {
+                id: spec.id.clone(),
+                kind: spec.kind.as_str().into(),
+                status,
+                error,
+                detail,
+                elapsed_ms: ms(step_started),
+            });
+        }
+        let (status, failed_step, reason) = match failure {
+            Some((id, reason)) => (Status::Failed, Some(id), Some(reason)),
+            None => (Status::Succeeded, None, None),
+        };
+        Outcome {
+            record_id: record.id.to_string(),
+            kind: "remediation",
+            status,
+            rule: record.rule.clone(),
+            reason,
+            failed_step,
+            steps: reports,
+            pr_url: pr.0,
+            branch: pr.1,
+            elapsed_ms: ms(started),
+        }
+    }
+
+    async fn step(
+        &self,
+        record: &Record,
+        spec: &ActionSpec,
+        scope: &Scope,
+    ) -> Result<Value, StepFailure> {
+        match spec.params().map_err(StepFailure::new)? {
+            ActionParams::Exec(p) => {
+                let args = p
+                    .command
+                    .iter()
+                    .skip(1)
+                    .map(|a| render(a, scope))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut env = Vec::with_capacity(p.env.len());
+                for (k, v) in &p.env {
+                    env.push((k.clone(), render(v, scope)?));
+                }
+                let (blueprint, entity) = entity_of(record);
+                let event = exec::EventEnv {
+                    record_id: record.id,
+                    step_id: &spec.id,
+                    action: record.payload["action"].as_str(),
+                    resource_type: record.payload["resourceType"].as_str(),
+                    blueprint: blueprint.as_deref(),
+                    entity: entity.as_deref(),
+                    payload: &record.payload,
+                };
+                let program = p.command.first().map(String::as_str).unwrap_or_default();
+                exec::run(
+                    &self.settings.exec_dir,
+                    program,
+                    &args,
+                    &env,
+                    &event,
+                    std::time::Duration::from_secs(p.timeout_seconds),
+                )
+                .await
+            }
+            ActionParams::PortPatchEntity(p) => {
+                let blueprint = render(&p.blueprint, scope)?;
+                let entity = render(&p.entity, scope)?;
+                let properties = expr::render_json(&Value::Object(p.properties), scope)?;
+                self.port
+                    .patch_entity(&blueprint, &entity, &properties)
+                    .await
+            }
+            ActionParams::SlackPost(p) => {
+                let text = match &p.text {
+                    Some(t) => render(t, scope)?,
+                    None => slack::default_message(
+                        record,
+                        p.property.as_deref(),
+                        self.settings.record_url(record.id).as_deref(),
+                    ),
+                };
+                let url = match &p.webhook_env {
+                    None => self.settings.slack_webhook_url.clone(),
+                    Some(name) => std::env::var(name)
+                        .ok()
+                        .filter(|v| !v.trim().is_empty())
+                        .map(orchestrator_core::Secret::new),
+                };
+                let name = p.webhook_env.as_deref().unwrap_or("SLACK_WEBHOOK_URL");
+                let url = url.ok_or_else(|| StepFailure::new(format!("{name} is not set")))?;
+                slack::post(&self.http, &url, &text).await
+            }
+            ActionParams::GitopsSetImage(p) => {
+                let job = Job {
+                    service: render(&p.service, scope)?,
+                    image: render(&p.image, scope)?,
+                    environment: render(&p.environment, scope)?,
+                    tag: render(&p.tag, scope)?,
+                };
+                let request = json!({
+                    "service": job.service, "image": job.image,
+                    "environment": job.environment, "tag": job.tag,
+                });
+                match self.images.set_image(record.id, &job).await {
+                    Ok(u) => Ok(json!({
+                        "request": request,
+                        "outcome": u.outcome,
+                        "branch": u.branch,
+                        "pr_url": u.pr_url,
+                        "reason": u.reason,
+                    })),
+                    Err(e) => Err(StepFailure::with_detail(e, json!({ "request": request }))),
+                }
+            }
+        }
+    }
+}

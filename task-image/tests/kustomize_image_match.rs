@@ -93,9 +93,10 @@ fn applications(case: &Json) -> Result<usize, String> {
             && (DEFAULT_FIELDSPECS.contains(&path.as_str())
                 || raw_path.contains("custom fieldspec")),
     );
-    if layer.starts_with("Filter") || layer.starts_with("LegacyFilter") {
-        Ok(1)
-    } else if layer.starts_with("single application") {
+    if layer.starts_with("Filter")
+        || layer.starts_with("LegacyFilter")
+        || layer.starts_with("single application")
+    {
         Ok(1)
     } else if layer.starts_with("kustomize build on spec/containers") {
         Ok(2)

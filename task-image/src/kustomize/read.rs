@@ -64,11 +64,18 @@ impl Node {
 }
 
 /// Parses the first YAML document of `text` (yaml.v2 reads no further).
+///
+/// A leading byte order mark is skipped, as yaml.v2's reader does (libyaml given a `&str` would
+/// count it as a column); spans still index `text`.
 pub(crate) fn parse_first_document(text: &str) -> Result<Node, EditError> {
-    let Some(document) = yaml_serde::Deserializer::from_str(text).next() else {
+    let (body, offset) = match text.strip_prefix('\u{FEFF}') {
+        Some(body) => (body, text.len() - body.len()),
+        None => (text, 0),
+    };
+    let Some(document) = yaml_serde::Deserializer::from_str(body).next() else {
         return Ok(Node::Null);
     };
-    NodeSeed { text }
+    NodeSeed { text: body, offset }
         .deserialize(document)
         .map_err(|e| EditError(format!("{PREFIX}{}", yaml_error_text(&e))))
 }
@@ -117,7 +124,10 @@ fn yaml_error_text(e: &yaml_serde::Error) -> String {
 
 #[derive(Clone, Copy)]
 struct NodeSeed<'t> {
+    /// The text being parsed.
     text: &'t str,
+    /// Where `text` starts in the caller's text (after a byte order mark).
+    offset: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for NodeSeed<'_> {
@@ -199,7 +209,7 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
         }
         Ok(Node::Str {
             value: v.to_owned(),
-            span: Some(span),
+            span: Some(span.start + self.offset..span.end + self.offset),
         })
     }
 

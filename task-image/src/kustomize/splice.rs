@@ -17,11 +17,21 @@ pub(crate) struct Edit {
     pub(crate) text: String,
 }
 
-/// The line break the file uses (CRLF when its first line ends with one).
+/// The line break the file uses: CRLF when every line break in it is one, else LF.
 pub(crate) fn newline_of(text: &str) -> &'static str {
-    match text.find('\n') {
-        Some(i) if i > 0 && text.as_bytes()[i - 1] == b'\r' => "\r\n",
-        _ => "\n",
+    let bytes = text.as_bytes();
+    let mut breaks = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .peekable();
+    if breaks.peek().is_none() {
+        return "\n";
+    }
+    if breaks.all(|(i, _)| i > 0 && bytes[i - 1] == b'\r') {
+        "\r\n"
+    } else {
+        "\n"
     }
 }
 
@@ -96,7 +106,11 @@ fn indentation(text: &str, line_start: usize) -> &str {
 /// after indentation, and optionally `? ` or an opening quote.
 fn key_line(text: &str, key: &TopKey) -> Option<usize> {
     let span = key.span.as_ref()?;
-    let start = line_start(text, span.start);
+    let mut start = line_start(text, span.start);
+    // A byte order mark is not part of the first line's content.
+    if start == 0 && text.starts_with('\u{FEFF}') {
+        start = '\u{FEFF}'.len_utf8();
+    }
     let prefix = text[start..span.start].trim_start_matches(' ');
     let prefix = prefix.strip_prefix('?').map_or(prefix, |p| p.trim_start());
     matches!(prefix, "" | "\"" | "'").then_some(start)
@@ -260,6 +274,16 @@ mod tests {
         assert_eq!(first_document_end("---\na: 1\n"), 9);
         assert_eq!(first_document_end("# c\n---\na: 1\n...\n"), 13);
         assert_eq!(first_document_end(""), 0);
+    }
+
+    #[test]
+    fn byte_order_mark_is_kept() {
+        let text = "\u{FEFF}images:\n- name: a\nkind: Kustomization\n";
+        let edited = super::super::set_image(text, &["a:1".to_owned()]).unwrap();
+        assert_eq!(
+            edited.text,
+            "\u{FEFF}images:\n- name: a\n  newTag: \"1\"\nkind: Kustomization\n"
+        );
     }
 
     #[test]

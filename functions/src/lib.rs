@@ -34,6 +34,7 @@ pub mod intake;
 pub mod launch;
 pub mod lifecycle;
 pub mod rules;
+pub mod secrets;
 pub mod telemetry;
 
 use api::error::ApiError;

@@ -199,9 +199,9 @@ async fn opens_one_pr_with_reviewers_and_labels_and_the_rerun_changes_nothing() 
     .await;
     let elapsed = started.elapsed();
     eprintln!(
-        "TIMING task start -> PR opened (in-process, local bare repo, GitHub mock): {} ms (task's own clock: {} ms)",
-        elapsed.as_millis(),
-        run1.summary.elapsed_ms
+        "TIMING task start -> PR opened (in-process, local bare repo, GitHub mock): {} ms on the task's clock; whole run (report and clone cleanup included): {} ms",
+        run1.summary.elapsed_ms,
+        elapsed.as_millis()
     );
     assert!(run1.ok(), "{run1:#?}");
     assert_eq!(run1.summary.pr_url.as_deref(), Some(PR_URL));

@@ -15,7 +15,7 @@ pub mod record;
 pub mod secret;
 pub mod store;
 
-pub use contract::{ContractError, LaunchContract};
 pub use action::{ActionSpec, ActionType};
+pub use contract::{ContractError, LaunchContract};
 pub use record::{EntityRef, Job, Record, RecordId, Source, Status, TransitionError};
 pub use secret::Secret;

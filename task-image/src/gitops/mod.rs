@@ -159,6 +159,20 @@ pub async fn run_job(
     };
 
     let mut git_invocations = Vec::new();
+    // Clones go to a temporary directory removed only after the outcome is reported: removing a
+    // clone takes a noticeable moment on some filesystems, and the record should not wait.
+    let mut options = options;
+    let mut scratch = None;
+    if options.work_root.is_none() {
+        match tempfile::Builder::new().prefix("gitops-task-").tempdir() {
+            Ok(dir) => {
+                options.work_root = Some(dir.path().to_owned());
+                scratch = Some(dir);
+            }
+            // The flow makes its own and reports the problem if it cannot either.
+            Err(e) => tracing::warn!(error = %e, "cannot create a work directory"),
+        }
+    }
     let summary = match prepare(contract, &record, settings, options) {
         Err(reason) => {
             tracing::error!(reason = %reason, "gitops job cannot run");
@@ -190,6 +204,7 @@ pub async fn run_job(
             Err(format!("cannot report the outcome: {e}"))
         }
     };
+    drop(scratch);
     JobRun {
         summary,
         reported,

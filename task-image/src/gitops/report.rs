@@ -83,6 +83,7 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_tag: Option<String>,
     pub attempts: u32,
+    /// From the start of the job to its outcome (the PR opened), before reporting.
     pub elapsed_ms: u64,
 }
 

@@ -1,0 +1,186 @@
+//! Replays the fuzz corpora in the ordinary test suite: every file under `fuzz/corpus/<target>/`
+//! (the committed seeds) and `fuzz/regressions/<target>/` (inputs that once crashed a target) goes
+//! through the same target body the libFuzzer build runs, and must not panic.
+//!
+//! - Intake targets run here, in-process: this file includes the fuzz crate's own bodies
+//!   (`fuzz/src/intake.rs`) and input convention (`fuzz/src/input.rs`), so the code is shared,
+//!   not copied.
+//! - Kustomize targets live in the task binary's crate, which this crate does not (and must not)
+//!   depend on: `task-image/tests/fuzz_replay.rs` replays them the same way, in-process.
+//!
+//! Fuzzing itself (`scripts/fuzz.sh`) needs cargo-fuzz and sanitizer flags; this replay needs
+//! nothing but `cargo test`, so a regression input added to the tree fails the test command until
+//! the bug is fixed.
+
+// Shared with every fuzz target; each replay uses only some of its helpers.
+#[allow(dead_code)]
+#[path = "../../fuzz/src/input.rs"]
+mod input;
+#[path = "../../fuzz/src/intake.rs"]
+mod intake;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+/// A fuzz target body: any bytes in, a panic is a finding.
+type Body = fn(&[u8]);
+
+/// The intake fuzz targets this file replays.
+const TARGETS: &[(&str, Body)] = &[
+    ("orb_payload", intake::orb_payload),
+    ("auth_percent_decode", intake::auth_percent_decode),
+    ("cursor_decode", intake::cursor_decode),
+    ("circleci_payload", intake::circleci_payload),
+    (
+        "circleci_signature_header",
+        intake::circleci_signature_header,
+    ),
+    ("port_payload", intake::port_payload),
+    ("port_kafka_batch", intake::port_kafka_batch),
+    ("port_signature_header", intake::port_signature_header),
+];
+
+/// The kustomize targets, replayed by `task-image/tests/fuzz_replay.rs`.
+const TASK_TARGETS: &[&str] = &["set_image", "kustomize_args", "image_match"];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("functions/ has a parent")
+        .to_path_buf()
+}
+
+/// The files a target replays: its seeds and its regressions.
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["corpus", "regressions"] {
+        let dir = repo_root().join("fuzz").join(dir).join(target);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        files.extend(
+            entries.map(|e| e.unwrap().path()).filter(|p| {
+                p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+            }),
+        );
+    }
+    files.sort();
+    files
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panicked".into())
+}
+
+fn replay(target: &str) {
+    let (_, body) = TARGETS
+        .iter()
+        .find(|(name, _)| *name == target)
+        .unwrap_or_else(|| panic!("unknown target {target}"));
+    let files = inputs(target);
+    assert!(
+        !files.is_empty(),
+        "fuzz/corpus/{target}/ has no seed: run `python3 fuzz/seeds.py`"
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let data = std::fs::read(file).unwrap();
+        let result = catch_unwind(AssertUnwindSafe(|| body(&data))).map_err(panic_message);
+        if let Err(why) = result {
+            failures.push(format!("{}: {why}", file.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{target}: {} of {} inputs failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn orb_payload() {
+    replay("orb_payload");
+}
+
+#[test]
+fn auth_percent_decode() {
+    replay("auth_percent_decode");
+}
+
+#[test]
+fn cursor_decode() {
+    replay("cursor_decode");
+}
+
+#[test]
+fn circleci_payload() {
+    replay("circleci_payload");
+}
+
+#[test]
+fn circleci_signature_header() {
+    replay("circleci_signature_header");
+}
+
+#[test]
+fn port_payload() {
+    replay("port_payload");
+}
+
+#[test]
+fn port_kafka_batch() {
+    replay("port_kafka_batch");
+}
+
+#[test]
+fn port_signature_header() {
+    replay("port_signature_header");
+}
+
+/// The fuzz crate's targets, the corpus directories and this file's list stay in step.
+#[test]
+fn every_fuzz_target_is_replayed() {
+    let names = |dir: &str, strip: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(repo_root().join("fuzz").join(dir))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter_map(|n| n.strip_suffix(strip).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let mut known: Vec<String> = TARGETS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .chain(TASK_TARGETS.iter().map(|n| n.to_string()))
+        .collect();
+    known.sort();
+    assert_eq!(
+        names("fuzz_targets", ".rs"),
+        known,
+        "fuzz/fuzz_targets/*.rs and TARGETS + TASK_TARGETS in this file differ"
+    );
+    let task_replay =
+        std::fs::read_to_string(repo_root().join("task-image/tests/fuzz_replay.rs")).unwrap();
+    for name in TASK_TARGETS {
+        assert!(
+            task_replay.contains(&format!("replay(\"{name}\"")),
+            "task-image/tests/fuzz_replay.rs does not replay {name}"
+        );
+    }
+    for dir in ["corpus", "regressions"] {
+        for name in names(dir, "") {
+            assert!(
+                known.contains(&name),
+                "fuzz/{dir}/{name}/ belongs to no fuzz target"
+            );
+        }
+    }
+}

@@ -153,12 +153,13 @@ echo "bare repository: $demo/gitops.git (working clone: $demo/gitops)" >&2
 say "2/5 building and starting the local server"
 cd "$root"
 cargo build -p orchestrator --bin orchestrator -p gitops-task
+target="${CARGO_TARGET_DIR:-$root/target}/debug"
 log="$demo/server.log"
 # The task inherits the server's environment: point it at the sample repository, and make sure
 # no GitHub settings from this shell make it try to open a real pull request.
 env -u GITHUB_API_URL -u GITHUB_TOKEN -u GITHUB_REPOSITORY -u INTAKE_TOKEN \
   GITOPS_REPO_URL="$demo/gitops.git" GITOPS_BASE_BRANCH=main DATA_DIR="$demo/data" PORT=0 \
-  "$root/scripts/local.sh" >"$log" 2>&1 &
+  "$target/orchestrator" serve --task-binary "$target/gitops-task" >"$log" 2>&1 &
 server=$!
 cleanup() {
   if kill -0 "$server" 2>/dev/null; then
@@ -170,7 +171,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 base_url=""
-for _ in $(seq 1 600); do # up to 60 s (the build above already ran)
+for _ in $(seq 1 600); do # up to 60 s (built above; starting takes milliseconds)
   base_url="$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$log" | head -n 1)"
   [[ -n "$base_url" ]] && break
   kill -0 "$server" 2>/dev/null || { cat "$log" >&2; die "the server exited"; }

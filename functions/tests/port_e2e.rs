@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -31,30 +30,6 @@ const SECRET: &str = "port-client-secret-e2e";
 const CLIENT_ID: &str = "port-client-id-e2e";
 const SLACK_PATH: &str = "/services/T000/B000/e2e";
 const RECORD_BASE: &str = "http://orchestrator.test";
-
-/// The `gitops-task` binary of this build, built once if it is missing or stale (cargo decides).
-fn task_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--quiet", "-p", "gitops-task", "--target-dir"])
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("cargo build -p gitops-task");
-        assert!(status.success(), "cargo build -p gitops-task failed");
-        let bin = profile_dir.join(format!("gitops-task{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
-    .clone()
-}
 
 fn write_script(dir: &Path, name: &str, body: &str) {
     std::fs::create_dir_all(dir).unwrap();
@@ -106,7 +81,7 @@ fn local(port_api: &str, slack: &str, script: &str) -> Local {
         ("RUST_LOG", "info".to_owned()),
     ];
     let launcher = ProcessLauncher::new(
-        task_binary(),
+        common::task_binary(),
         data.join("tasks"),
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     );

@@ -212,3 +212,25 @@ pub async fn cluster_and_task_definition(ecs: &aws_sdk_ecs::Client) -> (String, 
         .unwrap();
     (cluster, family)
 }
+
+/// The real `gitops-task` binary, next to this test's own build (`target/<profile>/gitops-task`).
+///
+/// This crate cannot depend on the task crate, so cargo gives it no `CARGO_BIN_EXE_gitops-task`;
+/// `cargo test --workspace` (the test command) builds that binary in the same invocation, before
+/// any test runs. Building it from inside a test instead would take cargo's lock and, with this
+/// package's different feature set, rebuild half the dependency tree.
+pub fn task_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/gitops-task
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join(format!("gitops-task{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo test --workspace` (the test command), or `cargo build -p gitops-task` first",
+        bin.display()
+    );
+    bin
+}

@@ -11,8 +11,10 @@ Checks the SAM template offline, in order, and fails on the first failing step:
   1. cfn-lint TEMPLATE                      (CloudFormation + SAM transform lint; must be clean)
   2. check_template_policies.py --self-test (proves the policy check can fail)
   3. check_template_policies.py TEMPLATE    (no Resource "*" on ecs:RunTask, iam:PassRole,
-                                             dynamodb:*, GetSecretValue; no Scan; the table
-                                             is retained, deletion-protected, PITR on)
+                                             dynamodb:*, GetSecretValue; RunTask only with an
+                                             ecs:cluster condition, PassRole only with
+                                             iam:PassedToService; no Scan; the table is
+                                             retained, deletion-protected, PITR on)
   4. sam validate --lint --template TEMPLATE
 
 Settings (environment variables):
@@ -60,7 +62,7 @@ echo "cfn-lint: clean"
 step "2/4 policy check self-test (each injected bad template must be caught)"
 "$python" scripts/python/check_template_policies.py --self-test
 
-step "3/4 policy check on $template (no wildcard resources on RunTask/PassRole/DynamoDB/secrets; table retained, protected, PITR)"
+step "3/4 policy check on $template (no wildcard resources on RunTask/PassRole/DynamoDB/secrets; RunTask/PassRole conditions; table retained, protected, PITR)"
 "$python" scripts/python/check_template_policies.py "$template"
 
 step "4/4 sam validate --lint --template $template (SAM transform + cfn-lint, offline)"

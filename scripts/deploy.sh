@@ -49,6 +49,21 @@ set to an empty string to clear an optional value):
   PORT_CLIENT_ID_SECRET_ARN      Secrets Manager ARN (optional)                   -> PortClientIdSecretArn
   PORT_CLIENT_SECRET_SECRET_ARN  Secrets Manager ARN (optional)                   -> PortClientSecretSecretArn
   SLACK_WEBHOOK_URL_SECRET_ARN   Secrets Manager ARN (optional)                   -> SlackWebhookUrlSecretArn
+  PORT_API_URL                   Port REST API, default https://api.port.io (US: https://api.us.port.io)
+                                                                                 -> PortApiUrl
+  EXEC_COMMANDS_DIR              exec steps' command directory in the task image, default
+                                 /opt/remediation/bin                            -> ExecCommandsDir
+  PORT_RULES_FILE                rules file (YAML); its text becomes PORT_RULES   -> PortRules
+  PORT_RULES                     the rules inline, instead of PORT_RULES_FILE     -> PortRules
+                                 (required with PORT_CLIENT_SECRET_SECRET_ARN or Kafka; at most
+                                 3500 bytes: Lambda allows 4 KB of variables per function)
+  PORT_KAFKA_BOOTSTRAP_SERVERS   Port's Kafka brokers host:port,...; unset/empty: no Kafka function
+                                                                                 -> PortKafkaBootstrapServers
+  PORT_KAFKA_TOPIC               <ORG_ID>.change.log (required with brokers)      -> PortKafkaTopic
+  PORT_KAFKA_CONSUMER_GROUP_ID   default <ORG_ID>.gitops-orchestrator             -> PortKafkaConsumerGroupId
+  PORT_KAFKA_BATCH_SIZE          records per invocation, default 10               -> PortKafkaBatchSize
+  PORT_KAFKA_SASL_SECRET_ARN     Secrets Manager ARN of the SASL/SCRAM-512 credentials, JSON
+                                 {"username","password"} (required with brokers) -> PortKafkaSaslSecretArn
   CIRCLECI_WEBHOOK_SECRET_ARN    Secrets Manager ARN of CircleCI's webhook signing secret (optional;
                                  unset: POST /webhooks/circleci answers 503)     -> CircleciWebhookSecretArn
   CIRCLECI_WORKFLOWS             workflows that roll out, comma-separated, default *  -> CircleciWorkflows
@@ -125,10 +140,29 @@ params=(
   PORT_CLIENT_ID_SECRET_ARN:PortClientIdSecretArn
   PORT_CLIENT_SECRET_SECRET_ARN:PortClientSecretSecretArn
   SLACK_WEBHOOK_URL_SECRET_ARN:SlackWebhookUrlSecretArn
+  PORT_API_URL:PortApiUrl
+  EXEC_COMMANDS_DIR:ExecCommandsDir
+  PORT_RULES:PortRules
+  PORT_KAFKA_BOOTSTRAP_SERVERS:PortKafkaBootstrapServers
+  PORT_KAFKA_TOPIC:PortKafkaTopic
+  PORT_KAFKA_CONSUMER_GROUP_ID:PortKafkaConsumerGroupId
+  PORT_KAFKA_BATCH_SIZE:PortKafkaBatchSize
+  PORT_KAFKA_SASL_SECRET_ARN:PortKafkaSaslSecretArn
   LOG_RETENTION_DAYS:LogRetentionDays
   LOG_LEVEL:LogLevel
 )
 required=(STACK_NAME SUBNETS SECURITY_GROUPS TASK_IMAGE_URI GITOPS_REPO_URL GITHUB_TOKEN_SECRET_ARN INTAKE_TOKEN_SECRET_ARN)
+
+# The rules travel as a parameter (the functions' RULES variable): a Lambda ships no rules file.
+if [[ -n "${PORT_RULES_FILE:-}" ]]; then
+  [[ -z "${PORT_RULES+set}" ]] || die "set PORT_RULES_FILE or PORT_RULES, not both"
+  [[ -f "$PORT_RULES_FILE" ]] || die "PORT_RULES_FILE '$PORT_RULES_FILE' does not exist"
+  PORT_RULES="$(cat "$PORT_RULES_FILE")"
+fi
+rules_bytes="$(printf '%s' "${PORT_RULES:-}" | wc -c)"
+if [[ $rules_bytes -gt 3500 ]]; then
+  die "the rules are $rules_bytes bytes; at most 3500 fit beside the other variables in Lambda's 4 KB (leave the comments out)"
+fi
 
 missing=()
 for var in "${required[@]}"; do
@@ -140,12 +174,22 @@ fi
 
 # Values that must be ARNs, not secrets pasted by mistake.
 secret_arn_re='^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$'
-for var in GITHUB_TOKEN_SECRET_ARN INTAKE_TOKEN_SECRET_ARN CIRCLECI_WEBHOOK_SECRET_ARN PORT_CLIENT_ID_SECRET_ARN PORT_CLIENT_SECRET_SECRET_ARN SLACK_WEBHOOK_URL_SECRET_ARN; do
+for var in GITHUB_TOKEN_SECRET_ARN INTAKE_TOKEN_SECRET_ARN CIRCLECI_WEBHOOK_SECRET_ARN PORT_CLIENT_ID_SECRET_ARN PORT_CLIENT_SECRET_SECRET_ARN SLACK_WEBHOOK_URL_SECRET_ARN PORT_KAFKA_SASL_SECRET_ARN; do
   value="${!var:-}"
   if [[ -n "$value" && ! "$value" =~ $secret_arn_re ]]; then
     die "$var must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME); the secret value itself never goes into a setting"
   fi
 done
+# Settings that only work together (the template's Rules check the same at deploy time).
+if [[ -n "${PORT_KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
+  for var in PORT_KAFKA_TOPIC PORT_KAFKA_SASL_SECRET_ARN PORT_RULES; do
+    [[ -n "${!var:-}" ]] || die "PORT_KAFKA_BOOTSTRAP_SERVERS needs $var"
+  done
+  [[ "$PORT_KAFKA_TOPIC" =~ ^[A-Za-z0-9_-]+[.]change[.]log$ ]] || die "PORT_KAFKA_TOPIC must be <ORG_ID>.change.log"
+fi
+if [[ -n "${PORT_CLIENT_SECRET_SECRET_ARN:-}" && -z "${PORT_RULES:-}" ]]; then
+  die "PORT_CLIENT_SECRET_SECRET_ARN enables POST /webhooks/port, which needs PORT_RULES or PORT_RULES_FILE"
+fi
 case "${ASSIGN_PUBLIC_IP:-false}" in true | false) ;; *) die "ASSIGN_PUBLIC_IP must be true or false" ;; esac
 [[ "$STACK_NAME" =~ ^[A-Za-z][A-Za-z0-9-]{0,127}$ ]] || die "STACK_NAME '$STACK_NAME' is not a valid stack name (letters, digits, hyphens; starts with a letter)"
 [[ "$GITOPS_REPO_URL" != *@* ]] || die "GITOPS_REPO_URL must not contain credentials (user@ or token@); the task authenticates with GITHUB_TOKEN"

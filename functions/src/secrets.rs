@@ -2,7 +2,7 @@
 //!
 //! A deployment names secrets by ARN (`*_SECRET_ARN` variables); the values never sit in the
 //! function's environment, its logs or its configuration. Locally the plain variables
-//! (`INTAKE_TOKEN`, `CIRCLECI_WEBHOOK_SECRET`, ...) are used instead.
+//! (`INTAKE_TOKEN`, `CIRCLECI_WEBHOOK_SECRET`, `PORT_CLIENT_SECRET`) are used instead.
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
@@ -18,6 +18,9 @@ pub struct SecretArns {
     /// Secrets Manager ARN of the CircleCI webhook signing secret.
     #[arg(long, env = "CIRCLECI_WEBHOOK_SECRET_ARN")]
     pub circleci_webhook_secret_arn: Option<String>,
+    /// Secrets Manager ARN of the Port client secret (verifies `POST /webhooks/port`).
+    #[arg(long, env = "PORT_CLIENT_SECRET_ARN")]
+    pub port_client_secret_arn: Option<String>,
 }
 
 /// Reads one secret string. The error names the ARN, never the value.

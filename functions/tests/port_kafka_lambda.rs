@@ -413,3 +413,155 @@ async fn a_missing_setting_is_an_init_error_naming_it() {
         "{message}"
     );
 }
+
+/// A REST API (payload v1) event for `POST /webhooks/port`, signed with `secret` now.
+fn signed_port_webhook(body: &[u8], secret: &str) -> Value {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let raw = String::from_utf8(common::fixture("apigw/rest-v1-post-pullrequests.json")).unwrap();
+    let mut ev: Value = serde_json::from_str(&raw).unwrap();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let sig = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    ev["resource"] = "/webhooks/port".into();
+    ev["path"] = "/webhooks/port".into();
+    ev["requestContext"]["resourcePath"] = "/webhooks/port".into();
+    ev["requestContext"]["path"] = "/dev/webhooks/port".into();
+    ev["queryStringParameters"] = Value::Null;
+    ev["multiValueQueryStringParameters"] = Value::Null;
+    for (name, value) in [("x-port-timestamp", ts), ("x-port-signature", sig)] {
+        ev["headers"][name] = value.clone().into();
+        ev["multiValueHeaders"][name] = serde_json::json!([value]);
+    }
+    ev["body"] = String::from_utf8(body.to_vec()).unwrap().into();
+    ev
+}
+
+/// The deployed pair: the `api` binary reads the Port client secret from Secrets Manager
+/// (PORT_CLIENT_SECRET_ARN) and the rules from RULES, as template.yaml configures it, and takes a
+/// signed webhook; the same event then arrives from Kafka (the recorded batch holds it at offset
+/// 1041) and is a duplicate of the webhook's record: one record, one task.
+#[tokio::test]
+async fn an_event_delivered_by_webhook_and_by_kafka_is_recorded_once() {
+    let Some(moto) =
+        common::moto_endpoint("an_event_delivered_by_webhook_and_by_kafka_is_recorded_once")
+    else {
+        return;
+    };
+    let config = common::moto_config(&moto).await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let (subnet, sg) = common::network(&moto).await;
+    let (cluster, family) = common::cluster_and_task_definition(&ecs).await;
+    let table = common::unique_name("records");
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        TableNames::with_defaults(&table),
+    );
+    store.create_table().await.unwrap();
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let secret = |name: &str, value: &str| {
+        let (sm, name, value) = (sm.clone(), common::unique_name(name), value.to_owned());
+        async move {
+            sm.create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap()
+                .arn()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let port_secret = "port-client-secret-for-tests";
+    let token_arn = secret("intake-token", "tok-port-1").await;
+    let port_arn = secret("port-client-secret", port_secret).await;
+
+    let mut env = base_env(&table, &cluster, &family, &subnet, &sg);
+    env.push(("RULES", example_rules()));
+
+    // The webhook, through the api binary.
+    let (web, web_addr) = RuntimeApi::start().await;
+    let body = common::fixture("port/changelog-vm-free-storage-low.json");
+    let signed = web.invoke(&signed_port_webhook(&body, port_secret)).await;
+    let forged = web
+        .invoke(&signed_port_webhook(&body, "not-the-secret"))
+        .await;
+    let mut api_env = env.clone();
+    api_env.extend([
+        ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".to_owned()),
+        ("INTAKE_TOKEN_SECRET_ARN", token_arn),
+        ("PORT_CLIENT_SECRET_ARN", port_arn),
+    ]);
+    let mut api = Command::new(env!("CARGO_BIN_EXE_api"));
+    api.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", &web_addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "api")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("RUST_LOG", "warn")
+        .envs(api_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _api = Function {
+        child: api.spawn().unwrap(),
+    };
+    let Outcome::Response(resp) = web.outcome(&signed, WAIT).await else {
+        panic!("the webhook must be answered");
+    };
+    assert_eq!(resp["statusCode"], 202, "{resp}");
+    let rec: Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    assert_eq!(rec["status"], "dispatched", "{rec}");
+    assert_eq!(rec["rule"], "vm-free-storage-low", "{rec}");
+    let webhook_id = rec["id"].as_str().unwrap().to_owned();
+    let Outcome::Response(resp) = web.outcome(&forged, WAIT).await else {
+        panic!("the forged webhook must be answered");
+    };
+    assert_eq!(resp["statusCode"], 401, "{resp}");
+
+    // The batch, through the port-kafka binary.
+    let (kafka, kafka_addr) = RuntimeApi::start().await;
+    let first = kafka.invoke(&batch()).await;
+    let _f = Function::spawn(&kafka_addr, &moto, &env);
+    let Outcome::Response(report) = kafka.outcome(&first, WAIT).await else {
+        panic!("the batch must be answered with a response");
+    };
+    let items = report["records"].as_array().unwrap();
+    assert_eq!(items[0]["offset"], 1041);
+    assert_eq!(items[0]["record_id"], webhook_id.as_str(), "{report}");
+    assert_eq!(items[0]["duplicate"], true, "{report}");
+    assert_eq!(items[1]["status"], "rejected");
+    assert_eq!(items[2]["status"], "dispatched");
+    assert_eq!(items[2]["duplicate"], false);
+
+    let page = store
+        .list(&ListQuery {
+            limit: 10,
+            source: Some(Source::Port),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 3, "webhook + two new Kafka records");
+    let listed = ecs
+        .list_tasks()
+        .cluster(&cluster)
+        .started_by(STARTED_BY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.task_arns().len(), 2, "one task per event");
+    assert!(web.answer_counts().await.values().all(|n| *n == 1));
+    assert!(kafka.answer_counts().await.values().all(|n| *n == 1));
+}

@@ -16,6 +16,9 @@ Checks (exit 1 with one line per finding, naming the resource, the statement and
    Scan (DynamoDBCrudPolicy, DynamoDBReadPolicy).
 3. Every AWS::DynamoDB::Table (there must be at least one) has DeletionPolicy Retain,
    UpdateReplacePolicy Retain, DeletionProtectionEnabled true and point-in-time recovery on.
+4. Every Allow statement granting ecs:RunTask has an `ecs:cluster` condition (our tasks run on
+   our cluster only), and every one granting iam:PassRole an `iam:PassedToService` condition
+   (the roles go to ECS only): in each function and role that launches tasks.
 
 The template is loaded with cfn-lint's own YAML loader (short tags !Ref, !Sub, !GetAtt, !If ...
 become their long forms), or, without cfn-lint, with PyYAML and an equivalent tag constructor.
@@ -46,6 +49,11 @@ SENSITIVE_ACTIONS = [
     "dynamodb:deletetable",
 ]
 SCAN_GRANTING_SAM_TEMPLATES = {"DynamoDBCrudPolicy", "DynamoDBReadPolicy"}
+# Actions that must carry a condition key (lower case): action -> key.
+REQUIRED_CONDITION_KEYS = {
+    "ecs:runtask": "ecs:cluster",
+    "iam:passrole": "iam:passedtoservice",
+}
 IAM_POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
 SAM_FUNCTION_TYPES = {"AWS::Serverless::Function"}
 
@@ -191,6 +199,18 @@ def sam_policy_templates(template: dict) -> Iterator[tuple[str, str]]:
                             yield name, key
 
 
+def condition_keys(condition: Any) -> set[str]:
+    """The condition keys (lower case) a statement's Condition tests, in any operator."""
+    keys: set[str] = set()
+    for alt in alternatives(condition):
+        if isinstance(alt, dict):
+            for operator in alt.values():
+                for op_alt in alternatives(operator):
+                    if isinstance(op_alt, dict):
+                        keys.update(str(k).strip().lower() for k in op_alt)
+    return keys
+
+
 def is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
@@ -228,6 +248,15 @@ def check_policies(template: dict) -> list[str]:
                     f"{name} ({rtype}) {where}: action {action} uses NotResource "
                     "(grants every other resource); list the exact ARNs in Resource"
                 )
+        if "NotAction" not in stmt:
+            tested = condition_keys(stmt.get("Condition"))
+            for action, hits in granted:
+                for needed_for, key in REQUIRED_CONDITION_KEYS.items():
+                    if needed_for in hits and key not in tested:
+                        errors.append(
+                            f"{name} ({rtype}) {where}: action {action} has no {key} condition "
+                            f"(covers {needed_for}); add one"
+                        )
         for action, hits in granted:
             if "dynamodb:scan" in hits and not str(action).startswith("NotAction"):
                 errors.append(
@@ -318,11 +347,15 @@ def _good() -> dict:
                                     "Effect": "Allow",
                                     "Action": "ecs:RunTask",
                                     "Resource": {"Fn::Sub": "arn:aws:ecs:r:1:task-definition/f:*"},
+                                    "Condition": {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["C", "Arn"]}}},
                                 },
                                 {
                                     "Effect": "Allow",
                                     "Action": ["iam:PassRole"],
                                     "Resource": [{"Fn::GetAtt": ["Role", "Arn"]}],
+                                    "Condition": {
+                                        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+                                    },
                                 },
                             ]
                         },
@@ -370,6 +403,16 @@ def _bad_cases() -> list[tuple[str, Any, str]]:
          "dynamodb:Scan"),
         ("SAM DynamoDBCrudPolicy", mut(lambda t: t["Resources"]["Fn"]["Properties"]["Policies"].append(
             {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}})), "DynamoDBCrudPolicy"),
+        ("ecs:RunTask without an ecs:cluster condition", mut(lambda t: _fn_stmt(t)[0].pop("Condition")),
+         "has no ecs:cluster condition"),
+        ("ecs:RunTask with a condition on another key", mut(lambda t: _fn_stmt(t)[0].update(
+            {"Condition": {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}})),
+         "has no ecs:cluster condition"),
+        ("iam:PassRole without iam:PassedToService", mut(lambda t: _fn_stmt(t)[1].pop("Condition")),
+         "has no iam:passedtoservice condition"),
+        ("ecs:* on the task definition without a condition", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "ecs:*", "Resource": {"Fn::Sub": "arn:aws:ecs:r:1:task-definition/f:*"}})),
+         "action ecs:* has no ecs:cluster condition"),
         ("table without DeletionPolicy", mut(lambda t: t["Resources"]["Table"].pop("DeletionPolicy")),
          "DeletionPolicy"),
         ("table with UpdateReplacePolicy Delete", mut(lambda t: t["Resources"]["Table"].update(
@@ -400,6 +443,9 @@ Resources:
             - Effect: Allow
               Action: ecs:RunTask
               Resource: !Sub "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/f:*"
+              Condition:
+                ArnEquals:
+                  ecs:cluster: !GetAtt Cluster.Arn
             - Effect: Allow
               Action: dynamodb:*
               Resource: !If [C, !GetAtt Table.Arn, "*"]
@@ -457,7 +503,8 @@ def main(argv: list[str]) -> int:
         print(f"{path}: {len(errors)} problem(s) in {statements} IAM statements / tables", file=sys.stderr)
         return 1
     print(f"{path}: OK ({statements} IAM statements checked; no wildcard resource on RunTask, "
-          "PassRole, DynamoDB or GetSecretValue; no Scan; table retained, protected, PITR on)")
+          "PassRole, DynamoDB or GetSecretValue; RunTask only with ecs:cluster, PassRole only with "
+          "iam:PassedToService; no Scan; table retained, protected, PITR on)")
     return 0
 
 

@@ -43,6 +43,20 @@ async fn main() -> Result<(), lambda_http::Error> {
     )
     .await
     .map_err(anyhow::Error::msg)?;
+    intake.port.secret = secrets::resolve(
+        &sm,
+        arns.port_client_secret_arn.as_deref(),
+        intake.port.secret,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    // As for PORT_CLIENT_SECRET (config.rs): a Port intake without rules would ignore everything.
+    if intake.port.secret.is_some() && intake.port.rules.is_none() {
+        return Err(anyhow::anyhow!(
+            "PORT_CLIENT_SECRET_ARN is set but no rules are: set RULES (or RULES_FILE)"
+        )
+        .into());
+    }
     if intake.token.is_none() {
         return Err(anyhow::anyhow!(
             "INTAKE_TOKEN_SECRET_ARN (or INTAKE_TOKEN) must be set: the Lambda never runs unauthenticated"

@@ -45,6 +45,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace "$@"
 
+echo "== schemathesis (the OpenAPI document against the local server)"
+scripts/schemathesis.sh
+
 if [[ -x scripts/check-template.sh ]]; then
   echo "== template checks"
   scripts/check-template.sh

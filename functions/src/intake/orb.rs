@@ -95,7 +95,15 @@ fn string_field(
     }
 }
 
+/// A required field: a non-blank string. Unlike the optional fields, a number is refused: these
+/// name the repository, the job and the commit, and a JSON number is none of them (as documented).
 fn required(obj: &Map<String, Value>, field: &'static str) -> Result<String, PayloadError> {
+    if let Some(Value::Number(_)) = obj.get(field) {
+        return Err(PayloadError::InvalidField {
+            field,
+            reason: "must be a string".into(),
+        });
+    }
     string_field(obj, field)?.ok_or(PayloadError::MissingField(field))
 }
 
@@ -203,6 +211,25 @@ mod tests {
                 .vcs_revision,
             "abcdef0"
         );
+    }
+
+    #[test]
+    fn required_fields_are_strings_optional_ones_may_be_numbers() {
+        for field in ["reponame", "job", "vcs_revision"] {
+            let mut v = serde_json::json!({"reponame": "r", "job": "j", "vcs_revision": "abcdef0"});
+            v[field] = serde_json::json!(1234567);
+            assert_eq!(
+                parse(v.to_string().as_bytes()).unwrap_err(),
+                PayloadError::InvalidField {
+                    field,
+                    reason: "must be a string".into()
+                },
+                "{field}"
+            );
+        }
+        let e =
+            parse(br#"{"reponame":"r","job":"j","vcs_revision":"abcdef0","build_num":7}"#).unwrap();
+        assert_eq!(e.build_num.as_deref(), Some("7"));
     }
 
     #[test]

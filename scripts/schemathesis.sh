@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# API fuzzing of the real local server with schemathesis (pinned in requirements-dev.txt, installed
+# into .venv by scripts/setup.sh): starts `orchestrator serve --port 0` (temporary data dir, intake
+# token, CircleCI and Port secrets, examples/rules.yaml, /bin/true as the task binary), then runs
+# every schemathesis check against its GET /openapi.json and fails on any failure. No network needed.
+# Usage: scripts/schemathesis.sh [--help] [--max-examples N] [--seed N|random] [-- <schemathesis run args>]
+#   SCHEMATHESIS_MAX_EXAMPLES (default 50 per operation and phase), SCHEMATHESIS_SEED (default 6),
+#   ORCHESTRATOR_BIN (default: target/debug/orchestrator, built with cargo if missing or stale).
+set -euo pipefail
+
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+
+max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-50}"
+seed="${SCHEMATHESIS_SEED:-6}"
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --max-examples) max_examples="${2:?--max-examples needs a number}"; shift 2 ;;
+    --max-examples=*) max_examples="${1#*=}"; shift ;;
+    --seed) seed="${2:?--seed needs a number or 'random'}"; shift 2 ;;
+    --seed=*) seed="${1#*=}"; shift ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "schemathesis.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ "$max_examples" =~ ^[1-9][0-9]*$ ]] || { echo "schemathesis.sh: --max-examples must be a positive integer, not '$max_examples'" >&2; exit 2; }
+[[ "$seed" == random || "$seed" =~ ^[0-9]+$ ]] || { echo "schemathesis.sh: --seed must be a number or 'random', not '$seed'" >&2; exit 2; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+st=".venv/bin/schemathesis"
+if [[ ! -x "$st" ]]; then
+  echo "schemathesis.sh: $st not found: run scripts/setup.sh (it installs requirements-dev.txt into .venv)" >&2
+  exit 1
+fi
+
+bin="${ORCHESTRATOR_BIN:-}"
+if [[ -z "$bin" ]]; then
+  echo "== cargo build -p orchestrator --bin orchestrator"
+  cargo build --quiet -p orchestrator --bin orchestrator
+  bin="target/debug/orchestrator"
+fi
+[[ -x "$bin" ]] || { echo "schemathesis.sh: server binary '$bin' not found or not executable" >&2; exit 1; }
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Throwaway secrets: the server and schemathesis only ever see each other.
+token="st-token-$RANDOM$RANDOM"
+# /bin/true as the task: accepted deliveries are recorded and "launched", and
+# nothing clones, pushes or calls out. DEFAULT_ORG lets every schema-valid orb payload derive its
+# image (`{org}/{reponame}`) even when `api_link` names no organisation: without it such a payload
+# is a documented 400 (`api_link`), which depends on the deployment, not on the request.
+task_binary=""
+for t in /bin/true /usr/bin/true; do [[ -x "$t" ]] && { task_binary="$t"; break; }; done
+[[ -n "$task_binary" ]] || { echo "schemathesis.sh: no /bin/true or /usr/bin/true to use as the task binary" >&2; exit 1; }
+echo "== starting orchestrator serve (data in $work/data)"
+"$bin" serve --port 0 --data-dir "$work/data" --task-binary "$task_binary" \
+  --intake-token "$token" --default-org schemathesis-org \
+  --circleci-webhook-secret "st-circleci-$RANDOM$RANDOM" \
+  --port-client-secret "st-port-$RANDOM$RANDOM" --rules-file examples/rules.yaml \
+  >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+
+# The server prints `listening on http://ADDR` as its first stdout line once it is bound.
+base=""
+for _ in $(seq 1 300); do
+  base="$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/server.out" | head -n1)"
+  [[ -n "$base" ]] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    cat "$work/server.log" >&2
+    echo "schemathesis.sh: the server exited before listening" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+[[ -n "$base" ]] || { cat "$work/server.log" >&2; echo "schemathesis.sh: the server did not print its address within 30 s" >&2; exit 1; }
+echo "server at $base"
+
+# Configuration schemathesis reads (a file, since some settings are per operation). Every check is
+# on; the exceptions below are each for a reason the schema cannot express, and narrowed to where
+# that reason holds.
+cat >"$work/schemathesis.toml" <<EOF
+# Nothing persisted between runs (no .schemathesis/ in the tree): each run stands on its seed.
+[cache]
+enabled = false
+
+# The intake token, as the bearer scheme: schemathesis then knows the request is authenticated, and
+# its ignored_auth check removes or breaks the credential itself to see the 401. (With a bare
+# \`-H Authorization\` it also generates the \`token\` query scheme, and a valid header next to a
+# made-up query token is rightly accepted, since either scheme suffices.)
+[auth.openapi.bearer]
+bearer = "\${SCHEMATHESIS_INTAKE_TOKEN}"
+
+# No exclusion for the signed webhooks (POST /webhooks/circleci, /webhooks/port): schemathesis cannot
+# sign, so every request to them is answered 401 \`bad_signature\` before the body is parsed. The
+# document lists 401 for both, 401 is an accepted answer to positive data (positive_data_acceptance)
+# and to negative data (negative_data_rejection), and schemathesis reports them as the warning
+# "Authentication failed", not a failure. Their payload schemas are checked by functions/tests/openapi.rs
+# on signed fixtures instead.
+
+# GET /pullrequests: \`cursor\` is an opaque token the server issued (\`next_cursor\`); any other
+# string, schema-valid as it is, is a documented 400 \`invalid_query\`. So for this operation a 400
+# to "positive" data is right. Real cursors are exercised by the stateful phase (link NextPage).
+[[operations]]
+include-name = "GET /pullrequests"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404"]
+EOF
+
+report="$work/report.json"
+seed_args=()
+[[ "$seed" != random ]] && seed_args=(--seed "$seed")
+echo "== schemathesis run $base/openapi.json (at most $max_examples examples per operation and phase)"
+rc=0
+(cd "$work" && SCHEMATHESIS_INTAKE_TOKEN="$token" "$root/$st" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
+  --checks all \
+  --max-examples "$max_examples" \
+  "${seed_args[@]}" \
+  --generation-database none \
+  --request-timeout 30 \
+  --no-color \
+  --report json --report-json-path "$report" \
+  "${extra[@]}") || rc=$?
+
+if [[ -s "$report" ]]; then
+  .venv/bin/python - "$report" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r.get("test_cases", {})
+ops = r.get("operations", {})
+print(
+    f"schemathesis: {t.get('generated', 0)} test cases over {ops.get('tested', 0)} operations, "
+    f"{t.get('with_failures', 0)} with failures ({t.get('unique_failures', 0)} unique), "
+    f"{t.get('errored', 0)} errored; seed {r.get('seed')}"
+)
+PY
+fi
+if grep -q 'panicked' "$work/server.log"; then
+  echo "schemathesis.sh: the server logged a panic:" >&2
+  grep -B2 -A5 'panicked' "$work/server.log" >&2
+  rc=1
+fi
+if [[ "$rc" -ne 0 ]]; then
+  echo "schemathesis.sh: FAILED (schemathesis exit $rc); server log tail:" >&2
+  tail -n 20 "$work/server.log" >&2
+  exit "$rc"
+fi
+echo "schemathesis.sh: passed"

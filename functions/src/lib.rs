@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use orchestrator_core::Secret;
 use orchestrator_core::store::RecordStore;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub mod api;
 pub mod config;
@@ -131,10 +131,13 @@ pub fn lambda_app(
 
 /// The one Router.
 pub fn app(state: AppState) -> Router {
-    // Spans carry the method and path only: the query string may hold the intake token.
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-    });
+    // Spans carry the method and path only: the query string may hold the intake token. One
+    // INFO line per response (status and latency) inside that span.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
     Router::new()
         .route(
             "/pullrequests",

@@ -2,6 +2,8 @@
 //! (the committed seeds) and `fuzz/regressions/<target>/` (inputs that once crashed a target) goes
 //! through the same target body the libFuzzer build runs, and must not panic.
 //!
+//! The loop itself is `fuzz/replay.rs`, shared with the task crate's replay.
+//!
 //! - Intake targets run here, in-process: this file includes the fuzz crate's own bodies
 //!   (`fuzz/src/intake.rs`) and input convention (`fuzz/src/input.rs`), so the code is shared,
 //!   not copied.
@@ -13,13 +15,14 @@
 //! the bug is fixed.
 
 // Shared with every fuzz target; each replay uses only some of its helpers.
+#[path = "../../fuzz/replay.rs"]
+mod corpus;
 #[allow(dead_code)]
 #[path = "../../fuzz/src/input.rs"]
 mod input;
 #[path = "../../fuzz/src/intake.rs"]
 mod intake;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 /// A fuzz target body: any bytes in, a panic is a finding.
@@ -50,56 +53,12 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The files a target replays: its seeds and its regressions.
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["corpus", "regressions"] {
-        let dir = repo_root().join("fuzz").join(dir).join(target);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        files.extend(
-            entries.map(|e| e.unwrap().path()).filter(|p| {
-                p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-            }),
-        );
-    }
-    files.sort();
-    files
-}
-
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panicked".into())
-}
-
 fn replay(target: &str) {
     let (_, body) = TARGETS
         .iter()
         .find(|(name, _)| *name == target)
         .unwrap_or_else(|| panic!("unknown target {target}"));
-    let files = inputs(target);
-    assert!(
-        !files.is_empty(),
-        "fuzz/corpus/{target}/ has no seed: run `python3 fuzz/seeds.py`"
-    );
-    let mut failures = Vec::new();
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        let result = catch_unwind(AssertUnwindSafe(|| body(&data))).map_err(panic_message);
-        if let Err(why) = result {
-            failures.push(format!("{}: {why}", file.display()));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{target}: {} of {} inputs failed:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    corpus::replay(&corpus::fuzz_dir(env!("CARGO_MANIFEST_DIR")), target, *body);
 }
 
 #[test]

@@ -12,55 +12,11 @@ mod input;
 #[path = "../../fuzz/src/kustomize.rs"]
 mod kustomize;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
-/// The files a target replays: its seeds and its regressions.
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(dir).join(target)) else {
-            continue;
-        };
-        files.extend(
-            entries.map(|e| e.unwrap().path()).filter(|p| {
-                p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-            }),
-        );
-    }
-    files.sort();
-    files
-}
+#[path = "../../fuzz/replay.rs"]
+mod corpus;
 
 fn replay(target: &str, body: fn(&[u8])) {
-    let files = inputs(target);
-    assert!(
-        !files.is_empty(),
-        "fuzz/corpus/{target}/ has no seed: run `python3 fuzz/seeds.py`"
-    );
-    let mut failures = Vec::new();
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| body(&data))) {
-            let why = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panicked".into());
-            failures.push(format!("{}: {why}", file.display()));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{target}: {} of {} inputs failed:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    corpus::replay(&corpus::fuzz_dir(env!("CARGO_MANIFEST_DIR")), target, body);
 }
 
 #[test]

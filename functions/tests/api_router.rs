@@ -8,7 +8,7 @@ use common::{fixture, sqlite_app};
 use orchestrator::launch::LaunchError;
 use orchestrator::{IntakeSettings, app};
 use orchestrator_core::contract::vars;
-use orchestrator_core::store::{ListQuery, RecordStore};
+use orchestrator_core::store::RecordStore;
 use orchestrator_core::{Secret, Status};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -45,15 +45,7 @@ fn get(uri: &str) -> Request<Body> {
 }
 
 async fn count(app: &common::TestApp) -> usize {
-    app.store
-        .list(&ListQuery {
-            limit: 100,
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap()
-        .records
-        .len()
+    common::record_count(app.store.as_ref()).await
 }
 
 #[tokio::test]

@@ -7,15 +7,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{record_count, send};
 use hmac::{KeyInit, Mac};
 use orchestrator::intake::circleci::NativeFilter;
-use orchestrator::launch::ecs::{EcsLauncher, EcsSettings, STARTED_BY};
-use orchestrator::{AppState, IntakeSettings, app};
+use orchestrator::{AppState, IntakeSettings};
 use orchestrator_core::Secret;
-use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
-use orchestrator_core::store::{ListQuery, RecordStore};
 use serde_json::Value;
-use tower::ServiceExt;
 
 const SECRET: &str = "whsec-test-1";
 
@@ -35,35 +32,11 @@ fn delivery(body: &[u8], signature: Option<&str>) -> Request<Body> {
     b.body(Body::from(body.to_vec())).unwrap()
 }
 
-async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 fn settings() -> IntakeSettings {
     IntakeSettings {
         circleci_secret: Some(Secret::new(SECRET)),
         ..IntakeSettings::default()
     }
-}
-
-async fn records(store: &dyn RecordStore) -> usize {
-    store
-        .list(&ListQuery {
-            limit: 100,
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap()
-        .records
-        .len()
 }
 
 #[tokio::test]
@@ -110,7 +83,7 @@ async fn bad_missing_or_unknown_version_signatures_are_401_and_record_nothing() 
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{sig:?}");
         assert_eq!(err["error"]["code"], "bad_signature");
     }
-    assert_eq!(records(t.store.as_ref()).await, 0);
+    assert_eq!(record_count(t.store.as_ref()).await, 0);
     assert!(t.launcher.contracts().is_empty());
 }
 
@@ -183,29 +156,13 @@ async fn fifty_parallel_identical_deliveries_make_one_record_and_at_most_one_tas
     ) else {
         return;
     };
-    let config = common::moto_config(&endpoint).await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let (subnet, sg) = common::network(&endpoint).await;
-    let (cluster, family) = common::cluster_and_task_definition(&ecs).await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        TableNames::with_defaults(common::unique_name("records")),
-    );
-    store.create_table().await.unwrap();
+    // DynamoDB and the ECS launcher on moto.
+    let aws = common::MotoAws::setup(&endpoint).await;
+    let (_table, store) = aws.store().await;
     let store = Arc::new(store);
     let state = AppState {
         store: store.clone(),
-        launcher: Arc::new(EcsLauncher::new(
-            ecs.clone(),
-            EcsSettings {
-                cluster: cluster.clone(),
-                task_definition: family,
-                subnets: vec![subnet],
-                security_groups: vec![sg],
-                assign_public_ip: false,
-                container_name: "gitops-task".into(),
-            },
-        )),
+        launcher: Arc::new(aws.launcher()),
         intake: Arc::new(settings()),
     };
     let body = common::fixture("circleci-native/workflow-completed.json");
@@ -232,14 +189,8 @@ async fn fifty_parallel_identical_deliveries_make_one_record_and_at_most_one_tas
     }
     assert_eq!(created, 1, "exactly one delivery creates the record");
     assert_eq!(ids.len(), 1, "every delivery gets the same record id");
-    assert_eq!(records(store.as_ref()).await, 1);
-    let tasks = ecs
-        .list_tasks()
-        .cluster(&cluster)
-        .started_by(STARTED_BY)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(record_count(store.as_ref()).await, 1);
+    let tasks = aws.started_tasks().await;
     assert!(
         tasks.task_arns().len() <= 1,
         "at most one task: {:?}",

@@ -3,7 +3,7 @@
 mod common;
 
 use orchestrator::launch::TaskLauncher;
-use orchestrator::launch::ecs::{EcsLauncher, EcsSettings, STARTED_BY};
+use orchestrator::launch::ecs::STARTED_BY;
 use orchestrator_core::contract::vars;
 use orchestrator_core::{Job, LaunchContract, RecordId};
 
@@ -14,22 +14,10 @@ async fn run_task_on_moto_carries_the_contract_and_only_the_contract() {
     else {
         return;
     };
-    let config = common::moto_config(&endpoint).await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let (subnet, sg) = common::network(&endpoint).await;
-    let (cluster, family) = common::cluster_and_task_definition(&ecs).await;
+    let aws = common::MotoAws::setup(&endpoint).await;
 
-    let launcher = EcsLauncher::new(
-        ecs.clone(),
-        EcsSettings {
-            cluster: cluster.clone(),
-            task_definition: family.clone(),
-            subnets: vec![subnet],
-            security_groups: vec![sg],
-            assign_public_ip: false,
-            container_name: "gitops-task".into(),
-        },
-    );
+    // Fargate in the test's subnet and security group, no public IP, container `gitops-task`.
+    let launcher = aws.launcher();
     let contract = LaunchContract::gitops_pr(
         RecordId::new(),
         Job {
@@ -46,9 +34,10 @@ async fn run_task_on_moto_carries_the_contract_and_only_the_contract() {
         launched.task_arn
     );
 
-    let described = ecs
+    let described = aws
+        .ecs
         .describe_tasks()
-        .cluster(&cluster)
+        .cluster(&aws.cluster)
         .tasks(&launched.task_arn)
         .send()
         .await
@@ -75,12 +64,6 @@ async fn run_task_on_moto_carries_the_contract_and_only_the_contract() {
     assert_eq!(env, contract.to_map(), "exactly the contract's identifiers");
     assert_eq!(env[vars::RECORD_ID], contract.record_id.to_string());
 
-    let listed = ecs
-        .list_tasks()
-        .cluster(&cluster)
-        .started_by(STARTED_BY)
-        .send()
-        .await
-        .unwrap();
+    let listed = aws.started_tasks().await;
     assert_eq!(listed.task_arns(), std::slice::from_ref(&launched.task_arn));
 }

@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::runtime_api::{Outcome, RuntimeApi, peak_rss_kib};
-use orchestrator::launch::ecs::STARTED_BY;
-use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
-use orchestrator_core::store::{RecordStore, Transition};
-use orchestrator_core::{Job, Record, Source, Status};
+use common::runtime_api::{Outcome, RuntimeApi, lambda_command, peak_rss_kib};
+use orchestrator_core::Status;
+use orchestrator_core::store::RecordStore;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "tok-runtime-1";
@@ -32,23 +30,8 @@ impl Drop for Function {
 
 impl Function {
     fn spawn(bin: &str, runtime: &str, moto: &str, env: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", runtime)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "test-function")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_ENDPOINT_URL", moto)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let mut cmd = lambda_command(bin, "test-function", runtime, moto);
+        cmd.envs(env.iter().map(|(k, v)| (*k, v)));
         let started = Instant::now();
         let child = cmd.spawn().unwrap();
         Function { child, started }
@@ -106,19 +89,11 @@ async fn api_binary_through_the_runtime_api_against_moto() {
     else {
         return;
     };
-    let config = common::moto_config(&moto).await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let (subnet, sg) = common::network(&moto).await;
-    let (cluster, family) = common::cluster_and_task_definition(&ecs).await;
-    let table = common::unique_name("records");
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        TableNames::with_defaults(&table),
-    );
-    store.create_table().await.unwrap();
+    let aws = common::MotoAws::setup(&moto).await;
+    let (table, store) = aws.store().await;
 
     // The token comes from Secrets Manager (moto), as in the deployed function.
-    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let sm = aws_sdk_secretsmanager::Client::new(&aws.config);
     let secret_arn = sm
         .create_secret()
         .name(common::unique_name("intake-token"))
@@ -147,10 +122,10 @@ async fn api_binary_through_the_runtime_api_against_moto() {
             ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
             ("INTAKE_TOKEN_SECRET_ARN", secret_arn.clone()),
             ("TABLE_NAME", table.clone()),
-            ("ECS_CLUSTER", cluster.clone()),
-            ("ECS_TASK_DEFINITION", family.clone()),
-            ("ECS_SUBNETS", subnet.clone()),
-            ("ECS_SECURITY_GROUPS", sg.clone()),
+            ("ECS_CLUSTER", aws.cluster.clone()),
+            ("ECS_TASK_DEFINITION", aws.task_definition.clone()),
+            ("ECS_SUBNETS", aws.subnet.clone()),
+            ("ECS_SECURITY_GROUPS", aws.security_group.clone()),
         ],
     );
     let mut ids = vec![first];
@@ -170,9 +145,10 @@ async fn api_binary_through_the_runtime_api_against_moto() {
         assert_eq!(rec.status, Status::Dispatched);
         // ...and the ECS task, with the contract in its overrides.
         let arn = rec.task_arn.clone().unwrap();
-        let tasks = ecs
+        let tasks = aws
+            .ecs
             .describe_tasks()
-            .cluster(&cluster)
+            .cluster(&aws.cluster)
             .tasks(&arn)
             .send()
             .await
@@ -219,13 +195,7 @@ async fn api_binary_through_the_runtime_api_against_moto() {
         "exactly one answer per invocation: {counts:?}"
     );
     assert!(api.init_errors().await.is_empty());
-    let listed = ecs
-        .list_tasks()
-        .cluster(&cluster)
-        .started_by(STARTED_BY)
-        .send()
-        .await
-        .unwrap();
+    let listed = aws.started_tasks().await;
     assert_eq!(listed.task_arns().len(), 5);
 }
 
@@ -236,38 +206,10 @@ async fn lifecycle_binary_through_the_runtime_api_against_moto() {
         return;
     };
     let config = common::moto_config(&moto).await;
-    let table = common::unique_name("records");
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        TableNames::with_defaults(&table),
-    );
-    store.create_table().await.unwrap();
-    let rec = Record::received(
-        Source::CircleciOrb,
-        json!({}),
-        Some(Job {
-            service: "circleci-samples".into(),
-            image: "eddiewebb/circleci-samples".into(),
-            environment: "dev".into(),
-            tag: "8f59df9".into(),
-        }),
-    );
-    store.create(&rec).await.unwrap();
-    store
-        .transition(
-            rec.id,
-            &Transition::to(Status::Dispatched).task_arn("arn:task"),
-        )
-        .await
-        .unwrap();
+    let (table, store) = common::dynamo_store(&config, "records").await;
+    let rec = common::dispatched_record(&store).await;
 
-    let ecs_event = |name: &str, version: i64| {
-        let raw = String::from_utf8(common::fixture(&format!("ecs/{name}"))).unwrap();
-        let mut v: Value =
-            serde_json::from_str(&raw.replace("REPLACE_RECORD_ID", &rec.id.to_string())).unwrap();
-        v["detail"]["version"] = version.into();
-        v
-    };
+    let ecs_event = |name: &str, version: i64| common::ecs_event(name, &rec, version);
     let (api, addr) = RuntimeApi::start().await;
     let running = api
         .invoke(&ecs_event("task-state-change-running.json", 3))

@@ -2,40 +2,12 @@
 
 mod common;
 
+// `dispatched`: a dispatched orb record in the store; `event`: a recorded ECS state change for it.
+use common::{dispatched_record as dispatched, ecs_event as event};
 use orchestrator::lifecycle::{Applied, apply};
+use orchestrator_core::Status;
 use orchestrator_core::store::sqlite::SqliteStore;
 use orchestrator_core::store::{RecordStore, Transition};
-use orchestrator_core::{Job, Record, Source, Status};
-use serde_json::Value;
-
-fn event(name: &str, record: &Record, version: i64) -> Value {
-    let raw = String::from_utf8(common::fixture(&format!("ecs/{name}"))).unwrap();
-    let mut v: Value =
-        serde_json::from_str(&raw.replace("REPLACE_RECORD_ID", &record.id.to_string())).unwrap();
-    v["detail"]["version"] = version.into();
-    v
-}
-
-async fn dispatched(store: &SqliteStore) -> Record {
-    let r = Record::received(
-        Source::CircleciOrb,
-        serde_json::json!({}),
-        Some(Job {
-            service: "circleci-samples".into(),
-            image: "eddiewebb/circleci-samples".into(),
-            environment: "dev".into(),
-            tag: "8f59df9".into(),
-        }),
-    );
-    store.create(&r).await.unwrap();
-    store
-        .transition(
-            r.id,
-            &Transition::to(Status::Dispatched).task_arn("arn:task"),
-        )
-        .await
-        .unwrap()
-}
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();

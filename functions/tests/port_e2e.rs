@@ -17,12 +17,11 @@ use hmac::{KeyInit, Mac};
 use orchestrator::intake::port::PortSettings;
 use orchestrator::launch::process::ProcessLauncher;
 use orchestrator::rules::RuleSet;
-use orchestrator::{AppState, IntakeSettings, app};
+use orchestrator::{AppState, IntakeSettings};
 use orchestrator_core::store::RecordStore;
 use orchestrator_core::store::sqlite::SqliteStore;
 use orchestrator_core::{Record, RecordId, Secret, Status};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -119,15 +118,7 @@ async fn deliver(state: &AppState, body: &[u8]) -> (StatusCode, Value) {
         .header("x-port-signature", sig)
         .body(Body::from(body.to_vec()))
         .unwrap();
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    common::send(state, req).await
 }
 
 /// Polls the store until the record is final (bounded).

@@ -6,9 +6,9 @@ mod common;
 use orchestrator::dispatch::RetryPolicy;
 use orchestrator::intake::port::kafka;
 use orchestrator::rules::RuleSet;
+use orchestrator_core::Status;
 use orchestrator_core::contract::JobKind;
 use orchestrator_core::store::{ListQuery, RecordStore};
-use orchestrator_core::{Source, Status};
 
 fn rules() -> RuleSet {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules.yaml");
@@ -19,18 +19,25 @@ fn batch() -> serde_json::Value {
     serde_json::from_slice(&common::fixture("kafka/port-batch.json")).unwrap()
 }
 
-#[tokio::test]
-async fn two_records_are_processed_and_the_corrupt_one_is_recorded_rejected() {
-    let t = common::sqlite_app(Default::default());
-    let report = kafka::process_batch(
+/// `event` through the Kafka intake, on the app's store and launcher, with the example rules.
+async fn process(
+    t: &common::TestApp,
+    event: &serde_json::Value,
+) -> Result<kafka::BatchReport, kafka::NotKafka> {
+    kafka::process_batch(
         t.store.as_ref(),
         t.launcher.as_ref(),
         RetryPolicy::default(),
         &rules(),
-        &batch(),
+        event,
     )
     .await
-    .unwrap();
+}
+
+#[tokio::test]
+async fn two_records_are_processed_and_the_corrupt_one_is_recorded_rejected() {
+    let t = common::sqlite_app(Default::default());
+    let report = process(&t, &batch()).await.unwrap();
     assert_eq!(report.records.len(), 3, "{report:?}");
     assert_eq!(report.count("dispatched"), 2, "{report:?}");
     assert_eq!(report.count("rejected"), 1, "{report:?}");
@@ -49,15 +56,7 @@ async fn two_records_are_processed_and_the_corrupt_one_is_recorded_rejected() {
     assert_eq!(contracts.len(), 2);
     assert!(contracts.iter().all(|c| c.kind == JobKind::Remediation));
 
-    let page = t
-        .store
-        .list(&ListQuery {
-            limit: 10,
-            source: Some(Source::Port),
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap();
+    let page = common::port_records(t.store.as_ref()).await;
     assert_eq!(page.records.len(), 3);
     let bad = page
         .records
@@ -86,17 +85,8 @@ async fn two_records_are_processed_and_the_corrupt_one_is_recorded_rejected() {
 #[tokio::test]
 async fn a_redelivered_batch_records_and_launches_nothing_twice() {
     let t = common::sqlite_app(Default::default());
-    let rules = rules();
     for _ in 0..2 {
-        kafka::process_batch(
-            t.store.as_ref(),
-            t.launcher.as_ref(),
-            RetryPolicy::default(),
-            &rules,
-            &batch(),
-        )
-        .await
-        .unwrap();
+        process(&t, &batch()).await.unwrap();
     }
     let page = t
         .store
@@ -116,15 +106,7 @@ async fn a_launch_failure_is_recorded_and_does_not_stop_the_batch() {
     *t.launcher.fail_with.lock().unwrap() = Some(orchestrator::launch::LaunchError::permanent(
         "no such task definition",
     ));
-    let report = kafka::process_batch(
-        t.store.as_ref(),
-        t.launcher.as_ref(),
-        RetryPolicy::default(),
-        &rules(),
-        &batch(),
-    )
-    .await
-    .unwrap();
+    let report = process(&t, &batch()).await.unwrap();
     assert_eq!(report.count("dispatch_failed"), 2, "{report:?}");
     assert_eq!(report.count("rejected"), 1);
     assert_eq!(report.unwritten(), 0);
@@ -133,11 +115,8 @@ async fn a_launch_failure_is_recorded_and_does_not_stop_the_batch() {
 #[tokio::test]
 async fn an_event_that_is_not_a_kafka_batch_is_an_error() {
     let t = common::sqlite_app(Default::default());
-    let err = kafka::process_batch(
-        t.store.as_ref(),
-        t.launcher.as_ref(),
-        RetryPolicy::default(),
-        &rules(),
+    let err = process(
+        &t,
         &serde_json::json!({"detail-type": "ECS Task State Change"}),
     )
     .await

@@ -7,13 +7,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::runtime_api::{Outcome, RuntimeApi};
-use orchestrator::launch::ecs::STARTED_BY;
-use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
-use orchestrator_core::store::{ListQuery, RecordStore};
+use common::runtime_api::{Outcome, RuntimeApi, lambda_command};
+use orchestrator_core::store::RecordStore;
 use orchestrator_core::{Source, Status};
 use serde_json::Value;
 
@@ -36,23 +34,13 @@ impl Function {
     /// Starts the binary with a clean environment: the Lambda variables, moto as every AWS
     /// endpoint, and `env`.
     fn spawn(runtime: &str, moto: &str, env: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_port-kafka"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", runtime)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "port-kafka")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_ENDPOINT_URL", moto)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let mut cmd = lambda_command(
+            env!("CARGO_BIN_EXE_port-kafka"),
+            "port-kafka",
+            runtime,
+            moto,
+        );
+        cmd.envs(env.iter().map(|(k, v)| (*k, v)));
         Function {
             child: cmd.spawn().unwrap(),
         }
@@ -106,6 +94,17 @@ fn base_env(
     ]
 }
 
+/// [`base_env`] for a records table and the cluster, network and task definition on moto.
+fn moto_env(table: &str, aws: &common::MotoAws) -> Vec<(&'static str, String)> {
+    base_env(
+        table,
+        &aws.cluster,
+        &aws.task_definition,
+        &aws.subnet,
+        &aws.security_group,
+    )
+}
+
 /// Waits (bounded) for the function's first init error.
 async fn first_init_error(api: &RuntimeApi) -> String {
     let deadline = Instant::now() + WAIT;
@@ -147,20 +146,12 @@ async fn port_kafka_binary_handles_the_recorded_batch_against_moto() {
     else {
         return;
     };
-    let config = common::moto_config(&moto).await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let (subnet, sg) = common::network(&moto).await;
-    let (cluster, family) = common::cluster_and_task_definition(&ecs).await;
-    let table = common::unique_name("records");
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        TableNames::with_defaults(&table),
-    );
-    store.create_table().await.unwrap();
+    let aws = common::MotoAws::setup(&moto).await;
+    let (table, store) = aws.store().await;
 
     let (api, addr) = RuntimeApi::start().await;
     let first = api.invoke(&batch()).await;
-    let mut env = base_env(&table, &cluster, &family, &subnet, &sg);
+    let mut env = moto_env(&table, &aws);
     env.push(("RULES", example_rules()));
     let mut f = Function::spawn(&addr, &moto, &env);
 
@@ -264,14 +255,7 @@ async fn port_kafka_binary_handles_the_recorded_batch_against_moto() {
 
     // The listing (Query on the by_time index) holds exactly these three Port records; nothing
     // was ignored: both readable events match a rule of examples/rules.yaml.
-    let page = store
-        .list(&ListQuery {
-            limit: 10,
-            source: Some(Source::Port),
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap();
+    let page = common::port_records(&store).await;
     let mut listed: Vec<_> = page.records.iter().map(|r| r.id).collect();
     let mut expected: Vec<_> = records.iter().map(|r| r.id).collect();
     listed.sort();
@@ -283,27 +267,21 @@ async fn port_kafka_binary_handles_the_recorded_batch_against_moto() {
     for rec in [vm, dep] {
         let arn = rec.task_arn.as_deref().expect("task ARN recorded");
         assert_eq!(
-            override_of(&ecs, &cluster, arn, "ORCH_RECORD_ID").await,
+            override_of(&aws.ecs, &aws.cluster, arn, "ORCH_RECORD_ID").await,
             Some(rec.id.to_string())
         );
         assert_eq!(
-            override_of(&ecs, &cluster, arn, "ORCH_JOB_KIND")
+            override_of(&aws.ecs, &aws.cluster, arn, "ORCH_JOB_KIND")
                 .await
                 .as_deref(),
             Some("remediation")
         );
-        assert_eq!(override_of(&ecs, &cluster, arn, "ORCH_SERVICE").await, None);
+        assert_eq!(
+            override_of(&aws.ecs, &aws.cluster, arn, "ORCH_SERVICE").await,
+            None
+        );
     }
-    let launched = || async {
-        ecs.list_tasks()
-            .cluster(&cluster)
-            .started_by(STARTED_BY)
-            .send()
-            .await
-            .unwrap()
-            .task_arns()
-            .len()
-    };
+    let launched = || async { aws.started_tasks().await.task_arns().len() };
     assert_eq!(launched().await, 2);
 
     // The event source delivers the same batch again (as after a timeout): every item is a
@@ -329,14 +307,7 @@ async fn port_kafka_binary_handles_the_recorded_batch_against_moto() {
     }
     assert!(f.alive(), "the function process survived");
     assert_eq!(launched().await, 2);
-    let page = store
-        .list(&ListQuery {
-            limit: 10,
-            source: Some(Source::Port),
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap();
+    let page = common::port_records(&store).await;
     assert_eq!(page.records.len(), 3);
 
     let counts = api.answer_counts().await;
@@ -453,17 +424,9 @@ async fn an_event_delivered_by_webhook_and_by_kafka_is_recorded_once() {
     else {
         return;
     };
-    let config = common::moto_config(&moto).await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let (subnet, sg) = common::network(&moto).await;
-    let (cluster, family) = common::cluster_and_task_definition(&ecs).await;
-    let table = common::unique_name("records");
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        TableNames::with_defaults(&table),
-    );
-    store.create_table().await.unwrap();
-    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let aws = common::MotoAws::setup(&moto).await;
+    let (table, store) = aws.store().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&aws.config);
     let secret = |name: &str, value: &str| {
         let (sm, name, value) = (sm.clone(), common::unique_name(name), value.to_owned());
         async move {
@@ -482,7 +445,7 @@ async fn an_event_delivered_by_webhook_and_by_kafka_is_recorded_once() {
     let token_arn = secret("intake-token", "tok-port-1").await;
     let port_arn = secret("port-client-secret", port_secret).await;
 
-    let mut env = base_env(&table, &cluster, &family, &subnet, &sg);
+    let mut env = moto_env(&table, &aws);
     env.push(("RULES", example_rules()));
 
     // The webhook, through the api binary.
@@ -498,21 +461,8 @@ async fn an_event_delivered_by_webhook_and_by_kafka_is_recorded_once() {
         ("INTAKE_TOKEN_SECRET_ARN", token_arn),
         ("PORT_CLIENT_SECRET_ARN", port_arn),
     ]);
-    let mut api = Command::new(env!("CARGO_BIN_EXE_api"));
-    api.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", &web_addr)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "api")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_ENDPOINT_URL", &moto)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("RUST_LOG", "warn")
-        .envs(api_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let mut api = lambda_command(env!("CARGO_BIN_EXE_api"), "api", &web_addr, &moto);
+    api.envs(api_env.iter().map(|(k, v)| (*k, v)));
     let _api = Function {
         child: api.spawn().unwrap(),
     };
@@ -544,22 +494,9 @@ async fn an_event_delivered_by_webhook_and_by_kafka_is_recorded_once() {
     assert_eq!(items[2]["status"], "dispatched");
     assert_eq!(items[2]["duplicate"], false);
 
-    let page = store
-        .list(&ListQuery {
-            limit: 10,
-            source: Some(Source::Port),
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap();
+    let page = common::port_records(&store).await;
     assert_eq!(page.records.len(), 3, "webhook + two new Kafka records");
-    let listed = ecs
-        .list_tasks()
-        .cluster(&cluster)
-        .started_by(STARTED_BY)
-        .send()
-        .await
-        .unwrap();
+    let listed = aws.started_tasks().await;
     assert_eq!(listed.task_arns().len(), 2, "one task per event");
     assert!(web.answer_counts().await.values().all(|n| *n == 1));
     assert!(kafka.answer_counts().await.values().all(|n| *n == 1));

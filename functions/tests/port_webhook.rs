@@ -9,15 +9,14 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::{record_count, send};
 use hmac::{KeyInit, Mac};
+use orchestrator::IntakeSettings;
 use orchestrator::intake::port::PortSettings;
 use orchestrator::rules::RuleSet;
-use orchestrator::{AppState, IntakeSettings, app};
 use orchestrator_core::Secret;
 use orchestrator_core::contract::JobKind;
-use orchestrator_core::store::{ListQuery, RecordStore};
 use serde_json::Value;
-use tower::ServiceExt;
 
 const SECRET: &str = "port-client-secret-1";
 
@@ -64,30 +63,6 @@ fn signed(body: &[u8]) -> Request<Body> {
     let ts = now_secs().to_string();
     let sig = sign_with(SECRET, &ts, body);
     delivery(body, Some(&ts), Some(&sig))
-}
-
-async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-async fn record_count(store: &dyn RecordStore) -> usize {
-    store
-        .list(&ListQuery {
-            limit: 100,
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap()
-        .records
-        .len()
 }
 
 #[tokio::test]

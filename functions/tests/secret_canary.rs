@@ -1405,29 +1405,15 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let direct = common::moto_config(&moto).await;
-    let (subnet, sg) = common::network(&moto).await;
-    let (cluster, family) =
-        common::cluster_and_task_definition(&aws_sdk_ecs::Client::new(&direct)).await;
+    // The network, cluster and task definition are made directly on moto; the store and the
+    // launcher talk to it through the recording proxy.
+    let direct = common::MotoAws::setup(&moto).await;
     let (recorder, proxy) = Recorder::start(&moto).await;
     let aws = common::moto_config(&proxy).await;
-    let ecs = aws_sdk_ecs::Client::new(&aws);
-    let table = common::unique_name("canary-records");
-    let store = orchestrator_core::store::dynamodb::DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        orchestrator_core::store::dynamodb::TableNames::with_defaults(&table),
-    );
-    store.create_table().await.unwrap();
+    let (_table, store) = common::dynamo_store(&aws, "canary-records").await;
     let launcher = orchestrator::launch::ecs::EcsLauncher::new(
-        ecs.clone(),
-        orchestrator::launch::ecs::EcsSettings {
-            cluster: cluster.clone(),
-            task_definition: family,
-            subnets: vec![subnet],
-            security_groups: vec![sg],
-            assign_public_ip: false,
-            container_name: "gitops-task".into(),
-        },
+        aws_sdk_ecs::Client::new(&aws),
+        direct.ecs_settings(),
     );
     let rules = orchestrator::rules::RuleSet::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules.yaml"),
@@ -1537,9 +1523,10 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
     let mut scan = Scan::default();
     for rec in &accepted {
         let arn = rec["task_arn"].as_str().unwrap();
-        let described = aws_sdk_ecs::Client::new(&direct)
+        let described = direct
+            .ecs
             .describe_tasks()
-            .cluster(&cluster)
+            .cluster(&direct.cluster)
             .tasks(arn)
             .send()
             .await

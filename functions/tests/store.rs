@@ -4,7 +4,6 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 use orchestrator_core::store::sqlite::SqliteStore;
 use orchestrator_core::store::suite;
 
@@ -27,17 +26,9 @@ async fn dynamodb_store_passes_the_suite_on_moto() {
         return;
     };
     let config = common::moto_config(&endpoint).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
     suite::run_all(|| {
-        let client = client.clone();
-        async move {
-            let store = DynamoStore::new(
-                client,
-                TableNames::with_defaults(common::unique_name("records")),
-            );
-            store.create_table().await.unwrap();
-            store
-        }
+        let config = config.clone();
+        async move { common::dynamo_store(&config, "records").await.1 }
     })
     .await;
 }

@@ -7,16 +7,55 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use orchestrator::launch::ecs::{EcsLauncher, EcsSettings, STARTED_BY};
 use orchestrator::launch::{LaunchError, Launched, TaskLauncher};
-use orchestrator::{AppState, IntakeSettings};
-use orchestrator_core::LaunchContract;
+use orchestrator::{AppState, IntakeSettings, app};
+use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 use orchestrator_core::store::sqlite::SqliteStore;
+use orchestrator_core::store::{ListQuery, Page, RecordStore, Transition};
+use orchestrator_core::{Job, LaunchContract, Record, Source, Status};
+use serde_json::Value;
+use tower::ServiceExt;
 
 pub fn fixture(rel: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
         .join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A CircleCI orb record for `circleci-samples` (dev, `8f59df9`), created in `store` and moved
+/// to `Dispatched` with task `arn:task`: what the ECS task state changes apply to.
+pub async fn dispatched_record(store: &dyn RecordStore) -> Record {
+    let r = Record::received(
+        Source::CircleciOrb,
+        serde_json::json!({}),
+        Some(Job {
+            service: "circleci-samples".into(),
+            image: "eddiewebb/circleci-samples".into(),
+            environment: "dev".into(),
+            tag: "8f59df9".into(),
+        }),
+    );
+    store.create(&r).await.unwrap();
+    store
+        .transition(
+            r.id,
+            &Transition::to(Status::Dispatched).task_arn("arn:task"),
+        )
+        .await
+        .unwrap()
+}
+
+/// The recorded ECS task state change `ecs/<name>` for `record`, with `detail.version` set.
+pub fn ecs_event(name: &str, record: &Record, version: i64) -> Value {
+    let raw = String::from_utf8(fixture(&format!("ecs/{name}"))).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&raw.replace("REPLACE_RECORD_ID", &record.id.to_string())).unwrap();
+    v["detail"]["version"] = version.into();
+    v
 }
 
 /// A launcher that records the contracts it is given and answers as told.
@@ -73,6 +112,45 @@ pub fn sqlite_app(settings: IntakeSettings) -> TestApp {
     }
 }
 
+/// Sends `req` through the Router in-process (`oneshot`): the status and the JSON body (`Null`
+/// when the body is not JSON).
+pub async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// How many records the store lists (first page of 100: more than any of these tests writes).
+pub async fn record_count(store: &dyn RecordStore) -> usize {
+    store
+        .list(&ListQuery {
+            limit: 100,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap()
+        .records
+        .len()
+}
+
+/// The store's Port records: the first page of 10 (more than any Port test writes).
+pub async fn port_records(store: &dyn RecordStore) -> Page {
+    store
+        .list(&ListQuery {
+            limit: 10,
+            source: Some(Source::Port),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
 /// The moto endpoint from `MOTO_ENDPOINT`. `None` (with a message) when unset, unless
 /// `REQUIRE_MOTO=1` (set by scripts/test.sh), which turns a missing moto into a failure.
 pub fn moto_endpoint(test: &str) -> Option<String> {
@@ -103,6 +181,80 @@ pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
 /// A table name no other test uses (tests share one moto server).
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A new DynamoDB table on moto (named `<prefix>-<unique>`, created): its name and the store.
+pub async fn dynamo_store(config: &aws_config::SdkConfig, prefix: &str) -> (String, DynamoStore) {
+    let table = unique_name(prefix);
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(config),
+        TableNames::with_defaults(&table),
+    );
+    store.create_table().await.unwrap();
+    (table, store)
+}
+
+/// What a test needs to run Fargate tasks on moto: the SDK configuration and ECS client for the
+/// endpoint, and a fresh network ([`network`]), cluster and task definition
+/// ([`cluster_and_task_definition`]), all uniquely named (tests share one moto server).
+pub struct MotoAws {
+    pub config: aws_config::SdkConfig,
+    pub ecs: aws_sdk_ecs::Client,
+    pub subnet: String,
+    pub security_group: String,
+    pub cluster: String,
+    pub task_definition: String,
+}
+
+impl MotoAws {
+    pub async fn setup(endpoint: &str) -> MotoAws {
+        let config = moto_config(endpoint).await;
+        let ecs = aws_sdk_ecs::Client::new(&config);
+        let (subnet, security_group) = network(endpoint).await;
+        let (cluster, task_definition) = cluster_and_task_definition(&ecs).await;
+        MotoAws {
+            config,
+            ecs,
+            subnet,
+            security_group,
+            cluster,
+            task_definition,
+        }
+    }
+
+    /// The launcher settings for this cluster: Fargate in the subnet and security group, no
+    /// public IP, the contract in the overrides of the `gitops-task` container.
+    pub fn ecs_settings(&self) -> EcsSettings {
+        EcsSettings {
+            cluster: self.cluster.clone(),
+            task_definition: self.task_definition.clone(),
+            subnets: vec![self.subnet.clone()],
+            security_groups: vec![self.security_group.clone()],
+            assign_public_ip: false,
+            container_name: "gitops-task".into(),
+        }
+    }
+
+    /// The real ECS launcher, with [`Self::ecs_settings`], on this endpoint's ECS client.
+    pub fn launcher(&self) -> EcsLauncher {
+        EcsLauncher::new(self.ecs.clone(), self.ecs_settings())
+    }
+
+    /// A new records table on this endpoint: its name and the store ([`dynamo_store`]).
+    pub async fn store(&self) -> (String, DynamoStore) {
+        dynamo_store(&self.config, "records").await
+    }
+
+    /// ListTasks: the tasks the orchestrator started (`startedBy`) in this cluster.
+    pub async fn started_tasks(&self) -> aws_sdk_ecs::operation::list_tasks::ListTasksOutput {
+        self.ecs
+            .list_tasks()
+            .cluster(&self.cluster)
+            .started_by(STARTED_BY)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 /// Calls moto's EC2 query API directly. Why not aws-sdk-ec2: the product never talks to EC2, and

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,34 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::sync::{Mutex, Notify};
+
+/// The command that runs the compiled Lambda binary `bin` as function `function_name` against
+/// this emulator (`runtime_api`, host:port), as `provided.al2023` would: a clean environment with
+/// `PATH`, the Lambda variables, `aws_endpoint` as every AWS endpoint with test credentials in
+/// us-east-1, and `RUST_LOG=warn`; stdout dropped, stderr shown. Add the function's own settings
+/// with `.env`/`.envs`.
+pub fn lambda_command(
+    bin: &str,
+    function_name: &str,
+    runtime_api: &str,
+    aws_endpoint: &str,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", function_name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", aws_endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
+}
 
 /// What the function answered for one invocation.
 #[derive(Debug, Clone, PartialEq)]

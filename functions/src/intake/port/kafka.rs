@@ -74,6 +74,19 @@ fn coordinates(raw: &serde_json::Value, fallback_topic: &str) -> Coordinates {
     }
 }
 
+/// Whether `timestamp` holds a fraction (`1.5`, `"1.5"`). `aws_lambda_events` asserts that a
+/// record's timestamp is a whole number of milliseconds, so such a record would panic (and fail the
+/// whole batch, redelivered forever) instead of being rejected alone. Same reading as its parser:
+/// a number, or a string parsed as `f64`.
+fn fractional_timestamp(raw: &serde_json::Value) -> bool {
+    let t = match raw.get("timestamp") {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.parse::<f64>().ok(),
+        _ => None,
+    };
+    t.is_some_and(|t| t.is_finite() && t.fract() != 0.0)
+}
+
 fn decode_one(raw: &serde_json::Value, fallback_topic: &str) -> Decoded {
     let at = coordinates(raw, fallback_topic);
     let kept = raw.get("value").and_then(|v| v.as_str()).map(|v| {
@@ -88,6 +101,11 @@ fn decode_one(raw: &serde_json::Value, fallback_topic: &str) -> Decoded {
         reason,
         value: kept.clone(),
     };
+    if fractional_timestamp(raw) {
+        return reject(
+            "not a Kafka record: `timestamp` is not a whole number of milliseconds".into(),
+        );
+    }
     let record: KafkaRecord = match serde_json::from_value(raw.clone()) {
         Ok(r) => r,
         Err(e) => return reject(format!("not a Kafka record: {e}")),
@@ -316,5 +334,28 @@ mod tests {
         assert!(reasons.iter().any(|r| r.contains("no value")));
         assert!(reasons.iter().any(|r| r.contains("is not a list")));
         assert!(decode(&serde_json::json!({"Records": []})).is_err());
+    }
+
+    /// Found by the `port_kafka_batch` fuzz target (fuzz/regressions/port_kafka_batch/): a
+    /// fractional timestamp panicked inside `aws_lambda_events` instead of rejecting the record.
+    #[test]
+    fn a_fractional_timestamp_rejects_the_record_not_the_batch() {
+        for timestamp in [
+            serde_json::json!(1.57903496288),
+            serde_json::json!("1713277889000.5"),
+        ] {
+            let event = serde_json::json!({
+                "eventSource": "SelfManagedKafka",
+                "records": {"org.change.log-0": [
+                    {"topic": "org.change.log", "partition": 0, "offset": 1, "timestamp": timestamp, "timestampType": "CREATE_TIME", "value": "e30=", "headers": []}
+                ]}
+            });
+            match &decode(&event).unwrap()[..] {
+                [Decoded::Rejected { reason, .. }] => {
+                    assert!(reason.contains("timestamp"), "{reason}")
+                }
+                other => panic!("{timestamp}: {other:?}"),
+            }
+        }
     }
 }

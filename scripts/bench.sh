@@ -2,12 +2,14 @@
 # Benchmarks that print figures (nothing here asserts a speed):
 #   - the local server: start-to-ready time and request latency (release build);
 #   - each Lambda binary's cold start (process start -> first answer) and peak memory through the
-#     Runtime API emulator against moto (release build).
+#     Runtime API emulator against moto (release build);
+#   - the gitops task: process start -> pull request opened, against a local bare repository and a
+#     GitHub mock (release build).
 # Usage: scripts/bench.sh [--help]   Settings: BENCH_REQUESTS (default 500).
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -30,4 +32,9 @@ trap '[[ -n "$moto_pid" ]] && kill "$moto_pid" 2>/dev/null; rm -rf "$work"' EXIT
 moto_pid=$!
 for _ in $(seq 1 100); do [[ -s "$work/port" ]] && break; sleep 0.2; done
 MOTO_ENDPOINT="http://127.0.0.1:$(cat "$work/port")" REQUIRE_MOTO=1 \
-  cargo test --release --quiet -p orchestrator --test lambda_runtime -- --nocapture --test-threads 1 2>&1 | grep '^BENCH'
+  cargo test --release --quiet -p orchestrator --test lambda_runtime -- --nocapture --test-threads 1 2>&1 | grep -o 'BENCH.*'
+# (`grep -o`: with --quiet, a test's progress dot can precede its line.)
+
+echo "== gitops task: start -> PR opened (local bare repository, GitHub mock; release build)"
+cargo test --release --quiet -p gitops-task --test gitops_binary -- --nocapture \
+  opens_the_pr_and_reports_it_with_no_subcommand 2>&1 | grep -o 'TIMING.*'

@@ -46,7 +46,9 @@ echo "== cargo test"
 cargo test --workspace "$@"
 
 echo "== schemathesis (the OpenAPI document against the local server)"
-scripts/schemathesis.sh
+# The server binary `cargo test --workspace` just built (a separate `cargo build -p orchestrator`
+# would resolve other features and rebuild much of the dependency tree).
+ORCHESTRATOR_BIN="${CARGO_TARGET_DIR:-target}/debug/orchestrator" scripts/schemathesis.sh
 
 if [[ -x scripts/check-template.sh ]]; then
   echo "== template checks"

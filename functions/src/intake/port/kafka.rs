@@ -75,9 +75,9 @@ fn coordinates(raw: &serde_json::Value, fallback_topic: &str) -> Coordinates {
 }
 
 /// Whether `timestamp` holds a fraction (`1.5`, `"1.5"`). `aws_lambda_events` asserts that a
-/// record's timestamp is a whole number of milliseconds, so such a record would panic (and fail the
-/// whole batch, redelivered forever) instead of being rejected alone. Same reading as its parser:
-/// a number, or a string parsed as `f64`.
+/// record's timestamp is a whole number of milliseconds, so such a record would panic, failing the
+/// whole batch (which the event source delivers again), instead of being rejected alone. Same
+/// reading as its parser: a number, or a string parsed as `f64`.
 fn fractional_timestamp(raw: &serde_json::Value) -> bool {
     let t = match raw.get("timestamp") {
         Some(serde_json::Value::Number(n)) => n.as_f64(),

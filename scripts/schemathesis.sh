@@ -40,7 +40,7 @@ bin="${ORCHESTRATOR_BIN:-}"
 if [[ -z "$bin" ]]; then
   echo "== cargo build -p orchestrator --bin orchestrator"
   cargo build --quiet -p orchestrator --bin orchestrator
-  bin="target/debug/orchestrator"
+  bin="${CARGO_TARGET_DIR:-target}/debug/orchestrator"
 fi
 [[ -x "$bin" ]] || { echo "schemathesis.sh: server binary '$bin' not found or not executable" >&2; exit 1; }
 

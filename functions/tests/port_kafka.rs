@@ -123,3 +123,29 @@ async fn an_event_that_is_not_a_kafka_batch_is_an_error() {
     .unwrap_err();
     assert!(err.to_string().contains("records"));
 }
+
+/// A batch whose first delivery recorded its events but died before launching (a Lambda timeout):
+/// the redelivery launches them, once, and a third delivery launches nothing more.
+#[tokio::test]
+async fn a_redelivered_batch_launches_records_left_received() {
+    let t = common::sqlite_app(Default::default());
+    // The first delivery, stopped between the write and the launch: the records exist, `received`.
+    for item in kafka::decode(&batch()).unwrap() {
+        if let kafka::Decoded::Event { event, .. } = item {
+            let record = event.to_record(&rules());
+            assert_eq!(record.status, Status::Received);
+            t.store.create(&record).await.unwrap();
+        }
+    }
+    assert!(t.launcher.contracts().is_empty());
+
+    let report = process(&t, &batch()).await.unwrap();
+    assert_eq!(report.count("dispatched"), 2, "{report:?}");
+    assert_eq!(report.unwritten(), 0);
+    assert_eq!(t.launcher.contracts().len(), 2);
+
+    let again = process(&t, &batch()).await.unwrap();
+    assert_eq!(again.count("dispatched"), 2, "{again:?}");
+    assert!(again.records.iter().all(|r| r.duplicate), "{again:?}");
+    assert_eq!(t.launcher.contracts().len(), 2, "nothing launched twice");
+}

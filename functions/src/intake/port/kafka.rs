@@ -18,7 +18,7 @@ use orchestrator_core::{Record, RecordId, Source, Status};
 use serde::Serialize;
 
 use crate::api::error::ApiError;
-use crate::dispatch::{Accepted, RetryPolicy, record_and_launch};
+use crate::dispatch::{Accepted, RetryPolicy, contract_for, record_and_launch, redispatch};
 use crate::launch::TaskLauncher;
 use crate::rules::RuleSet;
 
@@ -106,9 +106,14 @@ fn decode_one(raw: &serde_json::Value, fallback_topic: &str) -> Decoded {
             "not a Kafka record: `timestamp` is not a whole number of milliseconds".into(),
         );
     }
-    let record: KafkaRecord = match serde_json::from_value(raw.clone()) {
-        Ok(r) => r,
-        Err(e) => return reject(format!("not a Kafka record: {e}")),
+    // The check above covers the panic fuzzing found; `catch_unwind` keeps any other panic in
+    // `aws_lambda_events`' decoding to this one record instead of failing (and redelivering) the
+    // whole batch.
+    let decoded = std::panic::catch_unwind(|| serde_json::from_value::<KafkaRecord>(raw.clone()));
+    let record: KafkaRecord = match decoded {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return reject(format!("not a Kafka record: {e}")),
+        Err(_) => return reject("not a Kafka record: its decoding panicked".into()),
     };
     let Some(value) = record.value.as_deref() else {
         return reject("the record has no value".into());
@@ -224,7 +229,20 @@ pub async fn process_batch(
                 (at, r)
             }
         };
-        let outcome = record_and_launch(store, launcher, policy, record).await;
+        let outcome = match record_and_launch(store, launcher, policy, record).await {
+            // A redelivered record still `received`: the invocation that wrote it stopped before
+            // launching (a Lambda timeout, say), and Kafka delivered the batch again. Launch it now,
+            // with the same client token; otherwise it would wait forever.
+            Ok(Accepted::Duplicate(r))
+                if r.status == Status::Received && contract_for(&r).is_some() =>
+            {
+                tracing::info!(record_id = %r.id, "redelivered record was never launched; dispatching it");
+                redispatch(store, launcher, policy, r.id)
+                    .await
+                    .map(Accepted::Duplicate)
+            }
+            other => other,
+        };
         let item = match outcome {
             Ok(Accepted::New(r)) => ItemReport {
                 at,

@@ -15,6 +15,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with every occurrence of the value replaced by `***`: for text from outside (an
+    /// API's error answer) that is about to be logged or recorded.
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(&self.0, "***")
+        }
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -49,5 +59,15 @@ mod tests {
         let s = Secret::new("canary-123");
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
         assert_eq!(s.expose(), "canary-123");
+    }
+
+    #[test]
+    fn redacts_every_occurrence() {
+        let s = Secret::new("canary-123");
+        assert_eq!(
+            s.redact("bad key canary-123 (canary-123)"),
+            "bad key *** (***)"
+        );
+        assert_eq!(Secret::new("").redact("text"), "text");
     }
 }

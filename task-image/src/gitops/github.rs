@@ -587,12 +587,7 @@ impl GithubClient {
 
     /// Belt and braces: GitHub never echoes the token, but nothing we print may contain it.
     fn redact(&self, text: &str) -> String {
-        let token = self.token.expose();
-        if token.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(token, "***")
-        }
+        self.token.redact(text)
     }
 }
 

@@ -41,6 +41,14 @@ fn short(s: &str) -> String {
 }
 
 impl PortClient {
+    /// `text` without the client secret: Port's error answers are recorded.
+    fn redact(&self, text: &str) -> String {
+        match &self.client_secret {
+            Some(secret) => secret.redact(text),
+            None => text.to_owned(),
+        }
+    }
+
     pub fn new(http: reqwest::Client, settings: &Settings) -> Self {
         Self {
             http,
@@ -85,7 +93,7 @@ impl PortClient {
             return Err(StepFailure::new(format!(
                 "Port refused the client credentials: HTTP {}: {}",
                 status.as_u16(),
-                short(&body)
+                short(&secret.redact(&body))
             )));
         }
         serde_json::from_str::<Value>(&body)
@@ -144,9 +152,79 @@ impl PortClient {
             format!(
                 "Port answered HTTP {} to the PATCH: {}",
                 status.as_u16(),
-                short(&body)
+                short(&self.redact(&token.redact(&body)))
             ),
             detail(Some(status.as_u16())),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const CLIENT_SECRET: &str = "port-secret-canary-5f1e";
+    const ACCESS_TOKEN: &str = "port-access-canary-77ab";
+
+    fn client(server: &MockServer) -> PortClient {
+        PortClient {
+            http: reqwest::Client::new(),
+            base: reqwest::Url::parse(&server.uri()).unwrap(),
+            client_id: Some("id".into()),
+            client_secret: Some(Secret::new(CLIENT_SECRET)),
+            token: OnceCell::new(),
+        }
+    }
+
+    /// A Port that echoes what it was sent in its errors: the recorded error must not carry it.
+    #[tokio::test]
+    async fn error_answers_are_recorded_without_the_secrets() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/auth/access_token"))
+            .respond_with(ResponseTemplate::new(401).set_body_string(format!(
+                "{{\"error\":\"bad credentials\",\"clientSecret\":\"{CLIENT_SECRET}\"}}"
+            )))
+            .mount(&server)
+            .await;
+        let e = client(&server)
+            .patch_entity("vm", "vm-1", &serde_json::json!({"a": 1}))
+            .await
+            .unwrap_err();
+        assert!(
+            e.error.contains("HTTP 401") && e.error.contains("***"),
+            "{}",
+            e.error
+        );
+        assert!(!e.error.contains(CLIENT_SECRET), "{}", e.error);
+
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/auth/access_token"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"accessToken": ACCESS_TOKEN})),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path("/v1/blueprints/vm/entities/vm-1"))
+            .respond_with(ResponseTemplate::new(403).set_body_string(format!(
+                "token {ACCESS_TOKEN} may not write; secret {CLIENT_SECRET}"
+            )))
+            .mount(&server)
+            .await;
+        let e = client(&server)
+            .patch_entity("vm", "vm-1", &serde_json::json!({"a": 1}))
+            .await
+            .unwrap_err();
+        assert!(e.error.contains("HTTP 403"), "{}", e.error);
+        assert!(
+            !e.error.contains(ACCESS_TOKEN) && !e.error.contains(CLIENT_SECRET),
+            "{}",
+            e.error
+        );
     }
 }

@@ -98,10 +98,8 @@ pub async fn post(http: &reqwest::Client, url: &Secret, text: &str) -> Result<Va
     if status.is_success() {
         return Ok(detail(Some(status.as_u16())));
     }
-    let body: String = resp
-        .text()
-        .await
-        .unwrap_or_default()
+    let body: String = url
+        .redact(&resp.text().await.unwrap_or_default())
         .chars()
         .take(200)
         .collect();

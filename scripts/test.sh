@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs the tools (scripts/setup.sh), starts moto on a free loopback port,
-# then runs cargo fmt --check, clippy -D warnings, the whole test suite, and the template checks.
-# moto is stopped on exit, pass or fail.
-# Usage: scripts/test.sh [--help] [extra args for cargo test]
+# then runs cargo fmt --check, clippy -D warnings, the whole test suite, schemathesis against the
+# local server, and the template checks. moto is stopped on exit, pass or fail.
+# Usage: scripts/test.sh [--help] [extra args for cargo test, e.g. a test name filter; schemathesis
+# uses the debug server binary, so --release or -p alone would leave it stale]
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 

@@ -13,28 +13,48 @@ use orchestrator_core::Status;
 use orchestrator_core::store::RecordStore;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "tok-runtime-1";
+/// Unique, so the log check below cannot match anything but a leak.
+const TOKEN: &str = "tok-runtime-canary-3c9e0b41";
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Function {
     child: Child,
     started: Instant,
+    /// The process's stdout and stderr (its logs, at trace level).
+    log: tempfile::NamedTempFile,
 }
 
 impl Drop for Function {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- function log:\n{}", self.log_text());
+        }
     }
 }
 
 impl Function {
     fn spawn(bin: &str, runtime: &str, moto: &str, env: &[(&str, String)]) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = lambda_command(bin, "test-function", runtime, moto);
-        cmd.envs(env.iter().map(|(k, v)| (*k, v)));
+        // Trace, the most verbose: `lambda_runtime` and the AWS SDK log whole events and bodies
+        // there, which `telemetry` must keep out (see the log check in the api test).
+        cmd.env("RUST_LOG", "trace")
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .envs(env.iter().map(|(k, v)| (*k, v)));
         let started = Instant::now();
         let child = cmd.spawn().unwrap();
-        Function { child, started }
+        Function {
+            child,
+            started,
+            log,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     fn alive(&mut self) -> bool {
@@ -195,6 +215,15 @@ async fn api_binary_through_the_runtime_api_against_moto() {
         "exactly one answer per invocation: {counts:?}"
     );
     assert!(api.init_errors().await.is_empty());
+
+    // The token (from Secrets Manager, and in every event's query string) is in no log line, even
+    // at trace.
+    let log = f.log_text();
+    assert!(log.contains("dispatched"), "the log was captured: {log}");
+    assert!(
+        !log.contains(TOKEN),
+        "the intake token leaked into the log:\n{log}"
+    );
     let listed = aws.started_tasks().await;
     assert_eq!(listed.task_arns().len(), 5);
 }

@@ -132,16 +132,71 @@ fn create_body() -> Value {
     })
 }
 
-#[tokio::test]
-async fn creates_the_pull_request_when_none_is_open() {
-    let server = MockServer::start().await;
-    mount_no_open_pr(&server).await;
+/// The open-PR query answers `response` once; later queries fall through to other mocks.
+async fn mount_list_once(server: &MockServer, response: ResponseTemplate) {
+    github("GET", "/repos/acme/deploy/pulls", open_query())
+        .respond_with(response)
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// The open-PR query finds PR #42 into `main`, expected once.
+async fn mount_open_pr(server: &MockServer) {
+    github("GET", "/repos/acme/deploy/pulls", open_query())
+        .respond_with(json_response(200, json!([pr_json(42, "main")])))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// Creating the PR with [`create_body`] answers 201 with PR #42, expected once.
+async fn mount_create_pr(server: &MockServer) {
     github("POST", "/repos/acme/deploy/pulls", vec![])
         .and(body_json(create_body()))
         .respond_with(json_response(201, pr_json(42, "main")))
         .expect(1)
-        .mount(&server)
+        .mount(server)
         .await;
+}
+
+/// Updating PR #42 with the spec's title and body answers 200, expected once.
+async fn mount_update_pr(server: &MockServer) {
+    github("PATCH", "/repos/acme/deploy/pulls/42", vec![])
+        .and(body_json(json!({
+            "title": "web: deploy 1.2.3 to prod",
+            "body": "Sets image web to 1.2.3.",
+        })))
+        .respond_with(json_response(200, pr_json(42, "main")))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// Updating PR #42, whatever the body, answers 200, expected once.
+async fn mount_update_pr_any_body(server: &MockServer) {
+    github("PATCH", "/repos/acme/deploy/pulls/42", vec![])
+        .respond_with(json_response(200, pr_json(42, "main")))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// A reviewers request for PR #42 (every GitHub header required), under `prefix`.
+fn reviewers_request(prefix: &str) -> MockBuilder {
+    github(
+        "POST",
+        &format!("{prefix}/repos/acme/deploy/pulls/42/requested_reviewers"),
+        vec![],
+    )
+}
+
+#[tokio::test]
+async fn creates_the_pull_request_when_none_is_open() {
+    let server = MockServer::start().await;
+    mount_no_open_pr(&server).await;
+    mount_create_pr(&server).await;
 
     let pr = client(&server).open_or_update(&spec()).await.unwrap();
 
@@ -161,25 +216,16 @@ async fn creates_the_pull_request_when_none_is_open() {
 async fn requests_reviewers_and_teams() {
     let server = MockServer::start().await;
     mount_no_open_pr(&server).await;
-    github("POST", "/repos/acme/deploy/pulls", vec![])
-        .and(body_json(create_body()))
+    mount_create_pr(&server).await;
+    reviewers_request("")
+        .and(body_json(json!({
+            "reviewers": ["alice", "bob"],
+            "team_reviewers": ["platform"],
+        })))
         .respond_with(json_response(201, pr_json(42, "main")))
         .expect(1)
         .mount(&server)
         .await;
-    github(
-        "POST",
-        "/repos/acme/deploy/pulls/42/requested_reviewers",
-        vec![],
-    )
-    .and(body_json(json!({
-        "reviewers": ["alice", "bob"],
-        "team_reviewers": ["platform"],
-    })))
-    .respond_with(json_response(201, pr_json(42, "main")))
-    .expect(1)
-    .mount(&server)
-    .await;
 
     let spec = PullRequestSpec {
         reviewers: vec!["alice".into(), "bob".into()],
@@ -203,12 +249,7 @@ async fn requests_reviewers_and_teams() {
 async fn adds_labels() {
     let server = MockServer::start().await;
     mount_no_open_pr(&server).await;
-    github("POST", "/repos/acme/deploy/pulls", vec![])
-        .and(body_json(create_body()))
-        .respond_with(json_response(201, pr_json(42, "main")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_create_pr(&server).await;
     github("POST", "/repos/acme/deploy/issues/42/labels", vec![])
         .and(body_json(json!({ "labels": ["gitops", "env:prod"] })))
         .respond_with(json_response(
@@ -247,15 +288,7 @@ async fn updates_the_open_pull_request_instead_of_creating_one() {
         .expect(1)
         .mount(&server)
         .await;
-    github("PATCH", "/repos/acme/deploy/pulls/42", vec![])
-        .and(body_json(json!({
-            "title": "web: deploy 1.2.3 to prod",
-            "body": "Sets image web to 1.2.3.",
-        })))
-        .respond_with(json_response(200, pr_json(42, "main")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_update_pr(&server).await;
     Mock::given(method("POST"))
         .and(path("/repos/acme/deploy/pulls"))
         .respond_with(ResponseTemplate::new(500))
@@ -283,17 +316,8 @@ async fn updates_the_open_pull_request_instead_of_creating_one() {
 async fn already_exists_on_create_requeries_and_updates() {
     let server = MockServer::start().await;
     // Another run opens the PR between our query and our create.
-    github("GET", "/repos/acme/deploy/pulls", open_query())
-        .respond_with(json_response(200, json!([])))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    github("GET", "/repos/acme/deploy/pulls", open_query())
-        .respond_with(json_response(200, json!([pr_json(42, "main")])))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_list_once(&server, json_response(200, json!([]))).await;
+    mount_open_pr(&server).await;
     github("POST", "/repos/acme/deploy/pulls", vec![])
         .and(body_json(create_body()))
         .respond_with(json_response(
@@ -311,15 +335,7 @@ async fn already_exists_on_create_requeries_and_updates() {
         .expect(1)
         .mount(&server)
         .await;
-    github("PATCH", "/repos/acme/deploy/pulls/42", vec![])
-        .and(body_json(json!({
-            "title": "web: deploy 1.2.3 to prod",
-            "body": "Sets image web to 1.2.3.",
-        })))
-        .respond_with(json_response(200, pr_json(42, "main")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_update_pr(&server).await;
 
     let pr = client(&server).open_or_update(&spec()).await.unwrap();
 
@@ -366,31 +382,20 @@ async fn other_validation_failures_are_errors_with_githubs_message() {
 #[tokio::test]
 async fn secondary_rate_limit_waits_for_retry_after() {
     let server = MockServer::start().await;
-    github("GET", "/repos/acme/deploy/pulls", open_query())
-        .respond_with(
-            json_response(
-                403,
-                json!({
-                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
-                }),
-            )
-            .insert_header("retry-after", "1"),
+    mount_list_once(
+        &server,
+        json_response(
+            403,
+            json!({
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+            }),
         )
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    github("GET", "/repos/acme/deploy/pulls", open_query())
-        .respond_with(json_response(200, json!([pr_json(42, "main")])))
-        .expect(1)
-        .mount(&server)
-        .await;
-    github("PATCH", "/repos/acme/deploy/pulls/42", vec![])
-        .respond_with(json_response(200, pr_json(42, "main")))
-        .expect(1)
-        .mount(&server)
-        .await;
+        .insert_header("retry-after", "1"),
+    )
+    .await;
+    mount_open_pr(&server).await;
+    mount_update_pr_any_body(&server).await;
 
     let started = Instant::now();
     let pr = client(&server).open_or_update(&spec()).await.unwrap();
@@ -412,29 +417,18 @@ async fn primary_rate_limit_waits_until_reset() {
         .unwrap()
         .as_secs()
         + 1;
-    github("GET", "/repos/acme/deploy/pulls", open_query())
-        .respond_with(
-            json_response(
-                403,
-                json!({ "message": "API rate limit exceeded for installation." }),
-            )
-            .insert_header("x-ratelimit-remaining", "0")
-            .insert_header("x-ratelimit-reset", reset.to_string().as_str()),
+    mount_list_once(
+        &server,
+        json_response(
+            403,
+            json!({ "message": "API rate limit exceeded for installation." }),
         )
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    github("GET", "/repos/acme/deploy/pulls", open_query())
-        .respond_with(json_response(200, json!([pr_json(42, "main")])))
-        .expect(1)
-        .mount(&server)
-        .await;
-    github("PATCH", "/repos/acme/deploy/pulls/42", vec![])
-        .respond_with(json_response(200, pr_json(42, "main")))
-        .expect(1)
-        .mount(&server)
-        .await;
+        .insert_header("x-ratelimit-remaining", "0")
+        .insert_header("x-ratelimit-reset", reset.to_string().as_str()),
+    )
+    .await;
+    mount_open_pr(&server).await;
+    mount_update_pr_any_body(&server).await;
 
     client(&server).open_or_update(&spec()).await.unwrap();
 
@@ -473,19 +467,9 @@ async fn retry_after_beyond_the_cap_fails_without_retrying() {
 #[tokio::test]
 async fn too_many_requests_without_retry_after_backs_off_then_succeeds() {
     let server = MockServer::start().await;
-    github("GET", "/repos/acme/deploy/pulls", open_query())
-        .respond_with(ResponseTemplate::new(429))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_list_once(&server, ResponseTemplate::new(429)).await;
     mount_no_open_pr(&server).await;
-    github("POST", "/repos/acme/deploy/pulls", vec![])
-        .and(body_json(create_body()))
-        .respond_with(json_response(201, pr_json(42, "main")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_create_pr(&server).await;
 
     let pr = client(&server).open_or_update(&spec()).await.unwrap();
 
@@ -536,12 +520,7 @@ async fn server_errors_are_retried() {
         .expect(2)
         .mount(&server)
         .await;
-    github("POST", "/repos/acme/deploy/pulls", vec![])
-        .and(body_json(create_body()))
-        .respond_with(json_response(201, pr_json(42, "main")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_create_pr(&server).await;
 
     let pr = client(&server).open_or_update(&spec()).await.unwrap();
     assert!(pr.created);
@@ -556,31 +535,23 @@ async fn unresolved_node_right_after_creation_is_retried() {
         .expect(1)
         .mount(&server)
         .await;
-    github(
-        "POST",
-        "/repos/acme/deploy/pulls/42/requested_reviewers",
-        vec![],
-    )
-    .respond_with(json_response(
-        422,
-        json!({ "message": "Could not resolve to a node with the global id of 'PR_kwDO'." }),
-    ))
-    .up_to_n_times(1)
-    .expect(1)
-    .mount(&server)
-    .await;
-    github(
-        "POST",
-        "/repos/acme/deploy/pulls/42/requested_reviewers",
-        vec![],
-    )
-    .and(body_json(
-        json!({ "reviewers": ["alice"], "team_reviewers": [] }),
-    ))
-    .respond_with(json_response(201, pr_json(42, "main")))
-    .expect(1)
-    .mount(&server)
-    .await;
+    reviewers_request("")
+        .respond_with(json_response(
+            422,
+            json!({ "message": "Could not resolve to a node with the global id of 'PR_kwDO'." }),
+        ))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    reviewers_request("")
+        .and(body_json(
+            json!({ "reviewers": ["alice"], "team_reviewers": [] }),
+        ))
+        .respond_with(json_response(201, pr_json(42, "main")))
+        .expect(1)
+        .mount(&server)
+        .await;
 
     let spec = PullRequestSpec {
         reviewers: vec!["alice".into()],
@@ -600,18 +571,14 @@ async fn a_failed_follow_up_names_the_open_pull_request() {
         .respond_with(json_response(200, pr_json(42, "main")))
         .mount(&server)
         .await;
-    github(
-        "POST",
-        "/repos/acme/deploy/pulls/42/requested_reviewers",
-        vec![],
-    )
-    .respond_with(json_response(
-        422,
-        json!({ "message": "Review cannot be requested from pull request author." }),
-    ))
-    .expect(1) // a PR that was not just created: no retry
-    .mount(&server)
-    .await;
+    reviewers_request("")
+        .respond_with(json_response(
+            422,
+            json!({ "message": "Review cannot be requested from pull request author." }),
+        ))
+        .expect(1) // a PR that was not just created: no retry
+        .mount(&server)
+        .await;
 
     let spec = PullRequestSpec {
         reviewers: vec!["gitops-bot".into()],
@@ -646,18 +613,14 @@ async fn enterprise_base_url_keeps_its_path_prefix() {
         .expect(2)
         .mount(&server)
         .await;
-    github(
-        "POST",
-        "/api/v3/repos/acme/deploy/pulls/42/requested_reviewers",
-        vec![],
-    )
-    .and(body_json(
-        json!({ "reviewers": [], "team_reviewers": ["platform"] }),
-    ))
-    .respond_with(json_response(201, pr_json(42, "main")))
-    .expect(2)
-    .mount(&server)
-    .await;
+    reviewers_request("/api/v3")
+        .and(body_json(
+            json!({ "reviewers": [], "team_reviewers": ["platform"] }),
+        ))
+        .respond_with(json_response(201, pr_json(42, "main")))
+        .expect(2)
+        .mount(&server)
+        .await;
     github("POST", "/api/v3/repos/acme/deploy/issues/42/labels", vec![])
         .and(body_json(json!({ "labels": ["gitops"] })))
         .respond_with(json_response(200, json!([])))

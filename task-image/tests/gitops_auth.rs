@@ -81,6 +81,13 @@ impl Drop for HttpGit {
     }
 }
 
+/// The seeded gitops repository, served over HTTP by a server that requires [`TOKEN`].
+fn served_repo() -> (GitopsRepo, HttpGit) {
+    let repo = GitopsRepo::new();
+    let server = HttpGit::start(repo.dir.path(), TOKEN);
+    (repo, server)
+}
+
 /// Every file under `dir`, recursively.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -106,8 +113,7 @@ fn assert_no_secret(what: &str, text: &str) {
 
 #[tokio::test]
 async fn clones_and_pushes_with_the_token_in_gits_environment_only() {
-    let repo = GitopsRepo::new_in(tempfile::tempdir().unwrap(), "gitops.git");
-    let server = HttpGit::start(repo.dir.path(), TOKEN);
+    let (repo, server) = served_repo();
     // Without credentials the server refuses: the auth check is real.
     let anonymous = support::git_output(
         repo.dir.path(),
@@ -190,18 +196,11 @@ async fn clones_and_pushes_with_the_token_in_gits_environment_only() {
 
 #[tokio::test]
 async fn a_wrong_token_fails_without_leaking_it() {
-    let repo = GitopsRepo::new_in(tempfile::tempdir().unwrap(), "gitops.git");
-    let server = HttpGit::start(repo.dir.path(), TOKEN);
+    let (repo, server) = served_repo();
     let store = Store::new();
     let wrong = "ghs_wrongTokenValue0123456789";
     let settings = settings(&["--repo-url", &server.url(), "--github-token", wrong]);
-    let (id, run) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings,
-        FlowOptions::default(),
-    )
-    .await;
+    let (id, run) = run_default(&store, &job("dev", NEW_TAG), settings).await;
     assert!(!run.ok());
     let r = store.get(id).await;
     assert_eq!(r.status, Status::Failed);
@@ -219,17 +218,11 @@ async fn a_wrong_token_fails_without_leaking_it() {
 /// in what it prints.
 #[tokio::test]
 async fn the_binary_keeps_the_token_out_of_its_output() {
-    let repo = GitopsRepo::new_in(tempfile::tempdir().unwrap(), "gitops.git");
-    let server = HttpGit::start(repo.dir.path(), TOKEN);
+    let (_repo, server) = served_repo();
     let store = Store::new();
-    let job = job("dev", NEW_TAG);
-    let id = store.dispatched(&job).await;
-    let contract = orchestrator_core::LaunchContract::gitops_pr(id, job);
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gitops-task"))
+    let (id, contract) = store.contract(job("dev", NEW_TAG)).await;
+    let out = task_command(&contract)
         .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(contract.to_env())
         .env("ORCH_STORE", "sqlite")
         .env("DATA_DIR", store.dir.path())
         .env("GITOPS_REPO_URL", server.url())

@@ -8,12 +8,10 @@ use std::time::Instant;
 use orchestrator_core::{LaunchContract, Status};
 use support::*;
 
+/// The binary for `contract`, reporting to the SQLite store in `store`'s data directory.
 fn task(store: &Store, contract: &LaunchContract) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gitops-task"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(contract.to_env())
-        .env("ORCH_STORE", "sqlite")
+    let mut cmd = task_command(contract);
+    cmd.env("ORCH_STORE", "sqlite")
         .env("DATA_DIR", store.dir.path());
     cmd
 }
@@ -66,9 +64,7 @@ async fn opens_the_pr_and_reports_it_with_no_subcommand() {
     let repo = GitopsRepo::new();
     let store = Store::new();
     let github = github_mock().await;
-    let job = job("dev", NEW_TAG);
-    let id = store.dispatched(&job).await;
-    let contract = LaunchContract::gitops_pr(id, job);
+    let (id, contract) = store.contract(job("dev", NEW_TAG)).await;
     let started = Instant::now();
     let out = task(&store, &contract)
         .env("GITOPS_REPO_URL", repo.url())
@@ -105,9 +101,7 @@ async fn opens_the_pr_and_reports_it_with_no_subcommand() {
 #[tokio::test]
 async fn a_missing_setting_is_reported_and_exits_1() {
     let store = Store::new();
-    let job = job("dev", NEW_TAG);
-    let id = store.dispatched(&job).await;
-    let contract = LaunchContract::gitops_pr(id, job);
+    let (id, contract) = store.contract(job("dev", NEW_TAG)).await;
     let out = task(&store, &contract).arg("run").output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let summary = last_line_json(&out.stdout);
@@ -125,9 +119,7 @@ async fn a_missing_setting_is_reported_and_exits_1() {
 async fn no_change_exits_0() {
     let repo = GitopsRepo::new();
     let store = Store::new();
-    let job = job("dev", OLD_TAG);
-    let id = store.dispatched(&job).await;
-    let contract = LaunchContract::gitops_pr(id, job);
+    let (id, contract) = store.contract(job("dev", OLD_TAG)).await;
     let out = task(&store, &contract)
         .env("GITOPS_REPO_URL", repo.url())
         .output()
@@ -147,9 +139,7 @@ async fn no_change_exits_0() {
 async fn a_finished_record_is_not_run_again() {
     let repo = GitopsRepo::new();
     let store = Store::new();
-    let job = job("dev", NEW_TAG);
-    let id = store.dispatched(&job).await;
-    let contract = LaunchContract::gitops_pr(id, job);
+    let (id, contract) = store.contract(job("dev", NEW_TAG)).await;
     let run = |s: &Store| {
         let mut c = task(s, &contract);
         c.env("GITOPS_REPO_URL", repo.url());
@@ -180,9 +170,7 @@ async fn a_finished_record_is_not_run_again() {
 async fn empty_variables_count_as_unset() {
     let repo = GitopsRepo::new();
     let store = Store::new();
-    let job = job("dev", NEW_TAG);
-    let id = store.dispatched(&job).await;
-    let contract = LaunchContract::gitops_pr(id, job);
+    let (_, contract) = store.contract(job("dev", NEW_TAG)).await;
     let mut cmd = task(&store, &contract);
     cmd.env("GITOPS_REPO_URL", repo.url());
     for var in [
@@ -272,10 +260,7 @@ async fn reports_to_dynamodb() {
 
     let repo = GitopsRepo::new();
     let contract = LaunchContract::gitops_pr(record.id, job);
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gitops-task"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(contract.to_env())
+    let out = task_command(&contract)
         .env("ORCH_STORE", "dynamodb")
         .env("TABLE_NAME", &table)
         .env("AWS_ENDPOINT_URL", &endpoint)

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use gitops_task::gitops::{FlowOptions, OutcomeKind};
-use orchestrator_core::Status;
+use orchestrator_core::{LaunchContract, Status};
 use support::*;
 
 const DEV_BRANCH: &str = "update-image/dev/circleci-samples";
@@ -19,18 +19,27 @@ fn local_settings(repo: &GitopsRepo) -> gitops_task::gitops::Settings {
     settings(&["--repo-url", &repo.url()])
 }
 
+/// Runs `contract` in-process against the local repository, with the default options.
+async fn run_contract(
+    contract: &LaunchContract,
+    repo: &GitopsRepo,
+    store: &Store,
+) -> gitops_task::gitops::JobRun {
+    gitops_task::gitops::run_job(
+        contract,
+        Ok(local_settings(repo)),
+        &store.store,
+        FlowOptions::default(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn pushes_one_signed_commit_with_only_the_tag_changed() {
     let repo = GitopsRepo::new();
     let store = Store::new();
     let base = repo.rev("main").unwrap();
-    let (id, run) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        local_settings(&repo),
-        FlowOptions::default(),
-    )
-    .await;
+    let (id, run) = run_default(&store, &job("dev", NEW_TAG), local_settings(&repo)).await;
     assert!(run.ok(), "{run:#?}");
     assert_eq!(run.summary.outcome, OutcomeKind::Succeeded);
     assert_eq!(run.summary.branch.as_deref(), Some(DEV_BRANCH));
@@ -115,13 +124,7 @@ async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
     let repo = GitopsRepo::new();
     let store = Store::new();
     for env in ["dev", "prod"] {
-        let (_, run) = run(
-            &store,
-            &job(env, NEW_TAG),
-            local_settings(&repo),
-            FlowOptions::default(),
-        )
-        .await;
+        let (_, run) = run_default(&store, &job(env, NEW_TAG), local_settings(&repo)).await;
         assert!(run.ok(), "{run:#?}");
     }
     let checkout = tempfile::tempdir().unwrap();
@@ -166,13 +169,7 @@ async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
 async fn prod_keeps_its_registry_mirror() {
     let repo = GitopsRepo::new();
     let store = Store::new();
-    let (_, run) = run(
-        &store,
-        &job("prod", NEW_TAG),
-        local_settings(&repo),
-        FlowOptions::default(),
-    )
-    .await;
+    let (_, run) = run_default(&store, &job("prod", NEW_TAG), local_settings(&repo)).await;
     assert!(run.ok(), "{run:#?}");
     assert_eq!(
         repo.show("update-image/prod/circleci-samples", &overlay_path("prod"))
@@ -190,13 +187,7 @@ async fn opens_one_pr_with_reviewers_and_labels_and_the_rerun_changes_nothing() 
     let settings = settings_with_github(&repo, &github.uri());
 
     let started = Instant::now();
-    let (first, run1) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings.clone(),
-        FlowOptions::default(),
-    )
-    .await;
+    let (first, run1) = run_default(&store, &job("dev", NEW_TAG), settings.clone()).await;
     let elapsed = started.elapsed();
     eprintln!(
         "TIMING task start -> PR opened (in-process, local bare repo, GitHub mock): {} ms on the task's clock; whole run (report and clone cleanup included): {} ms",
@@ -251,13 +242,7 @@ async fn opens_one_pr_with_reviewers_and_labels_and_the_rerun_changes_nothing() 
     );
 
     // The same job again (a CircleCI rerun: a new record, the same SHA).
-    let (second, run2) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings,
-        FlowOptions::default(),
-    )
-    .await;
+    let (second, run2) = run_default(&store, &job("dev", NEW_TAG), settings).await;
     assert!(run2.ok(), "{run2:#?}");
     assert_eq!(run2.summary.outcome, OutcomeKind::Succeeded);
     assert!(!run2.summary.pushed, "nothing to push the second time");
@@ -291,26 +276,14 @@ async fn a_newer_sha_supersedes_the_older_commit_and_updates_the_same_pr() {
     let store = Store::new();
     let github = github_mock().await;
     let settings = settings_with_github(&repo, &github.uri());
-    let (_, run1) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings.clone(),
-        FlowOptions::default(),
-    )
-    .await;
+    let (_, run1) = run_default(&store, &job("dev", NEW_TAG), settings.clone()).await;
     assert!(run1.ok(), "{run1:#?}");
     let older = repo.rev(DEV_BRANCH).unwrap();
 
     // Meanwhile another change lands on the base branch.
     let base = repo.commit_to("main", "README.md", "# gitops\n\nMoved on.\n", "Docs");
 
-    let (_, run2) = run(
-        &store,
-        &job("dev", NEWER_TAG),
-        settings,
-        FlowOptions::default(),
-    )
-    .await;
+    let (_, run2) = run_default(&store, &job("dev", NEWER_TAG), settings).await;
     assert!(run2.ok(), "{run2:#?}");
     assert!(run2.summary.pushed);
     assert_eq!(run2.summary.pr_created, Some(false));
@@ -356,11 +329,10 @@ async fn no_change_when_the_base_already_has_the_tag() {
     let store = Store::new();
     let github = github_mock().await;
     let before = repo.branches();
-    let (id, run) = run(
+    let (id, run) = run_default(
         &store,
         &job("dev", OLD_TAG),
         settings_with_github(&repo, &github.uri()),
-        FlowOptions::default(),
     )
     .await;
     assert!(run.ok(), "{run:#?}");
@@ -381,13 +353,7 @@ async fn no_change_when_the_base_already_has_the_tag() {
 async fn a_stale_branch_is_deleted_once_the_base_has_the_tag() {
     let repo = GitopsRepo::new();
     let store = Store::new();
-    let (_, run1) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        local_settings(&repo),
-        FlowOptions::default(),
-    )
-    .await;
+    let (_, run1) = run_default(&store, &job("dev", NEW_TAG), local_settings(&repo)).await;
     assert!(run1.ok(), "{run1:#?}");
     // Someone sets the newer tag on main directly; the PR for NEW_TAG would now roll back.
     repo.commit_to(
@@ -396,13 +362,7 @@ async fn a_stale_branch_is_deleted_once_the_base_has_the_tag() {
         &dev_overlay(NEWER_TAG),
         "Hotfix",
     );
-    let (id, run2) = run(
-        &store,
-        &job("dev", NEWER_TAG),
-        local_settings(&repo),
-        FlowOptions::default(),
-    )
-    .await;
+    let (id, run2) = run_default(&store, &job("dev", NEWER_TAG), local_settings(&repo)).await;
     assert!(run2.ok(), "{run2:#?}");
     assert_eq!(run2.summary.outcome, OutcomeKind::NoChange);
     assert_eq!(repo.rev(DEV_BRANCH), None, "stale branch deleted");
@@ -420,14 +380,8 @@ async fn an_older_event_never_overwrites_a_newer_one() {
     let older = store.dispatched(&older_job).await;
     let newer = store.dispatched(&newer_job).await;
     for (id, j) in [(newer, &newer_job), (older, &older_job)] {
-        let contract = orchestrator_core::LaunchContract::gitops_pr(id, j.clone());
-        let run = gitops_task::gitops::run_job(
-            &contract,
-            Ok(local_settings(&repo)),
-            &store.store,
-            FlowOptions::default(),
-        )
-        .await;
+        let contract = LaunchContract::gitops_pr(id, j.clone());
+        let run = run_contract(&contract, &repo, &store).await;
         assert!(run.ok(), "{run:#?}");
     }
     assert_eq!(
@@ -450,13 +404,7 @@ async fn a_diverged_update_branch_is_replaced() {
         "A human commit on the bot's branch",
     );
     let base = repo.rev("main").unwrap();
-    let (_, run) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        local_settings(&repo),
-        FlowOptions::default(),
-    )
-    .await;
+    let (_, run) = run_default(&store, &job("dev", NEW_TAG), local_settings(&repo)).await;
     assert!(run.ok(), "{run:#?}");
     assert_eq!(
         repo.rev(&format!("{DEV_BRANCH}^")).as_deref(),
@@ -540,13 +488,7 @@ async fn a_race_lost_every_time_fails_after_the_bound() {
 async fn a_missing_overlay_fails_with_its_path() {
     let repo = GitopsRepo::new();
     let store = Store::new();
-    let (id, run) = run(
-        &store,
-        &job("staging", NEW_TAG),
-        local_settings(&repo),
-        FlowOptions::default(),
-    )
-    .await;
+    let (id, run) = run_default(&store, &job("staging", NEW_TAG), local_settings(&repo)).await;
     assert!(!run.ok());
     let r = store.get(id).await;
     assert_eq!(r.status, Status::Failed);
@@ -560,13 +502,7 @@ async fn a_missing_base_branch_fails_with_gits_message() {
     let repo = GitopsRepo::new();
     let store = Store::new();
     let settings = settings(&["--repo-url", &repo.url(), "--base-branch", "trunk"]);
-    let (id, run) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings,
-        FlowOptions::default(),
-    )
-    .await;
+    let (id, run) = run_default(&store, &job("dev", NEW_TAG), settings).await;
     assert!(!run.ok());
     let reason = store.get(id).await.status_reason.unwrap();
     assert!(
@@ -578,9 +514,7 @@ async fn a_missing_base_branch_fails_with_gits_message() {
 #[tokio::test]
 async fn a_bad_setting_is_reported_as_the_failure() {
     let store = Store::new();
-    let job = job("dev", NEW_TAG);
-    let id = store.dispatched(&job).await;
-    let contract = orchestrator_core::LaunchContract::gitops_pr(id, job);
+    let (id, contract) = store.contract(job("dev", NEW_TAG)).await;
     let settings = gitops_task::gitops::Settings::from_args(&args(&[]));
     let run =
         gitops_task::gitops::run_job(&contract, settings, &store.store, FlowOptions::default())
@@ -600,14 +534,8 @@ async fn a_contract_that_disagrees_with_the_record_is_refused() {
     let repo = GitopsRepo::new();
     let store = Store::new();
     let id = store.dispatched(&job("dev", NEW_TAG)).await;
-    let forged = orchestrator_core::LaunchContract::gitops_pr(id, job("prod", NEW_TAG));
-    let run = gitops_task::gitops::run_job(
-        &forged,
-        Ok(local_settings(&repo)),
-        &store.store,
-        FlowOptions::default(),
-    )
-    .await;
+    let forged = LaunchContract::gitops_pr(id, job("prod", NEW_TAG));
+    let run = run_contract(&forged, &repo, &store).await;
     assert!(!run.ok());
     assert_eq!(store.get(id).await.status, Status::Failed);
     assert_eq!(repo.branches(), vec!["main"]);
@@ -620,13 +548,7 @@ async fn a_preflight_failure_fails_naming_the_overlay_and_image() {
     // An image no container of the overlay uses: the edit alone would change nothing deployed.
     let mut unused = job("dev", NEW_TAG);
     unused.image = "eddiewebb/not-deployed-here".into();
-    let (id, run) = run(
-        &store,
-        &unused,
-        local_settings(&repo),
-        FlowOptions::default(),
-    )
-    .await;
+    let (id, run) = run_default(&store, &unused, local_settings(&repo)).await;
     assert!(!run.ok());
     let r = store.get(id).await;
     assert_eq!(r.status, Status::Failed);
@@ -666,13 +588,7 @@ async fn a_hanging_remote_is_cut_off_at_the_git_timeout() {
         "1",
     ]);
     let started = Instant::now();
-    let (id, run) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings,
-        FlowOptions::default(),
-    )
-    .await;
+    let (id, run) = run_default(&store, &job("dev", NEW_TAG), settings).await;
     assert!(!run.ok());
     assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
     let reason = store.get(id).await.status_reason.unwrap();
@@ -687,14 +603,8 @@ async fn another_kind_of_job_is_not_run_and_its_record_is_left_alone() {
     let repo = GitopsRepo::new();
     let store = Store::new();
     let id = store.dispatched(&job("dev", NEW_TAG)).await;
-    let remediation = orchestrator_core::LaunchContract::remediation(id);
-    let run = gitops_task::gitops::run_job(
-        &remediation,
-        Ok(local_settings(&repo)),
-        &store.store,
-        FlowOptions::default(),
-    )
-    .await;
+    let remediation = LaunchContract::remediation(id);
+    let run = run_contract(&remediation, &repo, &store).await;
     assert!(!run.ok());
     assert!(run.git_invocations.is_empty());
     assert_eq!(store.get(id).await.status, Status::Dispatched);

@@ -12,6 +12,18 @@ fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A fresh directory for one test's tree.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Writes each `(path relative to root, text)`, as [`write`] does.
+fn write_all(root: &Path, files: &[(&str, &str)]) {
+    for (rel, text) in files {
+        write(root, rel, text);
+    }
+}
+
 fn deployment(name: &str, containers: &[&str], init: &[&str]) -> String {
     let list = |images: &[&str]| -> String {
         images
@@ -32,7 +44,7 @@ fn deployment(name: &str, containers: &[&str], init: &[&str]) -> String {
 
 #[test]
 fn overlay_to_base_directory_to_deployment() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let root = dir.path();
     let deploy = write(
         root,
@@ -67,17 +79,17 @@ fn overlay_to_base_directory_to_deployment() {
 
 #[test]
 fn no_match_names_the_overlay_and_the_image() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let root = dir.path();
-    write(
+    write_all(
         root,
-        "base/deployment.yaml",
-        &deployment("svc", &["ghcr.io/acme/other:1.0"], &[]),
-    );
-    write(
-        root,
-        "base/kustomization.yaml",
-        "resources:\n- deployment.yaml\n",
+        &[
+            (
+                "base/deployment.yaml",
+                &deployment("svc", &["ghcr.io/acme/other:1.0"], &[]),
+            ),
+            ("base/kustomization.yaml", "resources:\n- deployment.yaml\n"),
+        ],
     );
     let overlay = write(
         root,
@@ -110,24 +122,26 @@ fn no_match_names_the_overlay_and_the_image() {
 
 #[test]
 fn nested_directories_and_own_resource_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let root = dir.path();
-    write(
+    write_all(
         root,
-        "common/workers/deploy.yaml",
-        &deployment("worker", &["ghcr.io/acme/worker:2"], &[]),
+        &[
+            (
+                "common/workers/deploy.yaml",
+                &deployment("worker", &["ghcr.io/acme/worker:2"], &[]),
+            ),
+            (
+                "common/workers/kustomization.yml",
+                "resources:\n- deploy.yaml\n",
+            ),
+            (
+                "common/Kustomization",
+                "resources:\n- workers\n- https://github.com/acme/shared//base?ref=v1\n",
+            ),
+            ("base/kustomization.yaml", "resources:\n- ../common\n"),
+        ],
     );
-    write(
-        root,
-        "common/workers/kustomization.yml",
-        "resources:\n- deploy.yaml\n",
-    );
-    write(
-        root,
-        "common/Kustomization",
-        "resources:\n- workers\n- https://github.com/acme/shared//base?ref=v1\n",
-    );
-    write(root, "base/kustomization.yaml", "resources:\n- ../common\n");
     write(
         root,
         "overlays/prod/cron.yaml",
@@ -152,7 +166,7 @@ fn nested_directories_and_own_resource_files() {
 
 #[test]
 fn an_init_container_counts() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let root = dir.path();
     write(
         root,
@@ -175,7 +189,7 @@ fn an_init_container_counts() {
 
 #[test]
 fn custom_resource_definitions_are_not_looked_into() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let root = dir.path();
     write(
         root,
@@ -191,17 +205,20 @@ fn custom_resource_definitions_are_not_looked_into() {
 
 #[test]
 fn base_image_rewrites_are_seen_by_the_overlay() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let root = dir.path();
-    write(
+    write_all(
         root,
-        "base/deployment.yaml",
-        &deployment("svc", &["svc-placeholder"], &[]),
-    );
-    write(
-        root,
-        "base/kustomization.yaml",
-        "resources:\n- deployment.yaml\nimages:\n- name: svc-placeholder\n  newName: ghcr.io/acme/svc\n",
+        &[
+            (
+                "base/deployment.yaml",
+                &deployment("svc", &["svc-placeholder"], &[]),
+            ),
+            (
+                "base/kustomization.yaml",
+                "resources:\n- deployment.yaml\nimages:\n- name: svc-placeholder\n  newName: ghcr.io/acme/svc\n",
+            ),
+        ],
     );
     let overlay = write(
         root,
@@ -216,7 +233,7 @@ fn base_image_rewrites_are_seen_by_the_overlay() {
 
 #[test]
 fn missing_and_broken_files_are_errors_with_paths() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let root = dir.path();
     let overlay = write(root, "o/kustomization.yaml", "resources:\n- ../gone\n");
     match preflight(&overlay, "x") {

@@ -309,6 +309,22 @@ impl Store {
     pub async fn get(&self, id: RecordId) -> Record {
         self.store.get(id).await.unwrap().unwrap()
     }
+
+    /// Records `job` as dispatched and returns the launch contract the launcher hands its task.
+    pub async fn contract(&self, job: Job) -> (RecordId, LaunchContract) {
+        let id = self.dispatched(&job).await;
+        (id, LaunchContract::gitops_pr(id, job))
+    }
+}
+
+/// The `gitops-task` binary with an empty environment but for `PATH` and the contract's
+/// variables; each test adds the store and settings it needs.
+pub fn task_command(contract: &LaunchContract) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gitops-task"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(contract.to_env());
+    cmd
 }
 
 #[derive(Debug, Parser)]
@@ -341,6 +357,11 @@ pub async fn run(
     let contract = LaunchContract::gitops_pr(id, job.clone());
     let run = gitops::run_job(&contract, Ok(settings), &store.store, options).await;
     (id, run)
+}
+
+/// [`run`] with the default [`FlowOptions`].
+pub async fn run_default(store: &Store, job: &Job, settings: Settings) -> (RecordId, JobRun) {
+    run(store, job, settings, FlowOptions::default()).await
 }
 
 /// GitHub: no open PR for the branch until one is created (the first `GET /pulls` answers `[]`,

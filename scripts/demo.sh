@@ -152,7 +152,7 @@ echo "bare repository: $demo/gitops.git (working clone: $demo/gitops)" >&2
 
 say "2/5 building and starting the local server"
 cd "$root"
-cargo build -p orchestrator --bin orchestrator -p gitops-task
+cargo build -p orchestrator -p gitops-task --bin orchestrator --bin gitops-task
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 log="$demo/server.log"
 # The task inherits the server's environment: point it at the sample repository, and make sure

@@ -21,7 +21,7 @@ dir="debug"
 [[ "$profile" == "release" ]] && dir="release"
 
 echo "local: building orchestrator and gitops-task ($profile profile)..." >&2
-cargo build --quiet --profile "$profile" -p orchestrator --bin orchestrator -p gitops-task
+cargo build --quiet --profile "$profile" -p orchestrator -p gitops-task --bin orchestrator --bin gitops-task
 target="${CARGO_TARGET_DIR:-$root/target}"
 export PORT="${PORT:-3000}"
 export DATA_DIR="${DATA_DIR:-$root/.data}"

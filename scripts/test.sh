@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The test command: installs the tools (scripts/setup.sh), starts moto on a free loopback port,
-# then runs cargo fmt --check, clippy -D warnings, the whole test suite, schemathesis against the
-# local server, and the template checks. moto is stopped on exit, pass or fail.
+# then runs cargo fmt --check, the README's first command and the demo (scripts/smoke.sh),
+# clippy -D warnings, the whole test suite, schemathesis against the local server, and the
+# template checks. moto is stopped on exit, pass or fail.
 # Usage: scripts/test.sh [--help] [extra args for cargo test, e.g. a test name filter; schemathesis
 # uses the debug server binary, so --release or -p alone would leave it stale]
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -39,6 +40,10 @@ echo "moto at $MOTO_ENDPOINT"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "== the README's first command and the demo, before anything else builds (scripts/smoke.sh)"
+# A clean clone has no target/: this is the newcomer's build, shared with everything below.
+scripts/smoke.sh
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use orchestrator_core::Secret;
 use orchestrator_core::store::dynamodb::TableNames;
+use orchestrator_core::{Environment, Secret};
 
 use crate::IntakeSettings;
 use crate::dispatch::RetryPolicy;
 use crate::intake::circleci::NativeFilter;
-use crate::intake::derive::{DeriveConfig, Template, check_path_segment, parse_branch_rules};
+use crate::intake::derive::{DeriveConfig, Template, parse_branch_rules};
 use crate::intake::port::PortSettings;
 use crate::launch::ecs::EcsSettings;
 use crate::rules::RuleSet;
@@ -77,7 +77,8 @@ pub struct IntakeArgs {
 
 impl IntakeArgs {
     pub fn settings(&self) -> Result<IntakeSettings, String> {
-        check_path_segment("DEFAULT_ENVIRONMENT", &self.default_environment)?;
+        let default_environment = Environment::parse(self.default_environment.as_str())
+            .map_err(|e| format!("DEFAULT_ENVIRONMENT: {e}"))?;
         Ok(IntakeSettings {
             token: self.intake_token.clone(),
             derive: DeriveConfig {
@@ -85,7 +86,7 @@ impl IntakeArgs {
                 image: self.image_template.clone(),
                 branches: parse_branch_rules(&self.branch_environments)
                     .map_err(|e| format!("BRANCH_ENVIRONMENTS: {e}"))?,
-                default_environment: self.default_environment.clone(),
+                default_environment,
                 default_org: self.default_org.clone(),
             },
             circleci_secret: self.circleci_webhook_secret.clone(),

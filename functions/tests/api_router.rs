@@ -185,6 +185,36 @@ async fn missing_or_empty_required_fields_are_named() {
     assert!(t.launcher.contracts().is_empty());
 }
 
+/// A repository name git refuses as a ref component (`foo.lock`, `a..b`) would become the service
+/// and fail the task in its container; the intake refuses it at the door, naming the field, and
+/// records and launches nothing.
+#[tokio::test]
+async fn a_repository_the_task_would_refuse_is_a_400_naming_reponame() {
+    let t = sqlite_app(IntakeSettings::default());
+    for reponame in ["foo.lock", "a..b"] {
+        let body = json!({
+            "reponame": reponame,
+            "job": "build",
+            "vcs_revision": SHA,
+            "status": "success",
+            "api_link": format!("https://circleci.com/api/v1.1/project/github/acme/{reponame}/1"),
+        });
+        let (status, _, body) = send(&t, post("/pullrequests", body.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reponame}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_field", "{body}");
+        assert_eq!(body["error"]["field"], "reponame", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(reponame),
+            "{body}"
+        );
+    }
+    assert_eq!(count(&t).await, 0);
+    assert!(t.launcher.contracts().is_empty());
+}
+
 #[tokio::test]
 async fn invalid_values_bad_json_wrong_type_and_big_bodies_are_rejected() {
     let t = sqlite_app(IntakeSettings::default());

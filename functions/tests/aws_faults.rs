@@ -39,12 +39,7 @@ fn settings() -> EcsSettings {
 fn contract() -> LaunchContract {
     LaunchContract::gitops_pr(
         RecordId::new(),
-        Job {
-            service: "svc".into(),
-            image: "acme/svc".into(),
-            environment: "dev".into(),
-            tag: "abcdef0".into(),
-        },
+        Job::parse("svc", "acme/svc", "dev", "abcdef0").unwrap(),
     )
 }
 
@@ -261,7 +256,7 @@ async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
     let stuck = orchestrator_core::Record::received(
         orchestrator_core::Source::CircleciOrb,
         serde_json::json!({}),
-        Some(contract().job),
+        contract().job,
     );
     store.create(&stuck).await.unwrap();
     let req = Request::post(format!("/pullrequests/{}/dispatch", stuck.id))

@@ -20,12 +20,13 @@ async fn run_task_on_moto_carries_the_contract_and_only_the_contract() {
     let launcher = aws.launcher();
     let contract = LaunchContract::gitops_pr(
         RecordId::new(),
-        Job {
-            service: "circleci-samples".into(),
-            image: "eddiewebb/circleci-samples".into(),
-            environment: "dev".into(),
-            tag: "8f59df978e3fa133a2ee39ff66b3382342ce958c".into(),
-        },
+        Job::parse(
+            "circleci-samples",
+            "eddiewebb/circleci-samples",
+            "dev",
+            "8f59df978e3fa133a2ee39ff66b3382342ce958c",
+        )
+        .unwrap(),
     );
     let launched = launcher.launch(&contract).await.expect("RunTask on moto");
     assert!(

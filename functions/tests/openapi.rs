@@ -521,12 +521,7 @@ fn full_record() -> Record {
     let mut r = Record::received(
         Source::CircleciOrb,
         json!({"reponame": "r"}),
-        Some(Job {
-            service: "s".into(),
-            image: "o/s".into(),
-            environment: "dev".into(),
-            tag: "abcdef0".into(),
-        }),
+        Some(Job::parse("s", "o/s", "dev", "abcdef0").unwrap()),
     );
     r.status = Status::Succeeded;
     r.status_reason = Some("done".into());

@@ -39,7 +39,8 @@ fn derive(reponame: &str, org: Option<&str>, job: &str, branch: Option<&str>, sh
         job,
         branch,
     };
-    if let Ok(derived) = config.derive(&vars, sha) {
+    let tag = orchestrator_core::Tag::parse(sha).expect("a parsed commit SHA is a valid tag");
+    if let Ok(derived) = config.derive(&vars, &tag) {
         assert_eq!(derived.tag, sha, "the tag is the commit SHA");
     }
 }

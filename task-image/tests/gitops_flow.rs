@@ -547,7 +547,7 @@ async fn a_preflight_failure_fails_naming_the_overlay_and_image() {
     let store = Store::new();
     // An image no container of the overlay uses: the edit alone would change nothing deployed.
     let mut unused = job("dev", NEW_TAG);
-    unused.image = "eddiewebb/not-deployed-here".into();
+    unused.image = orchestrator_core::ImageName::parse("eddiewebb/not-deployed-here").unwrap();
     let (id, run) = run_default(&store, &unused, local_settings(&repo)).await;
     assert!(!run.ok());
     let r = store.get(id).await;

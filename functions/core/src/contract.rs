@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::ident::{Environment, ImageName, InvalidIdent, Service, Tag};
 use crate::record::{Job, RecordId};
 
 /// Names of the variables, in the order they are written.
@@ -18,6 +19,21 @@ pub mod vars {
     pub const TAG: &str = "ORCH_TAG";
     pub const ENVIRONMENT: &str = "ORCH_ENVIRONMENT";
     pub const ALL: [&str; 6] = [RECORD_ID, KIND, SERVICE, IMAGE, TAG, ENVIRONMENT];
+}
+
+/// Reads the required variable `name` and parses it with `parse`.
+fn parse_var<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    parse: fn(String) -> Result<T, InvalidIdent>,
+) -> Result<T, ContractError> {
+    let v = get(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ContractError::Missing(name))?;
+    parse(v).map_err(|e| ContractError::Invalid {
+        name,
+        reason: e.to_string(),
+    })
 }
 
 /// What the task is asked to do.
@@ -44,9 +60,9 @@ impl JobKind {
 pub struct LaunchContract {
     pub record_id: RecordId,
     pub kind: JobKind,
-    /// The gitops job ([`JobKind::GitopsPr`]); empty for a [`JobKind::Remediation`], whose
+    /// The gitops job ([`JobKind::GitopsPr`]); `None` for a [`JobKind::Remediation`], whose
     /// variables `ORCH_SERVICE` .. `ORCH_ENVIRONMENT` are neither written nor read.
-    pub job: Job,
+    pub job: Option<Job>,
 }
 
 /// A contract that could not be read from the environment.
@@ -63,7 +79,7 @@ impl LaunchContract {
         Self {
             record_id,
             kind: JobKind::GitopsPr,
-            job,
+            job: Some(job),
         }
     }
 
@@ -72,7 +88,7 @@ impl LaunchContract {
         Self {
             record_id,
             kind: JobKind::Remediation,
-            job: Job::default(),
+            job: None,
         }
     }
 
@@ -82,12 +98,12 @@ impl LaunchContract {
             (vars::RECORD_ID, self.record_id.to_string()),
             (vars::KIND, self.kind.as_str().to_owned()),
         ];
-        if self.kind == JobKind::GitopsPr {
+        if let (JobKind::GitopsPr, Some(job)) = (self.kind, &self.job) {
             env.extend([
-                (vars::SERVICE, self.job.service.clone()),
-                (vars::IMAGE, self.job.image.clone()),
-                (vars::TAG, self.job.tag.clone()),
-                (vars::ENVIRONMENT, self.job.environment.clone()),
+                (vars::SERVICE, job.service.to_string()),
+                (vars::IMAGE, job.image.to_string()),
+                (vars::TAG, job.tag.to_string()),
+                (vars::ENVIRONMENT, job.environment.to_string()),
             ]);
         }
         env
@@ -117,16 +133,17 @@ impl LaunchContract {
                 });
             }
         };
+        // Each identifier through its one `parse`: the task never sees a job the intake refuses.
         let job = Job {
-            service: req(vars::SERVICE)?,
-            image: req(vars::IMAGE)?,
-            tag: req(vars::TAG)?,
-            environment: req(vars::ENVIRONMENT)?,
+            service: parse_var(&get, vars::SERVICE, Service::parse)?,
+            image: parse_var(&get, vars::IMAGE, ImageName::parse)?,
+            tag: parse_var(&get, vars::TAG, Tag::parse)?,
+            environment: parse_var(&get, vars::ENVIRONMENT, Environment::parse)?,
         };
         Ok(Self {
             record_id,
             kind,
-            job,
+            job: Some(job),
         })
     }
 
@@ -149,12 +166,13 @@ mod tests {
     use super::*;
 
     fn job() -> Job {
-        Job {
-            service: "svc".into(),
-            image: "org/svc".into(),
-            environment: "dev".into(),
-            tag: "8f59df978e3fa133a2ee39ff66b3382342ce958c".into(),
-        }
+        Job::parse(
+            "svc",
+            "org/svc",
+            "dev",
+            "8f59df978e3fa133a2ee39ff66b3382342ce958c",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -188,6 +206,25 @@ mod tests {
         let err = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap_err();
         assert_eq!(err, ContractError::Missing(vars::TAG));
         assert!(err.to_string().contains("ORCH_TAG"));
+    }
+
+    #[test]
+    fn refuses_an_identifier_the_task_cannot_use() {
+        let c = LaunchContract::gitops_pr(RecordId::new(), job());
+        for (name, bad) in [
+            (vars::SERVICE, "foo.lock"),
+            (vars::ENVIRONMENT, "a..b"),
+            (vars::IMAGE, "org/svc=evil"),
+            (vars::TAG, "v1 --force"),
+        ] {
+            let mut map = c.to_map();
+            map.insert(name.into(), bad.into());
+            let err = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap_err();
+            assert!(
+                matches!(&err, ContractError::Invalid { name: n, reason } if *n == name && reason.contains(bad)),
+                "{err}"
+            );
+        }
     }
 
     #[test]

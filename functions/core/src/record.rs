@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::action::ActionSpec;
+use crate::ident::{Environment, ImageName, InvalidIdent, Service, Tag};
 
 /// A record id: a UUID v7, so ids sort by creation time (listings rely on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -187,17 +188,35 @@ pub struct TransitionError {
 }
 
 /// What the task must do, derived from the event. Identifiers only: this is what travels in the
-/// RunTask overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// RunTask overrides. Every field is parsed ([`crate::ident`]), so a job that exists is one the
+/// task can run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     /// The service whose overlay changes (`kustomize/<service>/overlays/<environment>`).
-    pub service: String,
+    pub service: Service,
     /// The image repository (the `images[].name` kustomize matches).
-    pub image: String,
+    pub image: ImageName,
     /// The environment overlay.
-    pub environment: String,
+    pub environment: Environment,
     /// The new image tag (the commit SHA).
-    pub tag: String,
+    pub tag: Tag,
+}
+
+impl Job {
+    /// Parses each identifier of a job; the error names the first that is invalid.
+    pub fn parse(
+        service: &str,
+        image: &str,
+        environment: &str,
+        tag: &str,
+    ) -> Result<Self, InvalidIdent> {
+        Ok(Self {
+            service: Service::parse(service)?,
+            image: ImageName::parse(image)?,
+            environment: Environment::parse(environment)?,
+            tag: Tag::parse(tag)?,
+        })
+    }
 }
 
 /// One audited event.

@@ -7,15 +7,15 @@
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use orchestrator_core::{Record, Source, Status};
+use orchestrator_core::{Record, Source, Status, Tag};
 
 use super::body::read_json_body;
 use super::error::ApiError;
 use super::pullrequests::{accepted_response, base_path};
 use crate::AppState;
 use crate::dispatch::record_and_launch;
-use crate::intake::circleci;
 use crate::intake::derive::Vars;
+use crate::intake::{PayloadError, circleci};
 
 pub async fn receive(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let Some(secret) = state.intake.circleci_secret.as_ref() else {
@@ -41,7 +41,11 @@ pub async fn receive(State(state): State<AppState>, req: Request) -> Result<Resp
         job: &event.name,
         branch: event.branch.as_deref(),
     };
-    let derived = state.intake.derive.derive(&vars, &event.sha);
+    let tag = Tag::parse(event.sha.as_str()).map_err(|e| PayloadError::InvalidField {
+        field: "pipeline.vcs.revision",
+        reason: e.to_string(),
+    })?;
+    let derived = state.intake.derive.derive(&vars, &tag);
     let payload = serde_json::Value::Object(event.raw.clone());
     let refusal = if !event.succeeded() {
         Some(format!(

@@ -7,14 +7,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use orchestrator_core::store::{DEFAULT_PAGE, ListQuery, MAX_PAGE, cursor};
-use orchestrator_core::{Record, RecordId, Source, Status};
+use orchestrator_core::{Record, RecordId, Source, Status, Tag};
 
 use super::auth;
 use super::body::read_json_body;
 use super::error::ApiError;
 use crate::AppState;
 use crate::dispatch::{Accepted, record_and_launch, redispatch};
-use crate::intake::{derive::Vars, orb};
+use crate::intake::{PayloadError, derive::Vars, orb};
 
 /// The path prefix the client used (an API Gateway REST stage such as `/dev`), for `Location`.
 pub fn base_path(parts: &Parts) -> String {
@@ -51,7 +51,11 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Result<Respo
         job: &event.job,
         branch: event.branch.as_deref(),
     };
-    let derived = state.intake.derive.derive(&vars, &event.vcs_revision);
+    let tag = Tag::parse(event.vcs_revision.as_str()).map_err(|e| PayloadError::InvalidField {
+        field: "vcs_revision",
+        reason: e.to_string(),
+    })?;
+    let derived = state.intake.derive.derive(&vars, &tag);
     let payload = serde_json::Value::Object(event.raw.clone());
     let mut record = if event.succeeded() {
         Record::received(Source::CircleciOrb, payload, Some(derived?))

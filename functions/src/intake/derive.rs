@@ -11,7 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use orchestrator_core::Job;
+use orchestrator_core::{Environment, ImageName, Job, Service, Tag};
 
 use super::PayloadError;
 
@@ -107,7 +107,7 @@ impl Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BranchRule {
     pub pattern: String,
-    pub environment: String,
+    pub environment: Environment,
 }
 
 impl BranchRule {
@@ -132,43 +132,12 @@ pub fn parse_branch_rules(s: &str) -> Result<Vec<BranchRule>, String> {
             if pattern.is_empty() {
                 return Err(format!("branch rule `{rule}` has an empty branch"));
             }
-            check_path_segment("environment", env)?;
             Ok(BranchRule {
                 pattern: pattern.to_owned(),
-                environment: env.to_owned(),
+                environment: Environment::parse(env).map_err(|e| e.to_string())?,
             })
         })
         .collect()
-}
-
-/// Service and environment names become path segments of the gitops repository
-/// (`kustomize/<service>/overlays/<environment>`), so they are strictly limited.
-pub fn check_path_segment(what: &str, s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 100
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} `{s}` must start with a letter or digit and contain only letters, digits, `-`, `_` and `.`"
-        ))
-    }
-}
-
-fn check_image(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 255
-        && !s.starts_with(['/', '-', '.'])
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("image repository `{s}` is not a valid image name"))
-    }
 }
 
 /// How jobs are derived. Built once from configuration.
@@ -177,7 +146,7 @@ pub struct DeriveConfig {
     pub service: Template,
     pub image: Template,
     pub branches: Vec<BranchRule>,
-    pub default_environment: String,
+    pub default_environment: Environment,
     pub default_org: Option<String>,
 }
 
@@ -187,7 +156,7 @@ impl Default for DeriveConfig {
             service: "{reponame}".parse().expect("valid default"),
             image: "{org}/{reponame}".parse().expect("valid default"),
             branches: Vec::new(),
-            default_environment: "dev".into(),
+            default_environment: Environment::parse("dev").expect("valid default"),
             default_org: None,
         }
     }
@@ -195,33 +164,29 @@ impl Default for DeriveConfig {
 
 impl DeriveConfig {
     /// The environment for a branch: the first matching rule, else the default.
-    pub fn environment_for(&self, branch: Option<&str>) -> &str {
+    pub fn environment_for(&self, branch: Option<&str>) -> &Environment {
         branch
             .and_then(|b| self.branches.iter().find(|r| r.matches(b)))
-            .map_or(self.default_environment.as_str(), |r| {
-                r.environment.as_str()
-            })
+            .map_or(&self.default_environment, |r| &r.environment)
     }
 
-    /// Derives the job; the error names the payload field that could not support it.
-    pub fn derive(&self, v: &Vars<'_>, tag: &str) -> Result<Job, PayloadError> {
+    /// Derives the job; the error names the payload field that could not support it. Service and
+    /// image go through the same `parse` the launch contract and the task use, so a delivery the
+    /// task would refuse is refused here, with the field it came from.
+    pub fn derive(&self, v: &Vars<'_>, tag: &Tag) -> Result<Job, PayloadError> {
         let org = v.org.or(self.default_org.as_deref());
         let vars = Vars { org, ..v.clone() };
-        let service = self.service.render(&vars)?;
-        check_path_segment("service", &service).map_err(|reason| PayloadError::InvalidField {
+        let invalid = |e: orchestrator_core::InvalidIdent| PayloadError::InvalidField {
             field: "reponame",
-            reason,
-        })?;
-        let image = self.image.render(&vars)?;
-        check_image(&image).map_err(|reason| PayloadError::InvalidField {
-            field: "reponame",
-            reason,
-        })?;
+            reason: e.to_string(),
+        };
+        let service = Service::parse(self.service.render(&vars)?).map_err(invalid)?;
+        let image = ImageName::parse(self.image.render(&vars)?).map_err(invalid)?;
         Ok(Job {
             service,
             image,
-            environment: self.environment_for(v.branch).to_owned(),
-            tag: tag.to_owned(),
+            environment: self.environment_for(v.branch).clone(),
+            tag: tag.clone(),
         })
     }
 }
@@ -239,19 +204,24 @@ mod tests {
         }
     }
 
+    fn tag(s: &str) -> Tag {
+        Tag::parse(s).unwrap()
+    }
+
     #[test]
     fn defaults_follow_the_brief() {
         let job = DeriveConfig::default()
-            .derive(&vars(Some("eddiewebb"), Some("webhook")), "8f59df9")
+            .derive(&vars(Some("eddiewebb"), Some("webhook")), &tag("8f59df9"))
             .unwrap();
         assert_eq!(
             job,
-            Job {
-                service: "circleci-samples".into(),
-                image: "eddiewebb/circleci-samples".into(),
-                environment: "dev".into(),
-                tag: "8f59df9".into(),
-            }
+            Job::parse(
+                "circleci-samples",
+                "eddiewebb/circleci-samples",
+                "dev",
+                "8f59df9"
+            )
+            .unwrap()
         );
     }
 
@@ -263,11 +233,11 @@ mod tests {
                 .parse()
                 .unwrap(),
             branches: parse_branch_rules("main=prod, release/*=staging").unwrap(),
-            default_environment: "dev".into(),
+            default_environment: Environment::parse("dev").unwrap(),
             default_org: Some("fallback".into()),
         };
         let job = cfg
-            .derive(&vars(None, Some("release/1.2")), "abc1234")
+            .derive(&vars(None, Some("release/1.2")), &tag("abc1234"))
             .unwrap();
         assert_eq!(job.service, "circleci-samples-build");
         assert_eq!(
@@ -283,7 +253,7 @@ mod tests {
     #[test]
     fn missing_org_names_api_link() {
         let err = DeriveConfig::default()
-            .derive(&vars(None, None), "abc1234")
+            .derive(&vars(None, None), &tag("abc1234"))
             .unwrap_err();
         assert!(matches!(
             err,
@@ -316,8 +286,25 @@ mod tests {
             ..DeriveConfig::default()
         };
         let err = cfg
-            .derive(&vars(Some("o"), Some("feature/x")), "abc1234")
+            .derive(&vars(Some("o"), Some("feature/x")), &tag("abc1234"))
             .unwrap_err();
         assert!(matches!(err, PayloadError::InvalidField { .. }));
+    }
+
+    #[test]
+    fn a_repository_the_task_would_refuse_is_refused_naming_reponame() {
+        for reponame in ["foo.lock", "a..b"] {
+            let v = Vars {
+                reponame,
+                ..vars(Some("o"), None)
+            };
+            match DeriveConfig::default().derive(&v, &tag("abc1234")) {
+                Err(PayloadError::InvalidField { field, reason }) => {
+                    assert_eq!(field, "reponame");
+                    assert!(reason.contains(reponame), "{reason}");
+                }
+                other => panic!("{reponame}: {other:?}"),
+            }
+        }
     }
 }

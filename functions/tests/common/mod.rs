@@ -32,12 +32,15 @@ pub async fn dispatched_record(store: &dyn RecordStore) -> Record {
     let r = Record::received(
         Source::CircleciOrb,
         serde_json::json!({}),
-        Some(Job {
-            service: "circleci-samples".into(),
-            image: "eddiewebb/circleci-samples".into(),
-            environment: "dev".into(),
-            tag: "8f59df9".into(),
-        }),
+        Some(
+            Job::parse(
+                "circleci-samples",
+                "eddiewebb/circleci-samples",
+                "dev",
+                "8f59df9",
+            )
+            .unwrap(),
+        ),
     );
     store.create(&r).await.unwrap();
     store

@@ -12,7 +12,7 @@ use std::path::{Component, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use orchestrator_core::Secret;
+use orchestrator_core::{Environment, Secret, Service};
 use reqwest::Url;
 
 use super::github::{self, DEFAULT_API_BASE};
@@ -307,8 +307,12 @@ impl OverlayTemplate {
         }
         let template = Self(raw.to_owned());
         // A sample rendering must be a safe relative path to a kustomization file.
+        let (service, environment) = (
+            Service::parse("service").expect("a valid service"),
+            Environment::parse("environment").expect("a valid environment"),
+        );
         template
-            .render("service", "environment")
+            .render(&service, &environment)
             .map_err(|problem| bad(NAME, problem))?;
         Ok(template)
     }
@@ -318,15 +322,12 @@ impl OverlayTemplate {
     }
 
     /// The overlay path for one job: relative, inside the repository, ending in a file name
-    /// kustomize reads. `service` and `environment` must be single path segments.
-    pub fn render(&self, service: &str, environment: &str) -> Result<PathBuf, String> {
-        for (what, v) in [("service", service), ("environment", environment)] {
-            check_segment(what, v)?;
-        }
+    /// kustomize reads. `service` and `environment` are single path segments by their types.
+    pub fn render(&self, service: &Service, environment: &Environment) -> Result<PathBuf, String> {
         let text = self
             .0
-            .replace("{service}", service)
-            .replace("{environment}", environment);
+            .replace("{service}", service.as_str())
+            .replace("{environment}", environment.as_str());
         let path = PathBuf::from(&text);
         if path
             .components()
@@ -346,24 +347,6 @@ impl OverlayTemplate {
             ));
         }
         Ok(path)
-    }
-}
-
-/// A service or environment: one path segment, safe in a file path and a git ref.
-pub fn check_segment(what: &str, s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 100
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && !s.ends_with(".lock")
-        && !s.contains("..")
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} `{s}` must start with a letter or digit and contain only letters, digits, `-`, `_` and `.`"
-        ))
     }
 }
 
@@ -612,7 +595,12 @@ mod tests {
         assert_eq!(s.push_attempts, 3);
         assert_eq!(s.git_timeout, Duration::from_secs(120));
         assert_eq!(
-            s.overlay.render("svc", "dev").unwrap(),
+            s.overlay
+                .render(
+                    &Service::parse("svc").unwrap(),
+                    &Environment::parse("dev").unwrap()
+                )
+                .unwrap(),
             PathBuf::from("kustomize/svc/overlays/dev/kustomization.yaml")
         );
     }
@@ -700,11 +688,16 @@ mod tests {
         assert!(OverlayTemplate::parse("/abs/{service}/kustomization.yaml").is_err());
         assert!(OverlayTemplate::parse("{service}/{environment}/values.yaml").is_err());
         let t = OverlayTemplate::parse("apps/{environment}/{service}/Kustomization").unwrap();
+        let (web, prod) = (
+            Service::parse("web").unwrap(),
+            Environment::parse("prod").unwrap(),
+        );
         assert_eq!(
-            t.render("web", "prod").unwrap(),
+            t.render(&web, &prod).unwrap(),
             PathBuf::from("apps/prod/web/Kustomization")
         );
-        assert!(t.render("../x", "prod").is_err());
-        assert!(t.render("web", "a/b").is_err());
+        // Segments that would leave the overlay are not a `Service` or an `Environment` at all.
+        assert!(Service::parse("../x").is_err());
+        assert!(Environment::parse("a/b").is_err());
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use orchestrator_core::{Job, RecordId};
 use serde::Serialize;
 
-use super::config::{Remote, Settings, check_segment};
+use super::config::{Remote, Settings};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
 use crate::kustomize;
@@ -195,33 +195,6 @@ pub fn short_tag(tag: &str) -> &str {
     }
 }
 
-fn check_job(job: &Job) -> Result<(), String> {
-    check_segment("service", &job.service)?;
-    check_segment("environment", &job.environment)?;
-    let image_ok = !job.image.is_empty()
-        && job.image.len() <= 255
-        && !job.image.starts_with(['-', '/', '.'])
-        && job
-            .image
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':'));
-    if !image_ok {
-        return Err(format!("image `{}` is not a valid image name", job.image));
-    }
-    // The OCI tag grammar: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
-    let tag_ok = !job.tag.is_empty()
-        && job.tag.len() <= 128
-        && !job.tag.starts_with(['.', '-'])
-        && job
-            .tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !tag_ok {
-        return Err(format!("tag `{}` is not a valid image tag", job.tag));
-    }
-    Ok(())
-}
-
 /// Only an http(s) URL is worth a link; anything else from a payload is left out.
 fn link(url: Option<&str>) -> Option<String> {
     let url = url?.trim();
@@ -283,7 +256,7 @@ impl Flow {
             commit: None,
             pushed: false,
             old_tag: None,
-            new_tag: job.tag.clone(),
+            new_tag: job.tag.to_string(),
             attempts: 0,
         };
         let fail = |mut o: FlowOutcome, reason: String| {
@@ -292,9 +265,6 @@ impl Flow {
             o.reason = Some(reason);
             o
         };
-        if let Err(e) = check_job(job) {
-            return fail(outcome, format!("invalid job: {e}"));
-        }
         let overlay = match self.settings.overlay.render(&job.service, &job.environment) {
             Ok(p) => p,
             Err(e) => return fail(outcome, format!("OVERLAY_PATH_TEMPLATE: {e}")),
@@ -489,19 +459,20 @@ impl Flow {
             overlay: overlay_text.clone(),
             base: base.clone(),
         })?;
-        *old = current_image(&before, &job.image);
+        *old = current_image(&before, job.image.as_str());
         let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
             FlowError::Edit {
                 overlay: overlay_text.clone(),
                 message: e.to_string(),
             }
         })?;
-        let report = kustomize::preflight(&path, &job.image).map_err(|e| FlowError::Preflight {
-            overlay: overlay_text.clone(),
-            image: job.image.clone(),
-            // Paths relative to the repository, not to this run's temporary clone.
-            message: e.to_string().replace(&format!("{}/", dir.display()), ""),
-        })?;
+        let report =
+            kustomize::preflight(&path, job.image.as_str()).map_err(|e| FlowError::Preflight {
+                overlay: overlay_text.clone(),
+                image: job.image.to_string(),
+                // Paths relative to the repository, not to this run's temporary clone.
+                message: e.to_string().replace(&format!("{}/", dir.display()), ""),
+            })?;
         tracing::info!(
             overlay = %overlay_text,
             image = %job.image,
@@ -669,7 +640,7 @@ impl Flow {
             "Update {} image in {} to {}",
             job.service,
             job.environment,
-            short_tag(&job.tag)
+            short_tag(job.tag.as_str())
         );
         let old_version = old
             .and_then(CurrentImage::version)
@@ -736,12 +707,13 @@ mod tests {
     use super::*;
 
     fn job() -> Job {
-        Job {
-            service: "svc".into(),
-            image: "org/svc".into(),
-            environment: "dev".into(),
-            tag: "8f59df978e3fa133a2ee39ff66b3382342ce958c".into(),
-        }
+        Job::parse(
+            "svc",
+            "org/svc",
+            "dev",
+            "8f59df978e3fa133a2ee39ff66b3382342ce958c",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -751,7 +723,7 @@ mod tests {
             set_image_arg(&job()),
             "org/svc=*:8f59df978e3fa133a2ee39ff66b3382342ce958c"
         );
-        assert_eq!(short_tag(&job().tag), "8f59df9");
+        assert_eq!(short_tag(job().tag.as_str()), "8f59df9");
         assert_eq!(short_tag("v1.2.3"), "v1.2.3");
         assert_eq!(short_tag("abc"), "abc");
         assert_eq!(short_tag("202401011234"), "202401011234");
@@ -772,18 +744,25 @@ mod tests {
         );
     }
 
+    /// An unsafe job cannot be built: each identifier goes through its one `parse`.
     #[test]
     fn rejects_unsafe_jobs() {
-        let mut j = job();
-        j.tag = "v1 --force".into();
-        assert!(check_job(&j).unwrap_err().contains("tag"));
-        let mut j = job();
-        j.image = "org/svc=evil".into();
-        assert!(check_job(&j).unwrap_err().contains("image"));
-        let mut j = job();
-        j.service = "../x".into();
-        assert!(check_job(&j).is_err());
-        assert!(check_job(&job()).is_ok());
+        let j = |service, image, tag| Job::parse(service, image, "dev", tag);
+        let sha = "8f59df978e3fa133a2ee39ff66b3382342ce958c";
+        assert!(
+            j("svc", "org/svc", "v1 --force")
+                .unwrap_err()
+                .to_string()
+                .contains("tag")
+        );
+        assert!(
+            j("svc", "org/svc=evil", sha)
+                .unwrap_err()
+                .to_string()
+                .contains("image")
+        );
+        assert!(j("../x", "org/svc", sha).is_err());
+        assert!(j("svc", "org/svc", sha).is_ok());
     }
 
     #[test]

@@ -50,7 +50,7 @@ use orchestrator_core::contract::JobKind;
 use orchestrator_core::store::RecordStore;
 use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 use orchestrator_core::store::sqlite::SqliteStore;
-use orchestrator_core::{LaunchContract, Record};
+use orchestrator_core::{Job, LaunchContract, Record};
 
 pub use config::{ConfigError, RunArgs, Settings, StoreArgs, StoreKind};
 pub use flow::{Flow, FlowOptions, FlowOutcome, FlowRequest, OutcomeKind};
@@ -123,17 +123,17 @@ pub async fn run_job(
 ) -> JobRun {
     let started = Instant::now();
     let id = contract.record_id;
-    let job = &contract.job;
+    let field = |f: fn(&Job) -> &str| contract.job.as_ref().map_or("", f);
     tracing::info!(
         record_id = %id,
         kind = contract.kind.as_str(),
-        service = %job.service,
-        image = %job.image,
-        tag = %job.tag,
-        environment = %job.environment,
+        service = field(|j| j.service.as_str()),
+        image = field(|j| j.image.as_str()),
+        tag = field(|j| j.tag.as_str()),
+        environment = field(|j| j.environment.as_str()),
         "job received"
     );
-    if contract.kind != JobKind::GitopsPr {
+    let (JobKind::GitopsPr, Some(job)) = (contract.kind, &contract.job) else {
         // Another job's task (a remediation): not ours to run, and not ours to report on.
         let reason = format!(
             "job kind `{}` is not a gitops pull request; the record is left as it is",
@@ -144,7 +144,7 @@ pub async fn run_job(
             reported: Err(reason),
             git_invocations: Vec::new(),
         };
-    }
+    };
     let record = match report::mark_running(store, id, report::RECEIVED_WAIT).await {
         Ok(r) => r,
         Err(e) => {
@@ -173,7 +173,7 @@ pub async fn run_job(
             Err(e) => tracing::warn!(error = %e, "cannot create a work directory"),
         }
     }
-    let summary = match prepare(contract, &record, settings, options) {
+    let summary = match prepare(job, &record, settings, options) {
         Err(reason) => {
             tracing::error!(reason = %reason, "gitops job cannot run");
             Summary::failed(id, reason, started.elapsed())
@@ -213,14 +213,14 @@ pub async fn run_job(
 }
 
 fn prepare(
-    contract: &LaunchContract,
+    job: &Job,
     record: &Record,
     settings: Result<Settings, ConfigError>,
     options: FlowOptions,
 ) -> Result<Flow, String> {
     // The job comes from the launcher; the record is the source of truth. They must agree.
     match &record.job {
-        Some(job) if *job == contract.job => {}
+        Some(recorded) if recorded == job => {}
         Some(_) => {
             return Err(format!(
                 "the launch contract does not match record {}'s job",

@@ -170,12 +170,7 @@ mod tests {
     async fn store_with(status: Status) -> (tempfile::TempDir, SqliteStore, RecordId) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&SqliteStore::file_in(dir.path())).unwrap();
-        let job = Job {
-            service: "s".into(),
-            image: "o/s".into(),
-            environment: "dev".into(),
-            tag: "t".into(),
-        };
+        let job = Job::parse("s", "o/s", "dev", "t").unwrap();
         let r = Record::received(Source::CircleciOrb, serde_json::json!({}), Some(job));
         store.create(&r).await.unwrap();
         if status != Status::Received {

@@ -332,16 +332,22 @@ impl<'a> Runner<'a> {
                 slack::post(&self.http, &url, &text).await
             }
             ActionParams::GitopsSetImage(p) => {
-                let job = Job {
-                    service: render(&p.service, scope)?,
-                    image: render(&p.image, scope)?,
-                    environment: render(&p.environment, scope)?,
-                    tag: render(&p.tag, scope)?,
-                };
+                let (service, image, environment, tag) = (
+                    render(&p.service, scope)?,
+                    render(&p.image, scope)?,
+                    render(&p.environment, scope)?,
+                    render(&p.tag, scope)?,
+                );
                 let request = json!({
-                    "service": job.service, "image": job.image,
-                    "environment": job.environment, "tag": job.tag,
+                    "service": service, "image": image,
+                    "environment": environment, "tag": tag,
                 });
+                let job = Job::parse(&service, &image, &environment, &tag).map_err(|e| {
+                    StepFailure::with_detail(
+                        format!("invalid job: {e}"),
+                        json!({ "request": request }),
+                    )
+                })?;
                 match self.images.set_image(record.id, &job).await {
                     Ok(u) => Ok(json!({
                         "request": request,

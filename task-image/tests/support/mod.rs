@@ -258,12 +258,7 @@ impl GitopsRepo {
 }
 
 pub fn job(env: &str, tag: &str) -> Job {
-    Job {
-        service: SERVICE.into(),
-        image: IMAGE.into(),
-        environment: env.into(),
-        tag: tag.into(),
-    }
+    Job::parse(SERVICE, IMAGE, env, tag).expect("a valid job")
 }
 
 /// The orb fixture, with `vcs_revision` set to `tag`.
@@ -294,7 +289,11 @@ impl Store {
 
     /// Records the job as the intake would, and moves it to `dispatched` as the launcher does.
     pub async fn dispatched(&self, job: &Job) -> RecordId {
-        let record = Record::received(Source::CircleciOrb, payload(&job.tag), Some(job.clone()));
+        let record = Record::received(
+            Source::CircleciOrb,
+            payload(job.tag.as_str()),
+            Some(job.clone()),
+        );
         self.store.create(&record).await.unwrap();
         self.store
             .transition(

@@ -7,12 +7,13 @@ use super::{Created, ListQuery, RecordStore, StoreError, Transition, cursor};
 use crate::record::{Job, Record, RecordId, Source, Status};
 
 fn job(service: &str) -> Job {
-    Job {
-        service: service.into(),
-        image: format!("acme/{service}"),
-        environment: "dev".into(),
-        tag: "8f59df978e3fa133a2ee39ff66b3382342ce958c".into(),
-    }
+    Job::parse(
+        service,
+        &format!("acme/{service}"),
+        "dev",
+        "8f59df978e3fa133a2ee39ff66b3382342ce958c",
+    )
+    .expect("a valid job")
 }
 
 fn record(service: &str) -> Record {

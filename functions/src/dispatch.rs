@@ -1,4 +1,7 @@
-//! Record first, then launch, then record the launch: the one path every intake source takes.
+//! The application layer: record first, then launch, then record the launch. The one path every
+//! intake source takes (the webhook handlers and the Kafka batch loop), with no HTTP in it: it
+//! returns [`DispatchError`], which `api` maps to status codes and the Kafka function to its
+//! per-record report ([`process_batch`]).
 //!
 //! - The record is written before anything starts (conditionally on its dedupe key: a redelivery
 //!   gets the existing record back and launches nothing).
@@ -10,11 +13,29 @@
 
 use std::time::{Duration, Instant};
 
-use orchestrator_core::store::{Created, RecordStore, Transition};
+use orchestrator_core::store::{Created, RecordStore, StoreError, Transition};
 use orchestrator_core::{LaunchContract, Record, RecordId, Status};
+use serde::Serialize;
 
-use crate::api::error::ApiError;
+use crate::intake::port::kafka::{self, Coordinates, Decoded, NotKafka};
 use crate::launch::{LaunchError, Launched, TaskLauncher};
+use crate::rules::RuleSet;
+
+/// Why an accepted event or a redispatch did not end as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("record {0} not found")]
+    NotFound(RecordId),
+    /// The record is not in a state that allows it (only `received` records are launched again),
+    /// or it has nothing to launch.
+    #[error("{0}")]
+    Conflict(String),
+    /// The launch failed (after the retries its failure allowed); recorded as `dispatch_failed`.
+    #[error("the task could not be launched: {reason}")]
+    LaunchFailed { record_id: RecordId, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// How launch failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +120,7 @@ async fn launch_and_record(
     policy: RetryPolicy,
     record: &Record,
     contract: LaunchContract,
-) -> Result<Record, ApiError> {
+) -> Result<Record, DispatchError> {
     match launch_with_retries(launcher, &contract, policy).await {
         Ok(launched) => {
             let updated = store
@@ -119,7 +140,7 @@ async fn launch_and_record(
                     &Transition::to(Status::DispatchFailed).reason(e.reason.clone()),
                 )
                 .await?;
-            Err(ApiError::DispatchFailed {
+            Err(DispatchError::LaunchFailed {
                 record_id: record.id,
                 reason: e.reason,
             })
@@ -128,13 +149,14 @@ async fn launch_and_record(
 }
 
 /// Writes `record`; when it is `received` with a job, launches the task and records the outcome.
-/// A launch failure is recorded as `dispatch_failed` and returned as [`ApiError::DispatchFailed`].
+/// A launch failure is recorded as `dispatch_failed` and returned as
+/// [`DispatchError::LaunchFailed`].
 pub async fn record_and_launch(
     store: &dyn RecordStore,
     launcher: &dyn TaskLauncher,
     policy: RetryPolicy,
     record: Record,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, DispatchError> {
     if let Created::Duplicate(existing) = store.create(&record).await? {
         tracing::info!(record_id = %existing.id, "duplicate delivery; nothing launched");
         return Ok(Accepted::Duplicate(*existing));
@@ -155,18 +177,119 @@ pub async fn redispatch(
     launcher: &dyn TaskLauncher,
     policy: RetryPolicy,
     id: RecordId,
-) -> Result<Record, ApiError> {
-    let record = store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("record {id}")))?;
+) -> Result<Record, DispatchError> {
+    let record = store.get(id).await?.ok_or(DispatchError::NotFound(id))?;
     if record.status != Status::Received {
-        return Err(ApiError::Conflict(format!(
+        return Err(DispatchError::Conflict(format!(
             "record {id} is `{}`; only `received` records can be dispatched again",
             record.status
         )));
     }
     let contract = contract_for(&record)
-        .ok_or_else(|| ApiError::Conflict(format!("record {id} has no job to dispatch")))?;
+        .ok_or_else(|| DispatchError::Conflict(format!("record {id} has no job to dispatch")))?;
     launch_and_record(store, launcher, policy, &record, contract).await
+}
+
+/// What became of one Kafka record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemReport {
+    #[serde(flatten)]
+    pub at: Coordinates,
+    pub record_id: Option<RecordId>,
+    /// The record's status (`dispatched`, `ignored`, `rejected`, `dispatch_failed`, ...), or
+    /// `error` when it could not be written.
+    pub status: String,
+    pub duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BatchReport {
+    pub records: Vec<ItemReport>,
+}
+
+impl BatchReport {
+    /// Records that could not be written (store errors): the batch must be delivered again.
+    pub fn unwritten(&self) -> usize {
+        self.records.iter().filter(|r| r.status == "error").count()
+    }
+
+    pub fn count(&self, status: &str) -> usize {
+        self.records.iter().filter(|r| r.status == status).count()
+    }
+}
+
+/// The Kafka batch loop: records (and launches) every record of `event`, decoded by
+/// [`kafka::decode`]. One record's failure never stops the others;
+/// see [`BatchReport::unwritten`] for whether the batch must be delivered again.
+pub async fn process_batch(
+    store: &dyn RecordStore,
+    launcher: &dyn TaskLauncher,
+    policy: RetryPolicy,
+    rules: &RuleSet,
+    event: &serde_json::Value,
+) -> Result<BatchReport, NotKafka> {
+    let mut report = BatchReport::default();
+    for item in kafka::decode(event)? {
+        let (at, record) = match item {
+            Decoded::Event { at, event } => (at, event.to_record(rules)),
+            Decoded::Rejected { at, reason, value } => {
+                tracing::warn!(topic = %at.topic, partition = at.partition, offset = at.offset, %reason, "Kafka record rejected");
+                let r = kafka::rejected_record(&at, &reason, value.as_deref());
+                (at, r)
+            }
+        };
+        let outcome = match record_and_launch(store, launcher, policy, record).await {
+            // A redelivered record still `received`: the invocation that wrote it stopped before
+            // launching (a Lambda timeout, say), and Kafka delivered the batch again. Launch it now,
+            // with the same client token; otherwise it would wait forever.
+            Ok(Accepted::Duplicate(r))
+                if r.status == Status::Received && contract_for(&r).is_some() =>
+            {
+                tracing::info!(record_id = %r.id, "redelivered record was never launched; dispatching it");
+                redispatch(store, launcher, policy, r.id)
+                    .await
+                    .map(Accepted::Duplicate)
+            }
+            other => other,
+        };
+        let item = match outcome {
+            Ok(Accepted::New(r)) => ItemReport {
+                at,
+                record_id: Some(r.id),
+                status: r.status.as_str().to_owned(),
+                duplicate: false,
+                reason: r.status_reason,
+            },
+            Ok(Accepted::Duplicate(r)) => ItemReport {
+                at,
+                record_id: Some(r.id),
+                status: r.status.as_str().to_owned(),
+                duplicate: true,
+                reason: None,
+            },
+            Err(DispatchError::LaunchFailed { record_id, reason }) => ItemReport {
+                at,
+                record_id: Some(record_id),
+                status: Status::DispatchFailed.as_str().to_owned(),
+                duplicate: false,
+                reason: Some(reason),
+            },
+            Err(e) => {
+                let detail = e.to_string();
+                tracing::error!(topic = %at.topic, partition = at.partition, offset = at.offset, error = %detail, "Kafka record not recorded");
+                ItemReport {
+                    at,
+                    record_id: None,
+                    status: "error".into(),
+                    duplicate: false,
+                    reason: Some(detail),
+                }
+            }
+        };
+        report.records.push(item);
+    }
+    Ok(report)
 }

@@ -8,7 +8,8 @@
 //! Code map:
 //! - [`intake`]: payload parsing and job derivation (pure).
 //! - [`api`]: handlers, auth, body limits, the one error type.
-//! - [`dispatch`]: record, launch, record the launch.
+//! - [`dispatch`]: the application layer, no HTTP: record, launch, record the launch (webhooks
+//!   and the Kafka batch loop alike), with its own error type.
 //! - [`launch`]: the launcher port and its ECS and local-process adapters.
 //! - [`lifecycle`]: ECS task state changes applied to records (the `lifecycle` Lambda).
 //! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).

@@ -3,7 +3,7 @@
 
 mod common;
 
-use orchestrator::dispatch::RetryPolicy;
+use orchestrator::dispatch::{self, RetryPolicy};
 use orchestrator::intake::port::kafka;
 use orchestrator::rules::RuleSet;
 use orchestrator_core::Status;
@@ -23,8 +23,8 @@ fn batch() -> serde_json::Value {
 async fn process(
     t: &common::TestApp,
     event: &serde_json::Value,
-) -> Result<kafka::BatchReport, kafka::NotKafka> {
-    kafka::process_batch(
+) -> Result<dispatch::BatchReport, kafka::NotKafka> {
+    dispatch::process_batch(
         t.store.as_ref(),
         t.launcher.as_ref(),
         RetryPolicy::default(),

@@ -9,6 +9,7 @@ use orchestrator_core::RecordId;
 use orchestrator_core::store::StoreError;
 use serde_json::json;
 
+use crate::dispatch::DispatchError;
 use crate::intake::PayloadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,20 @@ impl From<StoreError> for ApiError {
             },
             StoreError::NotFound(id) => ApiError::NotFound(format!("record {id}")),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The application layer's outcomes, as the API answers them.
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::NotFound(id) => ApiError::NotFound(format!("record {id}")),
+            DispatchError::Conflict(why) => ApiError::Conflict(why),
+            DispatchError::LaunchFailed { record_id, reason } => {
+                ApiError::DispatchFailed { record_id, reason }
+            }
+            DispatchError::Store(e) => e.into(),
         }
     }
 }

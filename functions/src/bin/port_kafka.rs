@@ -17,8 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use orchestrator::config::{DynamoArgs, EcsArgs, PortArgs};
-use orchestrator::dispatch::RetryPolicy;
-use orchestrator::intake::port::kafka;
+use orchestrator::dispatch::{self, RetryPolicy};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::rules::RuleSet;
 use orchestrator::telemetry;
@@ -123,7 +122,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (store, launcher, rules) = (&store, &launcher, rules.clone());
         async move {
-            let report = kafka::process_batch(store, launcher, policy, &rules, &event.payload)
+            let report = dispatch::process_batch(store, launcher, policy, &rules, &event.payload)
                 .await
                 .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
             let unwritten = report.unwritten();

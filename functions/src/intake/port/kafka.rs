@@ -8,19 +8,14 @@
 //! itself fails; every write is keyed (the event's dedupe key, or the record's topic, partition and
 //! offset when rejected), so the second delivery records nothing twice and launches nothing twice.
 //!
-//! [`decode`] is pure; [`process_batch`] writes the records and launches the tasks.
+//! Decoding only, and pure: [`decode`] turns a batch into events and rejections;
+//! `dispatch::process_batch` writes the records and launches the tasks.
 
 use aws_lambda_events::event::kafka::KafkaRecord;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use orchestrator_core::store::RecordStore;
-use orchestrator_core::{Record, RecordId, Source, Status};
+use orchestrator_core::{Record, Source, Status};
 use serde::Serialize;
-
-use crate::api::error::ApiError;
-use crate::dispatch::{Accepted, RetryPolicy, contract_for, record_and_launch, redispatch};
-use crate::launch::TaskLauncher;
-use crate::rules::RuleSet;
 
 use super::PortEvent;
 
@@ -177,112 +172,6 @@ pub fn rejected_record(at: &Coordinates, reason: &str, value: Option<&str>) -> R
     r.status_reason = Some(reason.to_owned());
     r.dedupe_key = Some(at.key());
     r
-}
-
-/// What became of one Kafka record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ItemReport {
-    #[serde(flatten)]
-    pub at: Coordinates,
-    pub record_id: Option<RecordId>,
-    /// The record's status (`dispatched`, `ignored`, `rejected`, `dispatch_failed`, ...), or
-    /// `error` when it could not be written.
-    pub status: String,
-    pub duplicate: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// What became of a batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct BatchReport {
-    pub records: Vec<ItemReport>,
-}
-
-impl BatchReport {
-    /// Records that could not be written (store errors): the batch must be delivered again.
-    pub fn unwritten(&self) -> usize {
-        self.records.iter().filter(|r| r.status == "error").count()
-    }
-
-    pub fn count(&self, status: &str) -> usize {
-        self.records.iter().filter(|r| r.status == status).count()
-    }
-}
-
-/// Records (and launches) every record of `event`. One record's failure never stops the others;
-/// see [`BatchReport::unwritten`] for whether the batch must be delivered again.
-pub async fn process_batch(
-    store: &dyn RecordStore,
-    launcher: &dyn TaskLauncher,
-    policy: RetryPolicy,
-    rules: &RuleSet,
-    event: &serde_json::Value,
-) -> Result<BatchReport, NotKafka> {
-    let mut report = BatchReport::default();
-    for item in decode(event)? {
-        let (at, record) = match item {
-            Decoded::Event { at, event } => (at, event.to_record(rules)),
-            Decoded::Rejected { at, reason, value } => {
-                tracing::warn!(topic = %at.topic, partition = at.partition, offset = at.offset, %reason, "Kafka record rejected");
-                let r = rejected_record(&at, &reason, value.as_deref());
-                (at, r)
-            }
-        };
-        let outcome = match record_and_launch(store, launcher, policy, record).await {
-            // A redelivered record still `received`: the invocation that wrote it stopped before
-            // launching (a Lambda timeout, say), and Kafka delivered the batch again. Launch it now,
-            // with the same client token; otherwise it would wait forever.
-            Ok(Accepted::Duplicate(r))
-                if r.status == Status::Received && contract_for(&r).is_some() =>
-            {
-                tracing::info!(record_id = %r.id, "redelivered record was never launched; dispatching it");
-                redispatch(store, launcher, policy, r.id)
-                    .await
-                    .map(Accepted::Duplicate)
-            }
-            other => other,
-        };
-        let item = match outcome {
-            Ok(Accepted::New(r)) => ItemReport {
-                at,
-                record_id: Some(r.id),
-                status: r.status.as_str().to_owned(),
-                duplicate: false,
-                reason: r.status_reason,
-            },
-            Ok(Accepted::Duplicate(r)) => ItemReport {
-                at,
-                record_id: Some(r.id),
-                status: r.status.as_str().to_owned(),
-                duplicate: true,
-                reason: None,
-            },
-            Err(ApiError::DispatchFailed { record_id, reason }) => ItemReport {
-                at,
-                record_id: Some(record_id),
-                status: Status::DispatchFailed.as_str().to_owned(),
-                duplicate: false,
-                reason: Some(reason),
-            },
-            Err(e) => {
-                let detail = match &e {
-                    ApiError::Internal(d) => d.clone(),
-                    other => other.to_string(),
-                };
-                tracing::error!(topic = %at.topic, partition = at.partition, offset = at.offset, error = %detail, "Kafka record not recorded");
-                ItemReport {
-                    at,
-                    record_id: None,
-                    status: "error".into(),
-                    duplicate: false,
-                    reason: Some(detail),
-                }
-            }
-        };
-        report.records.push(item);
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Settings, read once at start from flags or environment variables (every flag has one), and
 //! checked then: a bad template or branch rule stops the program with a message naming it.
+//! [`IntakeSettings`] holds what every webhook source reads (its own part included).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,13 +9,28 @@ use clap::Args;
 use orchestrator_core::store::dynamodb::TableNames;
 use orchestrator_core::{Environment, Secret};
 
-use crate::IntakeSettings;
 use crate::dispatch::RetryPolicy;
 use crate::intake::circleci::NativeFilter;
 use crate::intake::derive::{DeriveConfig, Template, parse_branch_rules};
 use crate::intake::port::PortSettings;
 use crate::launch::ecs::EcsSettings;
 use crate::rules::RuleSet;
+
+/// What the intake needs to know, beside its adapters.
+#[derive(Debug, Clone, Default)]
+pub struct IntakeSettings {
+    /// The shared token; `None` disables authentication (local mode only).
+    pub token: Option<Secret>,
+    pub derive: DeriveConfig,
+    /// The CircleCI outbound webhook signing secret; `None` disables `/webhooks/circleci`.
+    pub circleci_secret: Option<Secret>,
+    /// Which CircleCI workflows and jobs roll out.
+    pub circleci_filter: NativeFilter,
+    /// How launch failures are retried.
+    pub retry: RetryPolicy,
+    /// Port changelog intake (webhook secret, rules); unset disables `/webhooks/port` (503).
+    pub port: PortSettings,
+}
 
 /// Authentication and job derivation.
 #[derive(Debug, Clone, Args)]

@@ -7,7 +7,8 @@
 //!
 //! Code map:
 //! - [`intake`]: payload parsing and job derivation (pure).
-//! - [`api`]: handlers, auth, body limits, the one error type.
+//! - [`sources`]: the webhook sources behind one trait, and the list that registers their routes.
+//! - [`api`]: the audit handlers, the one webhook handler, auth, body limits, the one error type.
 //! - [`dispatch`]: the application layer, no HTTP: record, launch, record the launch (webhooks
 //!   and the Kafka batch loop alike), with its own error type.
 //! - [`launch`]: the launcher port and its ECS and local-process adapters.
@@ -23,7 +24,6 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use orchestrator_core::Secret;
 use orchestrator_core::store::RecordStore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -36,30 +36,15 @@ pub mod launch;
 pub mod lifecycle;
 pub mod rules;
 pub mod secrets;
+pub mod sources;
 pub mod telemetry;
 
 use api::error::ApiError;
-use intake::derive::DeriveConfig;
+pub use config::IntakeSettings;
 use launch::TaskLauncher;
 
 /// How long a request may take before it is answered with 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
-
-/// What the intake needs to know, beside its adapters.
-#[derive(Debug, Clone, Default)]
-pub struct IntakeSettings {
-    /// The shared token; `None` disables authentication (local mode only).
-    pub token: Option<Secret>,
-    pub derive: DeriveConfig,
-    /// The CircleCI outbound webhook signing secret; `None` disables `/webhooks/circleci`.
-    pub circleci_secret: Option<Secret>,
-    /// Which CircleCI workflows and jobs roll out.
-    pub circleci_filter: intake::circleci::NativeFilter,
-    /// How launch failures are retried.
-    pub retry: dispatch::RetryPolicy,
-    /// Port changelog intake (webhook secret, rules); unset disables `/webhooks/port` (503).
-    pub port: intake::port::PortSettings,
-}
 
 /// Everything a handler may use.
 #[derive(Debug, Clone)]
@@ -88,17 +73,23 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Internal("handler panicked".into()).into_response()
 }
 
-/// Removes an API Gateway stage prefix (`/dev/pullrequests` -> `/pullrequests`) that
-/// `lambda_http` adds for REST APIs when `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is not set, so the
-/// function works behind a REST stage and an HTTP API alike, whatever that variable says.
-pub fn strip_stage<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+/// The API Gateway stage a request came through (`dev` for a REST API's `/dev` stage), from the
+/// context `lambda_http` attaches; `None` locally, and for an HTTP API's `$default` stage.
+pub fn api_stage(extensions: &axum::http::Extensions) -> Option<String> {
     use lambda_http::request::RequestContext;
-    let stage = match req.extensions().get::<RequestContext>() {
+    let stage = match extensions.get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
         Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
         _ => None,
     };
-    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {
+    stage.filter(|s| !s.is_empty() && s != "$default")
+}
+
+/// Removes an API Gateway stage prefix (`/dev/pullrequests` -> `/pullrequests`) that
+/// `lambda_http` adds for REST APIs when `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is not set, so the
+/// function works behind a REST stage and an HTTP API alike, whatever that variable says.
+pub fn strip_stage<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let Some(stage) = api_stage(req.extensions()) else {
         return req;
     };
     let prefix = format!("/{stage}");
@@ -139,11 +130,8 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
-    Router::new()
-        .route(
-            "/pullrequests",
-            post(api::pullrequests::create).get(api::pullrequests::list),
-        )
+    let router = Router::new()
+        .route("/pullrequests", get(api::pullrequests::list))
         .route(
             "/pullrequests/{id}",
             get(api::pullrequests::show).delete(api::pullrequests::delete),
@@ -152,9 +140,8 @@ pub fn app(state: AppState) -> Router {
             "/pullrequests/{id}/dispatch",
             post(api::pullrequests::dispatch_again),
         )
-        .route("/webhooks/circleci", post(api::circleci::receive))
-        .route("/webhooks/port", post(api::port::receive))
-        .route("/openapi.json", get(api::openapi::document))
+        .route("/openapi.json", get(api::openapi::document));
+    sources::register(router)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

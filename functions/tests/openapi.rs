@@ -77,8 +77,12 @@ fn documented_operations(doc: &Value) -> BTreeSet<(String, String)> {
 }
 
 /// The `.route("<path>", <method>(..).<method>(..))` calls in `functions/src/lib.rs`.
+/// The `.route(..)` calls of `lib.rs` (the audit endpoints) and of `sources/mod.rs` (one per
+/// webhook source).
 fn routes_in_lib_rs() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
+    let src = ["/src/lib.rs", "/src/sources/mod.rs"]
+        .map(|f| std::fs::read_to_string(format!("{}{f}", env!("CARGO_MANIFEST_DIR"))).unwrap())
+        .join("\n");
     let mut routes = BTreeSet::new();
     let mut from = 0;
     while let Some(found) = src[from..].find(".route(") {

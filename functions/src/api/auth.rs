@@ -1,44 +1,29 @@
 //! Token authentication for what the CircleCI orb can send: it adds no header, so the token rides
-//! in the URL as the `token` query parameter. Clients that can send headers may use
-//! `Authorization: Bearer <token>` instead. Compared in constant time. The query string is never
-//! logged (see the trace layer in `lib.rs`).
+//! in the URL as the `token` query parameter (read with axum's [`Query`]). Clients that can send
+//! headers may use `Authorization: Bearer <token>` instead. Compared in constant time. The query
+//! string is never logged (see the trace layer in `lib.rs`).
 
+use axum::extract::Query;
+use axum::http::Uri;
 use axum::http::request::Parts;
 use orchestrator_core::Secret;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 
-fn query_token(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == "token").then(|| percent_decode(v))
-    })
+/// The query string's `name=value` pairs, decoded (`application/x-www-form-urlencoded`), in
+/// order. A query that cannot be read has none.
+pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .unwrap_or_default()
 }
 
-/// Minimal `application/x-www-form-urlencoded` value decoding.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The first value of query parameter `name`.
+pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    query_pairs(uri)
+        .into_iter()
+        .find_map(|(k, v)| (k == name).then_some(v))
 }
 
 fn bearer(parts: &Parts) -> Option<String> {
@@ -53,15 +38,21 @@ fn bearer(parts: &Parts) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// Checks the request against `expected`; with no token configured every request passes.
-pub fn check(parts: &Parts, expected: Option<&Secret>) -> Result<(), ApiError> {
+/// Whether the request carries `expected`; with no token configured every request does.
+pub fn authorized(parts: &Parts, expected: Option<&Secret>) -> bool {
     let Some(expected) = expected else {
-        return Ok(());
+        return true;
     };
-    let given = bearer(parts).or_else(|| parts.uri.query().and_then(query_token));
-    match given {
-        Some(g) if bool::from(g.as_bytes().ct_eq(expected.expose().as_bytes())) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
+    let given = bearer(parts).or_else(|| query_param(&parts.uri, "token"));
+    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.expose().as_bytes())))
+}
+
+/// [`authorized`], as the endpoints answer it.
+pub fn check(parts: &Parts, expected: Option<&Secret>) -> Result<(), ApiError> {
+    if authorized(parts, expected) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
     }
 }
 
@@ -93,10 +84,12 @@ mod tests {
 
     #[test]
     fn decodes_odd_percent_sequences_without_panicking() {
-        assert_eq!(percent_decode("a%zz%"), "a%zz%");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("%41+b"), "A b");
-        assert_eq!(percent_decode("%e2%82%ac"), "€");
-        assert_eq!(percent_decode("%é%"), "%é%");
+        let token = |q: &str| query_param(&format!("/p?token={q}").parse().unwrap(), "token");
+        assert_eq!(token("a%zz%").as_deref(), Some("a%zz%"));
+        assert_eq!(token("%4").as_deref(), Some("%4"));
+        assert_eq!(token("%41+b").as_deref(), Some("A b"));
+        assert_eq!(token("%e2%82%ac").as_deref(), Some("€"));
+        // Not UTF-8 once decoded: replaced, never a panic.
+        assert_eq!(token("%ff").as_deref(), Some("\u{fffd}"));
     }
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::dispatch::DispatchError;
 use crate::intake::PayloadError;
+use crate::sources::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -55,6 +56,17 @@ impl From<StoreError> for ApiError {
             },
             StoreError::NotFound(id) => ApiError::NotFound(format!("record {id}")),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A webhook source's refusal, as the API answers it.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotConfigured(what) => ApiError::NotConfigured(what),
+            Refusal::Unauthorized => ApiError::Unauthorized,
+            Refusal::BadSignature => ApiError::BadSignature,
         }
     }
 }

@@ -1,9 +1,9 @@
-//! HTTP handlers and the pieces every endpoint shares (auth, body reading, errors).
+//! HTTP handlers and the pieces every endpoint shares (auth, body reading, errors): the audit
+//! endpoints ([`pullrequests`]) and the one handler of every webhook source ([`webhook`]).
 
 pub mod auth;
 pub mod body;
-pub mod circleci;
 pub mod error;
 pub mod openapi;
-pub mod port;
 pub mod pullrequests;
+pub mod webhook;

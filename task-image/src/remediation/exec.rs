@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use super::steps::StepFailure;
+use super::failure::StepFailure;
 
 /// Characters of each stream kept in the record.
 pub const TAIL_CHARS: usize = 2000;

@@ -10,7 +10,9 @@
 //!   environment, a time limit, and its `key=value` / JSON output lines as outputs.
 //! - [`port`]: Port's REST API (client-credentials token, PATCH entity).
 //! - [`slack`]: a Slack incoming-webhook message.
-//! - `gitops.set_image` goes through the gitops pull request flow ([`crate::gitops::Flow`]).
+//! - [`gitops`]: `gitops.set_image`, through the gitops pull request flow ([`crate::gitops::Flow`]).
+//! - [`failure`] and [`settings`]: the step failure type and the checked settings every action
+//!   uses. Dependencies point one way: `mod` → [`steps`] → the actions → [`failure`], [`settings`].
 //!
 //! The record moves `dispatched → running → succeeded | failed`; its `outcome` lists every step
 //! (status, exit code, output tail, outputs, HTTP status, the request sent) and `failed_step` names
@@ -21,164 +23,23 @@
 //! to `exec` commands (which get a clean environment).
 
 pub mod exec;
+pub mod failure;
+pub mod gitops;
 pub mod port;
+pub mod settings;
 pub mod slack;
 pub mod steps;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use clap::Args;
 use orchestrator_core::store::{RecordStore, Transition};
-use orchestrator_core::{Job, LaunchContract, Record, RecordId, Secret, Source, Status};
+use orchestrator_core::{LaunchContract, Record, RecordId, Source, Status};
 
-use crate::gitops::{self, FlowOptions, FlowRequest, OutcomeKind, RunArgs};
+use crate::gitops::RunArgs;
+pub use failure::StepFailure;
+pub use gitops::{GitopsFlow, ImageUpdate, ImageUpdater};
+pub use settings::{DEFAULT_EXEC_DIR, PORT_API_EU, PORT_API_US, RemediationArgs, Settings};
 pub use steps::{Outcome, StepReport, StepStatus};
-
-/// Port's EU API (the default).
-pub const PORT_API_EU: &str = "https://api.port.io";
-/// Port's US API.
-pub const PORT_API_US: &str = "https://api.us.port.io";
-/// Where `exec` commands live in the task image.
-pub const DEFAULT_EXEC_DIR: &str = "/opt/remediation/bin";
-
-/// Settings of the remediation actions (flags or environment variables).
-#[derive(Debug, Clone, Args)]
-pub struct RemediationArgs {
-    /// Port REST API base URL: https://api.port.io (EU, default) or https://api.us.port.io (US).
-    #[arg(long, env = "PORT_API_URL", default_value = PORT_API_EU)]
-    pub port_api_url: String,
-
-    /// Port client id, for `port.patch_entity`.
-    #[arg(long, env = "PORT_CLIENT_ID")]
-    pub port_client_id: Option<String>,
-
-    /// Port client secret, for `port.patch_entity`.
-    #[arg(long, env = "PORT_CLIENT_SECRET", hide_env_values = true)]
-    pub port_client_secret: Option<Secret>,
-
-    /// Slack incoming webhook URL, for `slack.post` (a step may name another variable).
-    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
-    pub slack_webhook_url: Option<Secret>,
-
-    /// Directory of the commands `exec` steps may run (plain file names in it).
-    #[arg(long, env = "EXEC_COMMANDS_DIR", default_value = DEFAULT_EXEC_DIR)]
-    pub exec_commands_dir: PathBuf,
-
-    /// Seconds one Port or Slack request may take.
-    #[arg(long, env = "REMEDIATION_HTTP_TIMEOUT_SECS", default_value_t = 30)]
-    pub http_timeout_secs: u64,
-}
-
-/// The checked settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub port_api_url: reqwest::Url,
-    pub port_client_id: Option<String>,
-    pub port_client_secret: Option<Secret>,
-    pub slack_webhook_url: Option<Secret>,
-    pub exec_dir: PathBuf,
-    pub http_timeout: Duration,
-    /// The orchestrator API, for links to the record (`<base>/pullrequests/<id>`).
-    pub record_base_url: Option<String>,
-}
-
-impl Settings {
-    pub fn from_args(
-        args: &RemediationArgs,
-        record_base_url: Option<&str>,
-    ) -> Result<Self, String> {
-        let port_api_url = reqwest::Url::parse(args.port_api_url.trim())
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                format!(
-                    "PORT_API_URL: `{}` is not an http(s) URL",
-                    args.port_api_url
-                )
-            })?;
-        if !(1..=600).contains(&args.http_timeout_secs) {
-            return Err("REMEDIATION_HTTP_TIMEOUT_SECS: must be from 1 to 600".into());
-        }
-        Ok(Self {
-            port_api_url,
-            port_client_id: args.port_client_id.clone().filter(|s| !s.trim().is_empty()),
-            port_client_secret: args.port_client_secret.clone(),
-            slack_webhook_url: args.slack_webhook_url.clone(),
-            exec_dir: args.exec_commands_dir.clone(),
-            http_timeout: Duration::from_secs(args.http_timeout_secs),
-            record_base_url: record_base_url
-                .map(|u| u.trim().trim_end_matches('/').to_owned())
-                .filter(|u| !u.is_empty()),
-        })
-    }
-
-    /// The record's link, when the API's base URL is known.
-    pub fn record_url(&self, id: RecordId) -> Option<String> {
-        self.record_base_url
-            .as_ref()
-            .map(|b| format!("{b}/pullrequests/{id}"))
-    }
-}
-
-/// What a `gitops.set_image` step did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageUpdate {
-    /// `succeeded` or `no_change`.
-    pub outcome: &'static str,
-    pub branch: Option<String>,
-    pub pr_url: Option<String>,
-    pub reason: Option<String>,
-}
-
-/// The gitops pull request flow, as a `gitops.set_image` step uses it.
-#[async_trait::async_trait]
-pub trait ImageUpdater: Send + Sync {
-    async fn set_image(&self, record_id: RecordId, job: &Job) -> Result<ImageUpdate, String>;
-}
-
-/// [`ImageUpdater`] over [`gitops::Flow`], configured like the gitops job (GITOPS_REPO_URL, ...).
-#[derive(Debug)]
-pub struct GitopsFlow {
-    args: RunArgs,
-}
-
-impl GitopsFlow {
-    pub fn new(args: RunArgs) -> Self {
-        Self { args }
-    }
-}
-
-#[async_trait::async_trait]
-impl ImageUpdater for GitopsFlow {
-    async fn set_image(&self, record_id: RecordId, job: &Job) -> Result<ImageUpdate, String> {
-        let settings = gitops::Settings::from_args(&self.args)
-            .map_err(|e| format!("gitops configuration: {e}"))?;
-        let flow = gitops::Flow::new(settings, FlowOptions::default())
-            .map_err(|e| format!("gitops configuration: {e}"))?;
-        let outcome = flow
-            .execute(&FlowRequest {
-                record_id,
-                job,
-                build_url: None,
-            })
-            .await;
-        let update = |kind| ImageUpdate {
-            outcome: kind,
-            branch: outcome.branch.clone(),
-            pr_url: outcome.pr_url.clone(),
-            reason: outcome.reason.clone(),
-        };
-        match outcome.outcome {
-            OutcomeKind::Succeeded => Ok(update("succeeded")),
-            OutcomeKind::NoChange => Ok(update("no_change")),
-            OutcomeKind::Failed => Err(outcome
-                .reason
-                .clone()
-                .unwrap_or_else(|| "the gitops flow failed".into())),
-        }
-    }
-}
 
 /// What one run did.
 #[derive(Debug)]
@@ -219,17 +80,22 @@ pub async fn run_job(
 ) -> JobRun {
     let started = Instant::now();
     tracing::info!(%record_id, kind = "remediation", "job received");
-    let record =
-        match gitops::report::mark_running(store, record_id, gitops::report::RECEIVED_WAIT).await {
-            Ok(r) => r,
-            Err(e) => {
-                let reason = format!("cannot start: {e}");
-                return JobRun {
-                    outcome: Outcome::failed_before_start(record_id, None, reason.clone(), started),
-                    reported: Err(reason),
-                };
-            }
-        };
+    let record = match crate::gitops::report::mark_running(
+        store,
+        record_id,
+        crate::gitops::report::RECEIVED_WAIT,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = format!("cannot start: {e}");
+            return JobRun {
+                outcome: Outcome::failed_before_start(record_id, None, reason.clone(), started),
+                reported: Err(reason),
+            };
+        }
+    };
     let outcome = match settings.and_then(|s| check_record(&record).map(|()| s)) {
         Err(reason) => {
             tracing::error!(%reason, "remediation cannot run");
@@ -273,7 +139,7 @@ pub async fn run(
     args: &RemediationArgs,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let store = match gitops::open_store(&gitops_args.store).await {
+    let store = match crate::gitops::open_store(&gitops_args.store).await {
         Ok(s) => s,
         Err(e) => {
             let o =

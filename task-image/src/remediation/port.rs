@@ -7,8 +7,8 @@
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use super::Settings;
-use super::steps::StepFailure;
+use super::failure::StepFailure;
+use super::settings::Settings;
 use orchestrator_core::Secret;
 
 /// Characters of an error answer kept in the record.

@@ -10,7 +10,7 @@
 use orchestrator_core::{Record, Secret};
 use serde_json::{Value, json};
 
-use super::steps::StepFailure;
+use super::failure::StepFailure;
 
 /// A property value as text: strings as they are, anything else as JSON, absent as `(none)`.
 fn show(v: Option<&Value>) -> String {

@@ -12,8 +12,11 @@ use orchestrator_core::{Job, Record, RecordId, Status};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::failure::StepFailure;
+use super::gitops::ImageUpdater;
 use super::port::PortClient;
-use super::{ImageUpdater, Settings, exec, slack};
+use super::settings::Settings;
+use super::{exec, slack};
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -92,35 +95,6 @@ impl Outcome {
                 self.record_id, self.status
             )
         })
-    }
-}
-
-/// A step that failed: why, and what it got done before failing.
-#[derive(Debug)]
-pub struct StepFailure {
-    pub error: String,
-    pub detail: Value,
-}
-
-impl StepFailure {
-    pub fn new(error: impl Into<String>) -> Self {
-        Self {
-            error: error.into(),
-            detail: Value::Null,
-        }
-    }
-
-    pub fn with_detail(error: impl Into<String>, detail: Value) -> Self {
-        Self {
-            error: error.into(),
-            detail,
-        }
-    }
-}
-
-impl From<expr::ExprError> for StepFailure {
-    fn from(e: expr::ExprError) -> Self {
-        StepFailure::new(format!("template: {e}"))
     }
 }
 

@@ -1,0 +1,95 @@
+//! The remediation actions' settings: flags and environment variables ([`RemediationArgs`]),
+//! checked once into [`Settings`]. Every action reads them; they depend on nothing else in this
+//! module.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use orchestrator_core::{RecordId, Secret};
+
+/// Port's EU API (the default).
+pub const PORT_API_EU: &str = "https://api.port.io";
+/// Port's US API.
+pub const PORT_API_US: &str = "https://api.us.port.io";
+/// Where `exec` commands live in the task image.
+pub const DEFAULT_EXEC_DIR: &str = "/opt/remediation/bin";
+
+/// Settings of the remediation actions (flags or environment variables).
+#[derive(Debug, Clone, Args)]
+pub struct RemediationArgs {
+    /// Port REST API base URL: https://api.port.io (EU, default) or https://api.us.port.io (US).
+    #[arg(long, env = "PORT_API_URL", default_value = PORT_API_EU)]
+    pub port_api_url: String,
+
+    /// Port client id, for `port.patch_entity`.
+    #[arg(long, env = "PORT_CLIENT_ID")]
+    pub port_client_id: Option<String>,
+
+    /// Port client secret, for `port.patch_entity`.
+    #[arg(long, env = "PORT_CLIENT_SECRET", hide_env_values = true)]
+    pub port_client_secret: Option<Secret>,
+
+    /// Slack incoming webhook URL, for `slack.post` (a step may name another variable).
+    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<Secret>,
+
+    /// Directory of the commands `exec` steps may run (plain file names in it).
+    #[arg(long, env = "EXEC_COMMANDS_DIR", default_value = DEFAULT_EXEC_DIR)]
+    pub exec_commands_dir: PathBuf,
+
+    /// Seconds one Port or Slack request may take.
+    #[arg(long, env = "REMEDIATION_HTTP_TIMEOUT_SECS", default_value_t = 30)]
+    pub http_timeout_secs: u64,
+}
+
+/// The checked settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port_api_url: reqwest::Url,
+    pub port_client_id: Option<String>,
+    pub port_client_secret: Option<Secret>,
+    pub slack_webhook_url: Option<Secret>,
+    pub exec_dir: PathBuf,
+    pub http_timeout: Duration,
+    /// The orchestrator API, for links to the record (`<base>/pullrequests/<id>`).
+    pub record_base_url: Option<String>,
+}
+
+impl Settings {
+    pub fn from_args(
+        args: &RemediationArgs,
+        record_base_url: Option<&str>,
+    ) -> Result<Self, String> {
+        let port_api_url = reqwest::Url::parse(args.port_api_url.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                format!(
+                    "PORT_API_URL: `{}` is not an http(s) URL",
+                    args.port_api_url
+                )
+            })?;
+        if !(1..=600).contains(&args.http_timeout_secs) {
+            return Err("REMEDIATION_HTTP_TIMEOUT_SECS: must be from 1 to 600".into());
+        }
+        Ok(Self {
+            port_api_url,
+            port_client_id: args.port_client_id.clone().filter(|s| !s.trim().is_empty()),
+            port_client_secret: args.port_client_secret.clone(),
+            slack_webhook_url: args.slack_webhook_url.clone(),
+            exec_dir: args.exec_commands_dir.clone(),
+            http_timeout: Duration::from_secs(args.http_timeout_secs),
+            record_base_url: record_base_url
+                .map(|u| u.trim().trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+        })
+    }
+
+    /// The record's link, when the API's base URL is known.
+    pub fn record_url(&self, id: RecordId) -> Option<String> {
+        self.record_base_url
+            .as_ref()
+            .map(|b| format!("{b}/pullrequests/{id}"))
+    }
+}

@@ -94,6 +94,20 @@ impl Expression {
         unknown
     }
 
+    /// The fields selected directly on variable `name` (`x` for `steps.x.outputs.a`), read from the
+    /// parsed expression, not its text.
+    pub fn fields_of(&self, name: &str) -> BTreeSet<String> {
+        let mut fields = BTreeSet::new();
+        walk(self.program.expression(), &mut |e| {
+            if let Expr::Select(s) = &e.expr
+                && matches!(&s.operand.expr, Expr::Ident(v) if v == name)
+            {
+                fields.insert(s.field.clone());
+            }
+        });
+        fields
+    }
+
     fn eval(&self, scope: &Scope) -> Result<Value, ExprError> {
         let mut ctx = Context::with_env(env());
         for (name, value) in &scope.vars {
@@ -146,20 +160,17 @@ fn one_line(s: &str) -> String {
 }
 
 /// Names bound by comprehensions anywhere in `e`.
-fn bound_variables(e: &IdedExpr, out: &mut BTreeSet<String>) {
+/// Calls `f` on `e` and on every expression inside it, parents first.
+fn walk(e: &IdedExpr, f: &mut impl FnMut(&IdedExpr)) {
+    f(e);
     match &e.expr {
         Expr::Call(c) => {
             if let Some(t) = &c.target {
-                bound_variables(t, out);
+                walk(t, f);
             }
-            c.args.iter().for_each(|a| bound_variables(a, out));
+            c.args.iter().for_each(|a| walk(a, f));
         }
         Expr::Comprehension(c) => {
-            out.insert(c.iter_var.clone());
-            if let Some(v) = &c.iter_var2 {
-                out.insert(v.clone());
-            }
-            out.insert(c.accu_var.clone());
             for sub in [
                 &c.iter_range,
                 &c.accu_init,
@@ -167,25 +178,40 @@ fn bound_variables(e: &IdedExpr, out: &mut BTreeSet<String>) {
                 &c.loop_step,
                 &c.result,
             ] {
-                bound_variables(sub, out);
+                walk(sub, f);
             }
         }
-        Expr::List(l) => l.elements.iter().for_each(|x| bound_variables(x, out)),
-        Expr::Select(s) => bound_variables(&s.operand, out),
-        Expr::Map(m) => m.entries.iter().for_each(|x| entry(&x.expr, out)),
-        Expr::Struct(s) => s.entries.iter().for_each(|x| entry(&x.expr, out)),
+        Expr::List(l) => l.elements.iter().for_each(|x| walk(x, f)),
+        Expr::Select(s) => walk(&s.operand, f),
+        Expr::Map(m) => m.entries.iter().for_each(|x| match &x.expr {
+            EntryExpr::StructField(sf) => walk(&sf.value, f),
+            EntryExpr::MapEntry(me) => {
+                walk(&me.key, f);
+                walk(&me.value, f);
+            }
+        }),
+        Expr::Struct(st) => st.entries.iter().for_each(|x| match &x.expr {
+            EntryExpr::StructField(sf) => walk(&sf.value, f),
+            EntryExpr::MapEntry(me) => {
+                walk(&me.key, f);
+                walk(&me.value, f);
+            }
+        }),
         _ => {}
     }
 }
 
-fn entry(e: &EntryExpr, out: &mut BTreeSet<String>) {
-    match e {
-        EntryExpr::StructField(f) => bound_variables(&f.value, out),
-        EntryExpr::MapEntry(m) => {
-            bound_variables(&m.key, out);
-            bound_variables(&m.value, out);
+/// The variables comprehensions bind (`k` in `m.exists(k, k == 'x')`).
+fn bound_variables(e: &IdedExpr, out: &mut BTreeSet<String>) {
+    walk(e, &mut |x| {
+        if let Expr::Comprehension(c) = &x.expr {
+            out.insert(c.iter_var.clone());
+            if let Some(v) = &c.iter_var2 {
+                out.insert(v.clone());
+            }
+            out.insert(c.accu_var.clone());
         }
-    }
+    });
 }
 
 /// The variables an expression or template sees.
@@ -532,6 +558,29 @@ mod tests {
                 let _ = e.eval_json(&Scope::new());
             }
         }
+    }
+
+    #[test]
+    fn fields_of_reads_the_syntax_tree_not_the_text() {
+        let e = Expression::compile(
+            "steps.a.outputs.x + size(steps.b) > 0 && 'steps.c' != '' && other.steps.d == 1",
+        )
+        .unwrap();
+        assert_eq!(
+            e.fields_of("steps").into_iter().collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        let e = Expression::compile("[1].exists(i, steps.e.ok)").unwrap();
+        assert_eq!(
+            e.fields_of("steps").into_iter().collect::<Vec<_>>(),
+            vec!["e"]
+        );
+        assert!(
+            Expression::compile("event")
+                .unwrap()
+                .fields_of("steps")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -254,28 +254,18 @@ fn check_action(spec: &ActionSpec, earlier: &BTreeSet<String>) -> Result<(), Str
     Ok(())
 }
 
-/// A template may only read `steps.<id>` of an earlier step (a cheap textual check on the
-/// `steps.` selections, enough to catch a typo or a step that runs later).
+/// A template may only read `steps.<id>` of an earlier step (the selections on `steps`, read
+/// from each expression's syntax tree: enough to catch a typo or a step that runs later).
 fn check_step_references(t: &Template, earlier: &BTreeSet<String>) -> Result<(), String> {
     for e in t.expressions() {
-        let src = e.source();
-        let mut rest = src;
-        while let Some(i) = rest.find("steps.") {
-            let boundary = rest[..i]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'));
-            let after = &rest[i + "steps.".len()..];
-            let id: String = after
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if boundary && !id.is_empty() && !earlier.contains(&id) {
-                return Err(format!(
-                    "reads `steps.{id}`, but no earlier step has id `{id}`"
-                ));
-            }
-            rest = after;
+        if let Some(id) = e
+            .fields_of("steps")
+            .into_iter()
+            .find(|id| !earlier.contains(id))
+        {
+            return Err(format!(
+                "reads `steps.{id}`, but no earlier step has id `{id}`"
+            ));
         }
     }
     Ok(())

@@ -37,11 +37,12 @@ pub mod lifecycle;
 pub mod rules;
 pub mod secrets;
 pub mod sources;
-pub mod telemetry;
 
 use api::error::ApiError;
 pub use config::IntakeSettings;
 use launch::TaskLauncher;
+/// Logging set-up, shared with the task binary.
+pub use orchestrator_core::telemetry;
 
 /// How long a request may take before it is answered with 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(25);

@@ -44,19 +44,6 @@ struct RunCommand {
     remediation: gitops_task::remediation::RemediationArgs,
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match cli.command {
@@ -86,7 +73,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => {
-            init_logging();
+            // JSON lines on stderr, with the same payload filter as the functions.
+            orchestrator_core::telemetry::init(true);
             let contract = match LaunchContract::from_env() {
                 Ok(c) => c,
                 Err(e) => {

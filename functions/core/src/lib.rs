@@ -16,6 +16,8 @@ pub mod ident;
 pub mod record;
 pub mod secret;
 pub mod store;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 pub use action::{ActionSpec, ActionType};
 pub use contract::{ContractError, LaunchContract};

@@ -1,4 +1,5 @@
-//! Logging: JSON lines on Lambda and in containers, human-readable in a terminal.
+//! Logging for every binary (the Lambda functions, the local server, the task): JSON lines on
+//! Lambda and in containers, human-readable in a terminal.
 //! `RUST_LOG` sets the filter (default `info`), except that the libraries in [`AT_MOST_DEBUG`]
 //! never log at trace: at trace they write whole events and HTTP bodies, which carry the intake
 //! token (an API Gateway event's query string) and secret values (Secrets Manager answers).

@@ -15,6 +15,7 @@
 //! - [`lifecycle`]: ECS task state changes applied to records (the `lifecycle` Lambda).
 //! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).
 //! - [`config`]: settings from flags and environment, read once at start.
+//! - [`init_error`]: a Lambda binary's unusable configuration, reported to the Runtime API.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub mod api;
 pub mod config;
 pub mod dispatch;
+pub mod init_error;
 pub mod intake;
 pub mod launch;
 pub mod lifecycle;

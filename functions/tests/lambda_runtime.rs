@@ -293,3 +293,54 @@ async fn lifecycle_binary_through_the_runtime_api_against_moto() {
     );
     assert!(api.answer_counts().await.values().all(|n| *n == 1));
 }
+
+/// Starts `bin` with `env` (no AWS endpoint: it must stop before any AWS call) and one invocation
+/// queued; returns the init error it posted, after checking it exited non-zero, posted exactly one
+/// and answered no invocation.
+async fn init_error_of(bin: &str, env: &[(&str, String)]) -> Value {
+    let (api, addr) = RuntimeApi::start().await;
+    let _queued = api.invoke(&json!({})).await;
+    let mut f = Function::spawn(bin, &addr, "http://127.0.0.1:9", env);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = f.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the function did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "exit status {status}");
+    let errors = api.init_errors().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        api.answer_counts().await.is_empty(),
+        "no invocation answered"
+    );
+    let v: Value = serde_json::from_str(&errors[0]).unwrap();
+    assert_eq!(v["errorType"], "Runtime.InitError", "{v}");
+    v
+}
+
+/// The api and lifecycle functions report a configuration they cannot use the way `port-kafka`
+/// does: an init error naming the problem, then an exit (they used to exit without a word to
+/// the Runtime API).
+#[tokio::test]
+async fn api_and_lifecycle_report_an_unusable_configuration_as_an_init_error() {
+    let v = init_error_of(env!("CARGO_BIN_EXE_lifecycle"), &[]).await;
+    let message = v["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("configuration") && message.contains("TABLE_NAME"),
+        "{message}"
+    );
+
+    let env = [
+        ("TABLE_NAME", "records".to_owned()),
+        ("ECS_CLUSTER", "cluster".to_owned()),
+        ("ECS_TASK_DEFINITION", "gitops-task".to_owned()),
+        ("ECS_SUBNETS", "subnet-1".to_owned()),
+        ("ECS_SECURITY_GROUPS", "sg-1".to_owned()),
+    ];
+    let v = init_error_of(env!("CARGO_BIN_EXE_api"), &env).await;
+    let message = v["errorMessage"].as_str().unwrap();
+    assert!(message.contains("INTAKE_TOKEN"), "{message}");
+}

@@ -1,7 +1,8 @@
 //! The API Gateway Lambda: the shared Router over DynamoDB and ECS, served by `lambda_http`.
 //! Works behind a REST API with a stage (set `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true`, as
 //! `template.yaml` does) and behind an HTTP API. Configuration: see `orchestrator serve --help`
-//! and the README; every setting is an environment variable.
+//! and the README; every setting is an environment variable. A configuration it cannot use is
+//! reported to the Runtime API as an init error (`orchestrator::init_error`).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use clap::Parser;
 use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::secrets::{self, SecretArns};
-use orchestrator::{AppState, lambda_app, telemetry};
+use orchestrator::{AppState, init_error, lambda_app, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 
 #[derive(Debug, Parser)]
@@ -25,45 +26,41 @@ struct Config {
     secrets: SecretArns,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    telemetry::init(true);
-    let config = Config::try_parse().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    let mut intake = config.intake.settings().map_err(anyhow::Error::msg)?;
+/// Reads and checks the configuration, resolves the secrets, and builds the state. `Err` is the
+/// reason the function cannot start.
+async fn configure() -> Result<AppState, String> {
+    let config = Config::try_parse().map_err(|e| format!("configuration: {e}"))?;
+    let mut intake = config.intake.settings()?;
     let aws = aws_config::load_from_env().await;
     let sm = aws_sdk_secretsmanager::Client::new(&aws);
     let arns = &config.secrets;
-    intake.token = secrets::resolve(&sm, arns.intake_token_secret_arn.as_deref(), intake.token)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    intake.token =
+        secrets::resolve(&sm, arns.intake_token_secret_arn.as_deref(), intake.token).await?;
     intake.circleci_secret = secrets::resolve(
         &sm,
         arns.circleci_webhook_secret_arn.as_deref(),
         intake.circleci_secret,
     )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    .await?;
     intake.port.secret = secrets::resolve(
         &sm,
         arns.port_client_secret_arn.as_deref(),
         intake.port.secret,
     )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    .await?;
     // As for PORT_CLIENT_SECRET (config.rs): a Port intake without rules would ignore everything.
     if intake.port.secret.is_some() && intake.port.rules.is_none() {
-        return Err(anyhow::anyhow!(
-            "PORT_CLIENT_SECRET_ARN is set but no rules are: set RULES (or RULES_FILE)"
-        )
-        .into());
+        return Err(
+            "PORT_CLIENT_SECRET_ARN is set but no rules are: set RULES (or RULES_FILE)".into(),
+        );
     }
     if intake.token.is_none() {
-        return Err(anyhow::anyhow!(
+        return Err(
             "INTAKE_TOKEN_SECRET_ARN (or INTAKE_TOKEN) must be set: the Lambda never runs unauthenticated"
-        )
-        .into());
+                .into(),
+        );
     }
-    let state = AppState {
+    Ok(AppState {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
             config.dynamo.names(),
@@ -73,6 +70,12 @@ async fn main() -> Result<(), lambda_http::Error> {
             config.ecs.settings(),
         )),
         intake: Arc::new(intake),
-    };
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init(true);
+    let state = init_error::or_report(configure().await).await?;
     lambda_http::run(lambda_app(state)).await
 }

@@ -1,11 +1,12 @@
 //! The task lifecycle Lambda: EventBridge "ECS Task State Change" events for our cluster update
 //! the records (see `orchestrator::lifecycle`). Configuration: TABLE_NAME (+ index names) and
-//! ECS_CLUSTER, from the environment.
+//! ECS_CLUSTER, from the environment; a configuration it cannot use is reported to the Runtime API
+//! as an init error (`orchestrator::init_error`).
 
 use clap::Parser;
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use orchestrator::config::DynamoArgs;
-use orchestrator::{lifecycle, telemetry};
+use orchestrator::{init_error, lifecycle, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 use serde_json::{Value, json};
 
@@ -22,7 +23,9 @@ struct Config {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(true);
-    let config = Config::try_parse().map_err(|e| format!("configuration: {e}"))?;
+    let config =
+        init_error::or_report(Config::try_parse().map_err(|e| format!("configuration: {e}")))
+            .await?;
     let aws = aws_config::load_from_env().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
     let cluster = config.ecs_cluster;

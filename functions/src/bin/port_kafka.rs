@@ -8,8 +8,9 @@
 //! unreadable records are recorded `rejected` and do not fail it.
 //!
 //! A configuration that cannot be used (a missing setting, no rules, a rule that does not compile)
-//! is reported to the Lambda Runtime API as an init error (`POST /runtime/init/error`) before the
-//! process exits, so Lambda fails the invocation with the reason instead of waiting for it.
+//! is reported to the Lambda Runtime API as an init error before the process exits
+//! (`orchestrator::init_error`), so Lambda fails the invocation with the reason instead of waiting
+//! for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +21,9 @@ use orchestrator::config::{DynamoArgs, EcsArgs, PortArgs};
 use orchestrator::dispatch::{self, RetryPolicy};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::rules::RuleSet;
-use orchestrator::telemetry;
+use orchestrator::{init_error, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Parser)]
 #[command(about = "Port Kafka Lambda for the gitops orchestrator (configured by environment)")]
@@ -57,63 +57,10 @@ fn configure() -> Result<(Config, RuleSet, RetryPolicy), String> {
     Ok((config, rules, policy))
 }
 
-/// Posts `message` to the Runtime API's `/runtime/init/error` (plain HTTP/1.1 on the
-/// `AWS_LAMBDA_RUNTIME_API` address; `lambda_runtime` only reports its own init failures). Best
-/// effort, bounded: a failure to report is logged, and the process exits either way.
-async fn report_init_error(message: &str) {
-    let Some(api) = std::env::var("AWS_LAMBDA_RUNTIME_API")
-        .ok()
-        .filter(|a| !a.is_empty())
-    else {
-        return;
-    };
-    let body = serde_json::json!({
-        "errorType": "Runtime.InitError",
-        "errorMessage": message,
-        "stackTrace": [],
-    })
-    .to_string();
-    let request = format!(
-        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\n\
-         Content-Type: application/json\r\n\
-         Lambda-Runtime-Function-Error-Type: Runtime.InitError\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let post = async {
-        let mut stream = tokio::net::TcpStream::connect(&api).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    match tokio::time::timeout(Duration::from_secs(5), post).await {
-        Ok(Ok(answer)) => {
-            let status = String::from_utf8_lossy(&answer)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            if !status.contains(" 202 ") {
-                tracing::error!(%status, "the Runtime API did not accept the init error");
-            }
-        }
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot report the init error"),
-        Err(_) => tracing::error!("reporting the init error timed out"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(true);
-    let (config, rules, policy) = match configure() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            report_init_error(&e).await;
-            return Err(e.into());
-        }
-    };
+    let (config, rules, policy) = init_error::or_report(configure()).await?;
     tracing::info!(rules = rules.len(), "Port rules loaded");
     let aws = aws_config::load_from_env().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());

@@ -7,9 +7,12 @@
 //! which key identifies a redelivery, and what record it becomes (a derived gitops job, or the
 //! rule a Port event matched; `ignored` with the reason otherwise).
 //!
+//! This module also holds the intake's settings ([`IntakeArgs`], read once at start, checked into
+//! [`IntakeSettings`]), so that a source's settings sit next to the line that registers it.
+//!
 //! Adding a source: one file here implementing [`WebhookSource`] (its payload parsing may live in
-//! it or in `intake/`), one `mod` line and one line in [`register`], its settings in
-//! `config.rs`, and its path in `openapi.json`.
+//! it or in `intake/`); in this file, one `mod` line, one line in [`register`] and its settings;
+//! a variant of `orchestrator_core::Source` for its records; its path in `openapi.json`.
 
 pub mod circleci;
 pub mod orb;
@@ -18,10 +21,16 @@ pub mod port;
 use axum::Router;
 use axum::http::request::Parts;
 use axum::routing::post;
-use orchestrator_core::Record;
+use clap::Args;
+use orchestrator_core::{Environment, Record, Secret};
 
+use crate::AppState;
+use crate::config::PortArgs;
+use crate::dispatch::RetryPolicy;
 use crate::intake::PayloadError;
-use crate::{AppState, IntakeSettings};
+use crate::intake::circleci::NativeFilter;
+use crate::intake::derive::{DeriveConfig, Template, parse_branch_rules};
+use crate::intake::port::PortSettings;
 
 /// Why a delivery was refused before its body was decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,4 +88,115 @@ pub fn register(router: Router<AppState>) -> Router<AppState> {
         .route("/pullrequests", post(receive::<orb::Orb>))
         .route("/webhooks/circleci", post(receive::<circleci::Native>))
         .route("/webhooks/port", post(receive::<port::Port>))
+}
+
+/// What the intake needs to know, beside its adapters.
+#[derive(Debug, Clone, Default)]
+pub struct IntakeSettings {
+    /// The shared token; `None` disables authentication (local mode only).
+    pub token: Option<Secret>,
+    pub derive: DeriveConfig,
+    /// The CircleCI outbound webhook signing secret; `None` disables `/webhooks/circleci`.
+    pub circleci_secret: Option<Secret>,
+    /// Which CircleCI workflows and jobs roll out.
+    pub circleci_filter: NativeFilter,
+    /// How launch failures are retried.
+    pub retry: RetryPolicy,
+    /// Port changelog intake (webhook secret, rules); unset disables `/webhooks/port` (503).
+    pub port: PortSettings,
+}
+
+/// Authentication and job derivation.
+#[derive(Debug, Clone, Args)]
+pub struct IntakeArgs {
+    /// Shared intake token. Callers pass it as `?token=` (the CircleCI orb can send no header) or
+    /// `Authorization: Bearer`. Required on Lambda; optional locally.
+    #[arg(long, env = "INTAKE_TOKEN", hide_env_values = true)]
+    pub intake_token: Option<Secret>,
+
+    /// Template of the service name. Placeholders: {reponame} {org} {job} {branch}.
+    #[arg(long, env = "SERVICE_TEMPLATE", default_value = "{reponame}")]
+    pub service_template: Template,
+
+    /// Template of the image repository (the kustomize `images[].name`).
+    #[arg(long, env = "IMAGE_TEMPLATE", default_value = "{org}/{reponame}")]
+    pub image_template: Template,
+
+    /// Branch to environment rules, first match wins; `*` at the end matches a prefix.
+    /// Example: `main=prod,release/*=staging`.
+    #[arg(long, env = "BRANCH_ENVIRONMENTS", default_value = "")]
+    pub branch_environments: String,
+
+    /// Environment for branches no rule matches.
+    #[arg(long, env = "DEFAULT_ENVIRONMENT", default_value = "dev")]
+    pub default_environment: String,
+
+    /// Organisation used when the orb's `api_link` names none.
+    #[arg(long, env = "DEFAULT_ORG")]
+    pub default_org: Option<String>,
+
+    /// Signing secret of CircleCI outbound webhooks; unset disables `/webhooks/circleci` (503).
+    #[arg(long, env = "CIRCLECI_WEBHOOK_SECRET", hide_env_values = true)]
+    pub circleci_webhook_secret: Option<Secret>,
+
+    /// Workflow names whose `workflow-completed` events roll out (comma-separated; `*` = all).
+    #[arg(
+        long,
+        env = "CIRCLECI_WORKFLOWS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub circleci_workflows: Vec<String>,
+
+    /// Job names whose `job-completed` events roll out (comma-separated; empty = none, so a
+    /// project sending both kinds does not roll out twice).
+    #[arg(long, env = "CIRCLECI_JOBS", value_delimiter = ',', default_value = "")]
+    pub circleci_jobs: Vec<String>,
+
+    /// Launch attempts for capacity or throttling failures, the first included.
+    #[arg(long, env = "DISPATCH_MAX_ATTEMPTS", default_value_t = 4)]
+    pub dispatch_max_attempts: u32,
+
+    /// Total seconds a launch may spend retrying (keep under the API Gateway timeout, 29 s).
+    #[arg(long, env = "DISPATCH_BUDGET_SECS", default_value_t = 10)]
+    pub dispatch_budget_secs: u64,
+
+    #[command(flatten)]
+    pub port: PortArgs,
+}
+
+impl IntakeArgs {
+    pub fn settings(&self) -> Result<IntakeSettings, String> {
+        let default_environment = Environment::parse(self.default_environment.as_str())
+            .map_err(|e| format!("DEFAULT_ENVIRONMENT: {e}"))?;
+        Ok(IntakeSettings {
+            token: self.intake_token.clone(),
+            derive: DeriveConfig {
+                service: self.service_template.clone(),
+                image: self.image_template.clone(),
+                branches: parse_branch_rules(&self.branch_environments)
+                    .map_err(|e| format!("BRANCH_ENVIRONMENTS: {e}"))?,
+                default_environment,
+                default_org: self.default_org.clone(),
+            },
+            circleci_secret: self.circleci_webhook_secret.clone(),
+            circleci_filter: NativeFilter {
+                workflows: clean_list(&self.circleci_workflows),
+                jobs: clean_list(&self.circleci_jobs),
+            },
+            retry: RetryPolicy {
+                max_attempts: self.dispatch_max_attempts.max(1),
+                budget: std::time::Duration::from_secs(self.dispatch_budget_secs),
+                ..RetryPolicy::default()
+            },
+            port: self.port.settings()?,
+        })
+    }
+}
+
+fn clean_list(v: &[String]) -> Vec<String> {
+    v.iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }

@@ -7,6 +7,10 @@
 //! without a store there is nowhere to report to.
 //!
 //! Secrets (`GITHUB_TOKEN`) are held in [`Secret`] and never printed, not even by `--help`.
+//!
+//! Over 500 lines and one idea: every flag of the gitops job and the check that names it. The
+//! identifiers of a job (service, environment, image, tag) are not checked here: they are
+//! `orchestrator_core::ident` types, parsed once.
 
 use std::path::{Component, PathBuf};
 use std::time::Duration;

@@ -11,6 +11,10 @@
 //!
 //! A push that loses a race (stale lease, lost ref lock) starts a new attempt from a fresh clone,
 //! up to `GITOPS_PUSH_ATTEMPTS` times. Everything else ends the job.
+//!
+//! Over 500 lines and still one idea: the attempt above and the outcome it reports (the PR body
+//! and the record's reason are written from the same steps). Git itself is [`super::git`],
+//! GitHub [`super::github`], the edit `crate::kustomize`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! GitHub REST client for the gitops pull request: open the PR (or update the open one for the
-//! same branch), request reviewers, add labels.
+//! same branch), request reviewers, add labels. Over 500 lines and one idea: the five calls and
+//! the retry and error rules they share (the decision below says why they are not a library's).
 //!
 //! # Why a small `reqwest` client and not octocrab
 //!

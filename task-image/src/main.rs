@@ -75,6 +75,12 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             // JSON lines on stderr, with the same payload filter as the functions.
             orchestrator_core::telemetry::init(true);
+            // Before any child starts: a remediation command must not read the secrets in this
+            // process's environment or memory through /proc. No protection, no run.
+            if let Err(e) = gitops_task::remediation::exec::make_undumpable() {
+                tracing::error!(error = %e, "cannot make the task non-dumpable");
+                return ExitCode::FAILURE;
+            }
             let contract = match LaunchContract::from_env() {
                 Ok(c) => c,
                 Err(e) => {

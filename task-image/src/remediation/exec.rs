@@ -2,10 +2,18 @@
 //!
 //! - The program is a plain file name looked up in the command directory (`EXEC_COMMANDS_DIR`):
 //!   a rules file cannot run anything the image does not ship for the purpose.
+//! - Its arguments are the rule's templates, rendered: one that renders to a text starting with
+//!   `-` is refused ([`check_argument`]) unless the rule wrote that `-` itself (`--size={{ x }}`)
+//!   or wrote a literal `--` before it, so event data never becomes an option.
 //! - Its environment is clean: `PATH`, `LANG`, `HOME` (its own temporary directory, also its
 //!   working directory), the event's fields (`ORCH_RECORD_ID`, `ORCH_STEP_ID`, `PORT_ACTION`,
 //!   `PORT_RESOURCE_TYPE`, `PORT_BLUEPRINT`, `PORT_ENTITY`, and `PORT_EVENT_FILE`, the whole event
 //!   as JSON) and the step's own `env`. The task's secrets are not passed on.
+//! - It cannot read them from the task either: the task is non-dumpable ([`make_undumpable`],
+//!   called by `main` before anything starts), so its `/proc/<pid>/environ`, `mem`, `maps` and
+//!   `fd` are root's and closed to a process of the same user without `CAP_SYS_PTRACE`. A task
+//!   running as root (never the image's case) runs commands as [`RunAs`] (`EXEC_RUN_AS`) when
+//!   it is set, since root bypasses that check.
 //! - Past its time limit the command (and its process group) is killed and the step fails.
 //! - Outputs: every stdout line `key=value` (key an identifier) sets output `key` to the string
 //!   `value`; every stdout line that is a JSON object sets its fields (typed). Later steps read
@@ -31,6 +39,76 @@ pub const TAIL_CHARS: usize = 2000;
 pub const MAX_CAPTURE: usize = 1024 * 1024;
 /// Most outputs one command may set.
 pub const MAX_OUTPUTS: usize = 100;
+
+/// Makes the calling process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`): no core dump, and its
+/// `/proc/<pid>/` files (environment, memory, file descriptors) belong to root and refuse
+/// `ptrace` access to processes without `CAP_SYS_PTRACE`, its own children included. The flag is
+/// the process's (every thread), children inherit it until they `exec` a program (which is then
+/// dumpable again: it holds none of the task's secrets).
+#[cfg(target_os = "linux")]
+pub fn make_undumpable() -> std::io::Result<()> {
+    use rustix::process::{DumpableBehavior, dumpable_behavior, set_dumpable_behavior};
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
+    match dumpable_behavior()? {
+        DumpableBehavior::NotDumpable => Ok(()),
+        other => Err(std::io::Error::other(format!(
+            "PR_SET_DUMPABLE did not hold: {other:?}"
+        ))),
+    }
+}
+
+/// Elsewhere there is no `/proc` to protect; the task image is Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn make_undumpable() -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Whether this process runs as root (effective user id 0).
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The user and group commands run as when the task runs as root (`EXEC_RUN_AS=uid:gid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// `uid:gid`, both numbers, neither 0.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("EXEC_RUN_AS: `{s}` is not `uid:gid` (numbers, not 0)");
+        let (u, g) = s.trim().split_once(':').ok_or_else(bad)?;
+        let uid: u32 = u.parse().map_err(|_| bad())?;
+        let gid: u32 = g.parse().map_err(|_| bad())?;
+        if uid == 0 || gid == 0 {
+            return Err(bad());
+        }
+        Ok(Self { uid, gid })
+    }
+}
+
+/// Checks argument `template` of a command, rendered as `rendered`: a rendered argument starting
+/// with `-` is refused unless the template itself starts with `-` (the rule wrote the option) or
+/// `operands` (a literal `--` came before it: the command reads it as an operand).
+pub fn check_argument(
+    index: usize,
+    template: &str,
+    rendered: &str,
+    operands: bool,
+) -> Result<(), StepFailure> {
+    if !rendered.starts_with('-') || template.starts_with('-') || operands {
+        return Ok(());
+    }
+    let shown: String = rendered.chars().take(80).collect();
+    Err(StepFailure::with_detail(
+        format!(
+            "argument {index} `{template}` renders to `{shown}`, which starts with `-` and would be read as an option: write the `-` in the rule (`--name={{{{ ... }}}}`) or put a literal `--` before it"
+        ),
+        json!({ "argument": index, "template": template }),
+    ))
+}
 
 /// The event, as an `exec` step passes it to the command.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +191,8 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Runs `program` from `dir` with `args`, the event's fields and `env`, for at most `limit`.
+/// Runs `program` from `dir` with `args`, the event's fields and `env`, for at most `limit`, as
+/// `run_as` when given (the task must then be root).
 pub async fn run(
     dir: &Path,
     program: &str,
@@ -121,6 +200,7 @@ pub async fn run(
     env: &[(String, String)],
     event: &EventEnv<'_>,
     limit: Duration,
+    run_as: Option<RunAs>,
 ) -> Result<Value, StepFailure> {
     if !orchestrator_core::action::is_command_name(program) {
         return Err(StepFailure::new(format!(
@@ -141,6 +221,13 @@ pub async fn run(
     let event_file = work.path().join("event.json");
     std::fs::write(&event_file, event.payload.to_string())
         .map_err(|e| StepFailure::new(format!("cannot write the event file: {e}")))?;
+    if let Some(user) = run_as {
+        for p in [work.path(), event_file.as_path()] {
+            std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid)).map_err(|e| {
+                StepFailure::new(format!("cannot hand the work directory to {user:?}: {e}"))
+            })?;
+        }
+    }
 
     let mut cmd = Command::new(&path);
     cmd.args(args)
@@ -160,6 +247,10 @@ pub async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    if let Some(user) = run_as {
+        // Supplementary groups are dropped too (std does it when root sets a uid).
+        cmd.uid(user.uid).gid(user.gid);
+    }
     for (name, value) in [
         ("PORT_ACTION", event.action),
         ("PORT_RESOURCE_TYPE", event.resource_type),
@@ -246,6 +337,38 @@ mod tests {
         assert_eq!(out["size"], json!(20));
         assert_eq!(out["ok"], json!(true));
         assert_eq!(out.len(), 3, "{out:?}");
+    }
+
+    #[test]
+    fn rendered_options_need_the_rules_own_dash() {
+        // Event data that renders to an option is refused...
+        for (t, r) in [
+            ("{{ entity }}", "--help"),
+            ("{{ x }}", "-rf"),
+            ("a{{x}}", "-"),
+        ] {
+            let e = check_argument(1, t, r, false).unwrap_err();
+            assert!(e.error.contains("starts with `-`"), "{}", e.error);
+        }
+        // ...unless the rule wrote the dash, or a literal `--` came first.
+        check_argument(1, "--size={{ size }}", "--size=-3", false).unwrap();
+        check_argument(1, "-v", "-v", false).unwrap();
+        check_argument(2, "{{ delta }}", "-5", true).unwrap();
+        check_argument(1, "{{ entity }}", "vm-1", false).unwrap();
+    }
+
+    #[test]
+    fn run_as_is_an_unprivileged_uid_and_gid() {
+        assert_eq!(
+            RunAs::parse("65534:65534").unwrap(),
+            RunAs {
+                uid: 65534,
+                gid: 65534
+            }
+        );
+        for bad in ["0:0", "1000", "1000:0", "a:b", ""] {
+            assert!(RunAs::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! /v1/blueprints/{blueprint}/entities/{entity}` with `{"properties": ...}` and the token as a
 //! bearer. The token is fetched once per task and never logged or recorded; error messages carry
 //! Port's status and the start of its answer, never a URL with credentials (there are none).
+//!
+//! The blueprint and the entity are rendered from event data and become path segments: each must
+//! be a Port identifier ([`check_identifier`]: letters, digits and `@_.+:=-`, not `.` or `..`),
+//! so no value can change the path (`..`, `/`, `?`, `#`, `%2f`); a refused one sends nothing.
 
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -38,6 +42,37 @@ fn short(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// Longest identifier accepted.
+const MAX_IDENTIFIER: usize = 256;
+
+/// `value` as a path segment naming a Port `what` (blueprint or entity): Port's identifier
+/// characters but `/` (`A-Z a-z 0-9 @ _ . + : = -`), at most [`MAX_IDENTIFIER`], and not `.` or
+/// `..` (a URL library resolves those as dot segments).
+pub fn check_identifier(what: &str, value: &str) -> Result<(), String> {
+    let shown: String = value.chars().take(80).collect();
+    if value.is_empty() {
+        return Err(format!("the {what} identifier is empty"));
+    }
+    if value == "." || value == ".." {
+        return Err(format!("the {what} identifier `{shown}` is a dot segment"));
+    }
+    if value.len() > MAX_IDENTIFIER {
+        return Err(format!(
+            "the {what} identifier is longer than {MAX_IDENTIFIER} bytes"
+        ));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "@_.+:=-".contains(*c)))
+    {
+        return Err(format!(
+            "the {what} identifier `{shown}` holds `{}`, which is not allowed in a Port identifier path segment",
+            c.escape_default()
+        ));
+    }
+    Ok(())
 }
 
 impl PortClient {
@@ -110,11 +145,6 @@ impl PortClient {
         entity: &str,
         properties: &Value,
     ) -> Result<Value, StepFailure> {
-        if blueprint.trim().is_empty() || entity.trim().is_empty() {
-            return Err(StepFailure::new(
-                "the blueprint and the entity must not be empty",
-            ));
-        }
         let request = json!({"properties": properties});
         let detail = |status: Option<u16>| {
             json!({
@@ -124,6 +154,9 @@ impl PortClient {
                 "http_status": status,
             })
         };
+        check_identifier("blueprint", blueprint)
+            .and_then(|()| check_identifier("entity", entity))
+            .map_err(|e| StepFailure::with_detail(e, detail(None)))?;
         let token = self
             .token
             .get_or_try_init(|| self.fetch_token())
@@ -176,6 +209,72 @@ mod tests {
             client_secret: Some(Secret::new(CLIENT_SECRET)),
             token: OnceCell::new(),
         }
+    }
+
+    #[test]
+    fn identifiers_are_single_path_segments() {
+        for ok in [
+            "vm-1",
+            "deploymentConfig",
+            "svc@prod",
+            "a.b",
+            "x_y:z=1+2",
+            "..a",
+        ] {
+            check_identifier("entity", ok).unwrap();
+        }
+        for bad in [
+            "", ".", "..", "a/b", "/", "../x", "a\\b", "a?x=1", "a#b", "a%2fb", "%2e%2e", "a b",
+            "a\nb", "é",
+        ] {
+            assert!(check_identifier("entity", bad).is_err(), "{bad:?}");
+        }
+        let long = "a".repeat(MAX_IDENTIFIER + 1);
+        assert!(check_identifier("entity", &long).is_err());
+    }
+
+    /// Every path-changing identifier is a step failure, and Port receives nothing at all (not
+    /// even the token request).
+    #[tokio::test]
+    async fn a_path_changing_identifier_sends_no_request() {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"accessToken": ACCESS_TOKEN})),
+            )
+            .mount(&server)
+            .await;
+        let c = client(&server);
+        for (blueprint, entity) in [
+            ("vm", ".."),
+            ("vm", "."),
+            ("vm", ""),
+            ("..", "vm-1"),
+            ("vm", "../../blueprints/other"),
+            ("vm", "a/b"),
+            ("vm", "x?y=1"),
+            ("vm", "x#y"),
+            ("vm", "%2e%2e"),
+            ("vm", "a%2fb"),
+        ] {
+            let e = c
+                .patch_entity(blueprint, entity, &serde_json::json!({"a": 1}))
+                .await
+                .unwrap_err();
+            assert!(
+                e.error.contains("identifier"),
+                "{blueprint}/{entity}: {}",
+                e.error
+            );
+            assert_eq!(e.detail["http_status"], Value::Null);
+        }
+        assert!(server.received_requests().await.unwrap().is_empty());
+        // A plain identifier does reach Port (so the refusals above are the check's doing).
+        let _ = c
+            .patch_entity("vm", "vm-1", &serde_json::json!({"a": 1}))
+            .await;
+        assert!(!server.received_requests().await.unwrap().is_empty());
     }
 
     /// A Port that echoes what it was sent in its errors: the recorded error must not carry it.

@@ -1,12 +1,14 @@
 //! The remediation actions' settings: flags and environment variables ([`RemediationArgs`]),
 //! checked once into [`Settings`]. Every action reads them; they depend on nothing else in this
-//! module.
+//! module but [`RunAs`], the `exec` user setting.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use orchestrator_core::{RecordId, Secret};
+
+use super::exec::{RunAs, running_as_root};
 
 /// Port's EU API (the default).
 pub const PORT_API_EU: &str = "https://api.port.io";
@@ -38,6 +40,11 @@ pub struct RemediationArgs {
     #[arg(long, env = "EXEC_COMMANDS_DIR", default_value = DEFAULT_EXEC_DIR)]
     pub exec_commands_dir: PathBuf,
 
+    /// `uid:gid` that `exec` commands run as when the task runs as root (root can read a
+    /// non-dumpable process's secrets; the image runs as an unprivileged user and ignores this).
+    #[arg(long, env = "EXEC_RUN_AS")]
+    pub exec_run_as: Option<String>,
+
     /// Seconds one Port or Slack request may take.
     #[arg(long, env = "REMEDIATION_HTTP_TIMEOUT_SECS", default_value_t = 30)]
     pub http_timeout_secs: u64,
@@ -51,6 +58,8 @@ pub struct Settings {
     pub port_client_secret: Option<Secret>,
     pub slack_webhook_url: Option<Secret>,
     pub exec_dir: PathBuf,
+    /// The user `exec` commands run as: `EXEC_RUN_AS`, when the task runs as root.
+    pub exec_run_as: Option<RunAs>,
     pub http_timeout: Duration,
     /// The orchestrator API, for links to the record (`<base>/pullrequests/<id>`).
     pub record_base_url: Option<String>,
@@ -73,8 +82,24 @@ impl Settings {
         if !(1..=600).contains(&args.http_timeout_secs) {
             return Err("REMEDIATION_HTTP_TIMEOUT_SECS: must be from 1 to 600".into());
         }
+        let exec_run_as = match args.exec_run_as.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Some(RunAs::parse(s)?),
+        };
+        let exec_run_as = if running_as_root() {
+            if exec_run_as.is_none() {
+                tracing::warn!(
+                    "the task runs as root and EXEC_RUN_AS is not set: exec commands run as root \
+                     and can read the task's secrets"
+                );
+            }
+            exec_run_as
+        } else {
+            None
+        };
         Ok(Self {
             port_api_url,
+            exec_run_as,
             port_client_id: args.port_client_id.clone().filter(|s| !s.trim().is_empty()),
             port_client_secret: args.port_client_secret.clone(),
             slack_webhook_url: args.slack_webhook_url.clone(),

@@ -6,11 +6,54 @@
 //! The default message names the entity and its blueprint, each changed property as
 //! `name: before → after` (only the rule's `property` when it names one), the rule, and a link
 //! to the record.
+//!
+//! Event data is text, never markup: every value that comes from the event (and from a template's
+//! `{{ }}`) has `&`, `<` and `>` escaped as Slack documents ([`escape`]), so a property value
+//! cannot mention `<!channel>` or forge a `<url|label>` link; the rule's own text and the record
+//! link are left as written. The message is sent without `link_names`, so a bare `@channel` is
+//! plain text.
 
+use orchestrator_core::expr::{Expression, Scope, Template};
 use orchestrator_core::{Record, Secret};
 use serde_json::{Value, json};
 
 use super::failure::StepFailure;
+
+/// `s` as Slack text: `&`, `<` and `>` as `&amp;`, `&lt;` and `&gt;` (Slack's control characters;
+/// nothing else is to be escaped).
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders a rule's `text` template: its text as written (the rule's own links and mentions
+/// work), each `{{ expression }}`'s value escaped. The parts are split as [`Template::parse`]
+/// splits them (it checks the template first).
+pub fn render_text(template: &str, scope: &Scope) -> Result<String, StepFailure> {
+    Template::parse(template)?;
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| StepFailure::new("template: `{{` without a closing `}}`"))?;
+        let value = Expression::compile(after[..end].trim())?.eval_string(scope)?;
+        out.push_str(&escape(&value));
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
 
 /// A property value as text: strings as they are, anything else as JSON, absent as `(none)`.
 fn show(v: Option<&Value>) -> String {
@@ -55,6 +98,7 @@ pub fn default_message(
             show(payload.pointer("/context/entity")),
         ),
     };
+    let (blueprint, entity) = (escape(&blueprint), escape(&entity));
     let mut lines = vec![format!("*{entity}* ({blueprint})")];
     let changes: Vec<_> = changed_properties(payload)
         .into_iter()
@@ -64,15 +108,15 @@ pub fn default_message(
         (false, _) => lines.extend(
             changes
                 .into_iter()
-                .map(|(n, b, a)| format!("• {n}: {b} → {a}")),
+                .map(|(n, b, a)| format!("• {}: {} → {}", escape(&n), escape(&b), escape(&a))),
         ),
         (true, Some(p)) => {
             let now = payload.pointer(&format!("/diff/after/properties/{p}"));
-            lines.push(format!("• {p}: {}", show(now)));
+            lines.push(format!("• {}: {}", escape(p), escape(&show(now))));
         }
-        (true, None) => lines.push(format!("• {}", show(payload.get("action")))),
+        (true, None) => lines.push(format!("• {}", escape(&show(payload.get("action"))))),
     }
-    let rule = record.rule.as_deref().unwrap_or("(no rule)");
+    let rule = escape(record.rule.as_deref().unwrap_or("(no rule)"));
     lines.push(match record_url {
         Some(url) => format!("Rule `{rule}` · <{url}|record {}>", record.id),
         None => format!("Rule `{rule}` · record {}", record.id),
@@ -146,6 +190,64 @@ mod tests {
         assert!(
             all.contains("• cpu: 1 → 2") && all.contains("• healthStatus"),
             "{all}"
+        );
+    }
+
+    /// A property value that tries to ping the channel, forge a link and smuggle an entity.
+    const HOSTILE: &str = "<!channel> <https://evil.example|the runbook> &lt;!here&gt;";
+
+    #[test]
+    fn event_data_cannot_ping_or_forge_a_link_in_the_default_message() {
+        let payload = json!({
+            "action": "UPDATE",
+            "context": {"blueprint": "vm", "entity": "<!here>"},
+            "diff": {
+                "before": {"properties": {"note": "ok"}},
+                "after": {"properties": {"note": HOSTILE}}
+            }
+        });
+        let mut r = Record::received(Source::Port, payload, None);
+        r.rule = Some("disk".into());
+        let m = default_message(&r, None, Some("https://o.example/pullrequests/1"));
+        assert!(
+            m.contains(
+                "• note: ok → &lt;!channel&gt; &lt;https://evil.example|the runbook&gt; &amp;lt;!here&amp;gt;"
+            ),
+            "{m}"
+        );
+        assert!(m.starts_with("*&lt;!here&gt;* (vm)\n"), "{m}");
+        // The only `<` left is the record link's own.
+        assert_eq!(m.matches('<').count(), 1, "{m}");
+        assert!(
+            m.contains("<https://o.example/pullrequests/1|record "),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_rule_text_keeps_its_own_markup_and_escapes_the_values() {
+        let scope = Scope::new().with("entity", &json!(HOSTILE)).with(
+            "after",
+            &json!({"properties": {"free": "3 < 10 & falling"}}),
+        );
+        let text = render_text(
+            "<!here> {{ entity }}: free {{ after.properties.free }} <https://runbook.example/disk|runbook>",
+            &scope,
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "<!here> &lt;!channel&gt; &lt;https://evil.example|the runbook&gt; &amp;lt;!here&amp;gt;: \
+             free 3 &lt; 10 &amp; falling <https://runbook.example/disk|runbook>"
+        );
+        assert!(render_text("{{ entity", &scope).is_err());
+    }
+
+    #[test]
+    fn escape_is_slacks_three_characters_only() {
+        assert_eq!(
+            escape("a&b<c>d*_~`@channel"),
+            "a&amp;b&lt;c&gt;d*_~`@channel"
         );
     }
 }

@@ -246,12 +246,14 @@ impl<'a> Runner<'a> {
     ) -> Result<Value, StepFailure> {
         match spec.params().map_err(StepFailure::new)? {
             ActionParams::Exec(p) => {
-                let args = p
-                    .command
-                    .iter()
-                    .skip(1)
-                    .map(|a| render(a, scope))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut args = Vec::with_capacity(p.command.len().saturating_sub(1));
+                let mut operands = false;
+                for (i, t) in p.command.iter().enumerate().skip(1) {
+                    let a = render(t, scope)?;
+                    exec::check_argument(i, t, &a, operands)?;
+                    operands |= t == "--";
+                    args.push(a);
+                }
                 let mut env = Vec::with_capacity(p.env.len());
                 for (k, v) in &p.env {
                     env.push((k.clone(), render(v, scope)?));
@@ -274,6 +276,7 @@ impl<'a> Runner<'a> {
                     &env,
                     &event,
                     std::time::Duration::from_secs(p.timeout_seconds),
+                    self.settings.exec_run_as,
                 )
                 .await
             }
@@ -287,7 +290,7 @@ impl<'a> Runner<'a> {
             }
             ActionParams::SlackPost(p) => {
                 let text = match &p.text {
-                    Some(t) => render(t, scope)?,
+                    Some(t) => slack::render_text(t, scope)?,
                     None => slack::default_message(
                         record,
                         p.property.as_deref(),

@@ -301,3 +301,51 @@ async fn slack_messages_escape_event_data_and_keep_the_rules_links() {
         );
     }
 }
+
+/// A command cannot leave a process behind to watch the task's later children (git carries the
+/// GitHub token in its environment): its process group is killed when it ends.
+#[tokio::test]
+async fn a_command_leaves_no_process_behind() {
+    let store = Store::new();
+    let dir = TempDir::new().unwrap();
+    let pid_file = dir.path().join("pid");
+    let script = dir.path().join("linger");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 300 >/dev/null 2>&1 &\necho $! >'{}'\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = settings("http://127.0.0.1:9", None, dir.path());
+    let r = record(
+        &store,
+        "vm",
+        "vm-1",
+        "x",
+        json!([{"id": "linger", "type": "exec", "with": {"command": ["linger"]}}]),
+    )
+    .await;
+    let run = run_job(r.id, &store.store, Ok(s), &NoImages).await;
+    assert_eq!(run.outcome.status, Status::Succeeded, "{:?}", run.outcome);
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                // The state follows the command name in parentheses; a zombie is dead.
+                let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+                state != Some("Z") && state != Some("X")
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!alive(), "the command's `sleep` ({pid}) outlived it");
+}

@@ -14,7 +14,8 @@
 //!   `fd` are root's and closed to a process of the same user without `CAP_SYS_PTRACE`. A task
 //!   running as root (never the image's case) runs commands as [`RunAs`] (`EXEC_RUN_AS`) when
 //!   it is set, since root bypasses that check.
-//! - Past its time limit the command (and its process group) is killed and the step fails.
+//! - Past its time limit the command (and its process group) is killed and the step fails. When
+//!   it ends, whatever it left running in its process group is killed too.
 //! - Outputs: every stdout line `key=value` (key an identifier) sets output `key` to the string
 //!   `value`; every stdout line that is a JSON object sets its fields (typed). Later steps read
 //!   them as `steps.<id>.outputs.<key>`; the last occurrence of a key wins.
@@ -272,7 +273,12 @@ pub async fn run(
     let waited = tokio::time::timeout(limit, child.wait()).await;
     let timed_out = waited.is_err();
     let status = match waited {
-        Ok(Ok(status)) => Some(status),
+        Ok(Ok(status)) => {
+            // Nothing the command started outlives it: a process left behind could read the
+            // environment of the task's later children (git holds the GitHub token in its own).
+            kill_group(pid);
+            Some(status)
+        }
         Ok(Err(e)) => {
             kill_group(pid);
             return Err(StepFailure::new(format!(

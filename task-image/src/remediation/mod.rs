@@ -20,7 +20,10 @@
 //!
 //! Secrets (Port client secret, Slack webhook URL) come from the task's environment (in ECS, the
 //! task definition's `secrets`), are held in [`Secret`], and are never logged, recorded or passed
-//! to `exec` commands (which get a clean environment).
+//! to `exec` commands: a command gets a clean environment, cannot read the task's through `/proc`
+//! (the task is non-dumpable, see [`exec`]), and leaves nothing running behind it. Event data is
+//! checked where it crosses into another language: a command's arguments (no option by
+//! accident), Port's URL path (one identifier per segment), Slack's markup (escaped).
 
 pub mod exec;
 pub mod failure;

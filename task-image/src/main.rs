@@ -77,8 +77,11 @@ fn main() -> ExitCode {
             orchestrator_core::telemetry::init(true);
             // Before any child starts: a remediation command must not read the secrets in this
             // process's environment or memory through /proc. No protection, no run.
-            if let Err(e) = gitops_task::remediation::exec::make_undumpable() {
-                tracing::error!(error = %e, "cannot make the task non-dumpable");
+            // Orphans of a command come back to the task, which kills them when the step ends.
+            let hardened = gitops_task::remediation::exec::make_undumpable()
+                .and_then(|()| gitops_task::remediation::exec::adopt_orphans());
+            if let Err(e) = hardened {
+                tracing::error!(error = %e, "cannot isolate the task from its commands");
                 return ExitCode::FAILURE;
             }
             let contract = match LaunchContract::from_env() {

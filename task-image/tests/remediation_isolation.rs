@@ -130,6 +130,32 @@ echo "== done"
     )
 }
 
+/// A dispatched Port record with `actions`.
+async fn exec_record(store: &Store, actions: serde_json::Value) -> Record {
+    let mut record = Record::received(
+        Source::Port,
+        json!({"action": "UPDATE", "resourceType": "entity",
+               "context": {"blueprint": "vm", "entity": "vm-1"}}),
+        None,
+    );
+    record.entity = Some(EntityRef {
+        blueprint: "vm".into(),
+        entity: "vm-1".into(),
+    });
+    record.rule = Some("probe".into());
+    record.actions = serde_json::from_value::<Vec<ActionSpec>>(actions).unwrap();
+    store.store.create(&record).await.unwrap();
+    store
+        .store
+        .transition(
+            record.id,
+            &Transition::to(Status::Dispatched).task_arn("local:1"),
+        )
+        .await
+        .unwrap();
+    record
+}
+
 /// One run of the binary with the probe as the only step.
 struct Run {
     findings: String,
@@ -212,32 +238,12 @@ async fn run_probe(task_uid: Option<u32>, extra: &[(&str, &str)], root_file: boo
         chmod(task_home.path(), 0o755);
     }
 
-    let mut record = Record::received(
-        Source::Port,
-        json!({"action": "UPDATE", "resourceType": "entity",
-               "context": {"blueprint": "vm", "entity": "vm-1"}}),
-        None,
-    );
-    record.entity = Some(EntityRef {
-        blueprint: "vm".into(),
-        entity: "vm-1".into(),
-    });
-    record.rule = Some("probe".into());
-    record.actions = vec![
-        serde_json::from_value::<ActionSpec>(
-            json!({"id": "probe", "type": "exec", "with": {"command": ["probe"], "timeout_seconds": 120}}),
-        )
-        .unwrap(),
-    ];
-    store.store.create(&record).await.unwrap();
-    store
-        .store
-        .transition(
-            record.id,
-            &Transition::to(Status::Dispatched).task_arn("local:1"),
-        )
-        .await
-        .unwrap();
+    let record = exec_record(
+        &store,
+        json!([{"id": "probe", "type": "exec",
+                "with": {"command": ["probe"], "timeout_seconds": 120}}]),
+    )
+    .await;
     for dir in [store.dir.path(), task_tmp.path()] {
         chown_tree(dir, owner);
     }
@@ -322,4 +328,52 @@ async fn the_probe_finds_the_secrets_when_nothing_stops_it() {
     let mut leaked = run.leaked();
     leaked.sort_unstable();
     assert_eq!(leaked, all, "{}", run.findings);
+}
+
+/// A process that leaves the command's process group and session (`setsid`) could outlive the
+/// command and read the environment of the task's later `git` processes: the task adopts it and
+/// kills it when the step ends.
+#[tokio::test]
+async fn a_process_that_leaves_the_commands_session_dies_with_the_step() {
+    let store = Store::new();
+    let commands = TempDir::new().unwrap();
+    let pid_file = commands.path().join("pid");
+    let script = commands.path().join("escape");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsetsid sleep 300 </dev/null >/dev/null 2>&1 &\necho $! >'{}'\nsleep 0.3\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    let record = exec_record(
+        &store,
+        json!([{"id": "escape", "type": "exec", "with": {"command": ["escape"]}}]),
+    )
+    .await;
+    let out = task_command(&LaunchContract::remediation(record.id))
+        .env("ORCH_STORE", "sqlite")
+        .env("DATA_DIR", store.dir.path())
+        .env("EXEC_COMMANDS_DIR", commands.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Gone (or a zombie, state `Z`) now that the task has ended.
+    let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+    assert!(
+        state.is_none() || state == Some("Z"),
+        "the command's `setsid sleep` ({pid}) outlived the task: {stat}"
+    );
 }

@@ -15,7 +15,8 @@
 //!   running as root (never the image's case) runs commands as [`RunAs`] (`EXEC_RUN_AS`) when
 //!   it is set, since root bypasses that check.
 //! - Past its time limit the command (and its process group) is killed and the step fails. When
-//!   it ends, whatever it left running in its process group is killed too.
+//!   it ends, whatever it left running is killed too: its process group, and any process that
+//!   left the group (the task adopts orphans, [`adopt_orphans`]).
 //! - Outputs: every stdout line `key=value` (key an identifier) sets output `key` to the string
 //!   `value`; every stdout line that is a JSON object sets its fields (typed). Later steps read
 //!   them as `steps.<id>.outputs.<key>`; the last occurrence of a key wins.
@@ -57,6 +58,80 @@ pub fn make_undumpable() -> std::io::Result<()> {
         ))),
     }
 }
+
+/// Makes the task the parent of whatever its commands leave behind (`PR_SET_CHILD_SUBREAPER`):
+/// a process that leaves the command's process group (`setsid`) is reparented to the task, which
+/// kills it when the step ends ([`run`]). In the container the task is PID 1 and already is.
+#[cfg(target_os = "linux")]
+pub fn adopt_orphans() -> std::io::Result<()> {
+    Ok(rustix::process::set_child_subreaper(Some(
+        rustix::process::getpid(),
+    ))?)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn adopt_orphans() -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Whether orphans of this process's children come back to it (set by `main`, or PID 1).
+#[cfg(target_os = "linux")]
+fn adopts_orphans() -> bool {
+    rustix::process::getpid().is_init() || matches!(rustix::process::child_subreaper(), Ok(Some(_)))
+}
+
+/// The process ids whose parent is this process, from `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
+fn own_children() -> Vec<rustix::process::Pid> {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid ...`; comm may hold anything but the last `)` ends it.
+        let ppid: i32 = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+        (ppid == me)
+            .then(|| rustix::process::Pid::from_raw(pid))
+            .flatten()
+    })
+    .collect()
+}
+
+/// Kills and reaps every child of this process, when orphans come back to it: between steps
+/// the task has no child of its own, so any child is something a command left behind.
+#[cfg(target_os = "linux")]
+fn kill_leftovers() {
+    use rustix::process::{Signal, WaitOptions, kill_process, waitpid};
+    if !adopts_orphans() {
+        return;
+    }
+    for _ in 0..20 {
+        let children = own_children();
+        if children.is_empty() {
+            return;
+        }
+        for &pid in &children {
+            tracing::warn!(
+                pid = pid.as_raw_nonzero().get(),
+                "killing a process a command left behind"
+            );
+            let _ = kill_process(pid, Signal::KILL);
+        }
+        for &pid in &children {
+            for _ in 0..100 {
+                match waitpid(Some(pid), WaitOptions::NOHANG) {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_leftovers() {}
 
 /// Elsewhere there is no `/proc` to protect; the task image is Linux.
 #[cfg(not(target_os = "linux"))]
@@ -277,6 +352,7 @@ pub async fn run(
             // Nothing the command started outlives it: a process left behind could read the
             // environment of the task's later children (git holds the GitHub token in its own).
             kill_group(pid);
+            kill_leftovers();
             Some(status)
         }
         Ok(Err(e)) => {
@@ -289,6 +365,7 @@ pub async fn run(
             kill_group(pid);
             let _ = child.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            kill_leftovers();
             None
         }
     };

@@ -76,8 +76,8 @@ fn main() -> ExitCode {
             // JSON lines on stderr, with the same payload filter as the functions.
             orchestrator_core::telemetry::init(true);
             // Before any child starts: a remediation command must not read the secrets in this
-            // process's environment or memory through /proc. No protection, no run.
-            // Orphans of a command come back to the task, which kills them when the step ends.
+            // process's environment or memory through /proc, and what it leaves running comes
+            // back to the task, which kills it when the step ends. No protection, no run.
             let hardened = gitops_task::remediation::exec::make_undumpable()
                 .and_then(|()| gitops_task::remediation::exec::adopt_orphans());
             if let Err(e) = hardened {

@@ -59,6 +59,12 @@ pub fn make_undumpable() -> std::io::Result<()> {
     }
 }
 
+/// Elsewhere there is no `/proc` to protect; the task image is Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn make_undumpable() -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Makes the task the parent of whatever its commands leave behind (`PR_SET_CHILD_SUBREAPER`):
 /// a process that leaves the command's process group (`setsid`) is reparented to the task, which
 /// kills it when the step ends ([`run`]). In the container the task is PID 1 and already is.
@@ -132,12 +138,6 @@ fn kill_leftovers() {
 
 #[cfg(not(target_os = "linux"))]
 fn kill_leftovers() {}
-
-/// Elsewhere there is no `/proc` to protect; the task image is Linux.
-#[cfg(not(target_os = "linux"))]
-pub fn make_undumpable() -> std::io::Result<()> {
-    Ok(())
-}
 
 /// Whether this process runs as root (effective user id 0).
 pub fn running_as_root() -> bool {

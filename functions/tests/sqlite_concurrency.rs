@@ -4,8 +4,8 @@
 //!
 //! The writers do what the task does in local mode (`gitops-task` with `ORCH_STORE=sqlite`): open
 //! `DATA_DIR/records.sqlite3` with `SqliteStore::open`, read the record, move it `running`, then
-//! write its final status and outcome. Each writer is this test binary run again as a child
-//! process ([`sqlite_writer_process`], ignored in normal runs), and takes the `dispatched` records
+//! write its final status and outcome. Each writer is this test run again as a child process of
+//! itself (with `SQLITE_WRITER_DB` set: [`writer_process`]), and takes the `dispatched` records
 //! whose id falls in its share, as the server dispatches them. The server's task program is a
 //! script that exits at once: the server still spawns a process per delivery, and the outcomes
 //! come from the writers.
@@ -113,6 +113,10 @@ fn orb_delivery(n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_server_takes_500_deliveries_while_20_processes_write_outcomes() {
+    if std::env::var_os(ENV_DB).is_some() {
+        // Run again by itself as a child process: this run is one of the writers.
+        return writer_process().await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = start_server(&data, &noop_task(dir.path()));
@@ -125,8 +129,7 @@ async fn the_local_server_takes_500_deliveries_while_20_processes_write_outcomes
             Command::new(&me)
                 .args([
                     "--exact",
-                    "sqlite_writer_process",
-                    "--ignored",
+                    "the_local_server_takes_500_deliveries_while_20_processes_write_outcomes",
                     "--nocapture",
                 ])
                 .env(ENV_DB, &db)
@@ -255,12 +258,10 @@ async fn the_local_server_takes_500_deliveries_while_20_processes_write_outcomes
     assert_eq!(written_records, DELIVERIES);
 }
 
-/// One writer: run as a child process by the test above (its environment says which file, which
-/// share of the records and when to stop); does nothing useful when run on its own.
-#[tokio::test]
-#[ignore = "a child process of the_local_server_takes_500_deliveries_while_20_processes_write_outcomes"]
-async fn sqlite_writer_process() {
-    let db = PathBuf::from(std::env::var(ENV_DB).expect("run by the concurrency test"));
+/// One writer, in a child process of the test above: its environment says which file, which
+/// share of the records and when to stop. Prints its figures on its last line.
+async fn writer_process() {
+    let db = PathBuf::from(std::env::var(ENV_DB).unwrap());
     let index: usize = std::env::var(ENV_INDEX).unwrap().parse().unwrap();
     let stop = PathBuf::from(std::env::var(ENV_STOP).unwrap());
     // As the task opens its store: the file the server created, or is about to.

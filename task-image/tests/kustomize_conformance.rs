@@ -1,13 +1,18 @@
 //! kustomize's own `edit set image` test cases (`kustomize-set-image.json`, from
-//! `setimage_test.go`) and the derived edge cases (`kustomize-set-image-derived.json`), run
-//! through `set_image_file` on a real file.
+//! `setimage_test.go`), the derived edge cases (`kustomize-set-image-derived.json`) and the
+//! minimal-diff cases (`minimal-diff.json`), run through `set_image_file` on a real file.
 //!
-//! For every case: the `images:` entries we write (fields, values, order) must equal kustomize's,
-//! read back with a YAML parser; the `images:` block text must be kustomize's byte for byte; an
-//! error must carry kustomize's message and leave the file untouched.
+//! For every case: the `images:` entries we write (fields and values, by name) must equal
+//! kustomize's, read back with a YAML parser; `kubectl kustomize` must render exactly the same
+//! objects from our `images:` block as from kustomize's (we keep the file's entry order and form
+//! where kustomize re-sorts and re-writes, so meaning is proved by rendering); where we write the
+//! block ourselves (no `images:` key before) it must be kustomize's text byte for byte; a
+//! minimal-diff case must produce its expected text exactly; an error must carry kustomize's
+//! message and leave the file untouched.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use gitops_task::kustomize::set_image_file;
 use serde_json::Value as Json;
@@ -51,6 +56,8 @@ fn yaml_entries(text: &str) -> Result<Vec<Entry>, String> {
         .map(|entry| {
             let map = entry.as_mapping().ok_or("entry is not a mapping")?;
             map.iter()
+                // A null field is an unset one, as kustomize reads it.
+                .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| {
                     let k = k.as_str().ok_or("key is not a string")?;
                     let v = v.as_str().ok_or(format!("{k} is not a string: {v:?}"))?;
@@ -59,6 +66,115 @@ fn yaml_entries(text: &str) -> Result<Vec<Entry>, String> {
                 .collect()
         })
         .collect()
+}
+
+/// Entries in name order: kustomize sorts, we keep the file's order, the set must be equal.
+fn by_name(mut entries: Vec<Entry>) -> Vec<Entry> {
+    entries.sort_by(|a, b| a.get("name").cmp(&b.get("name")));
+    entries
+}
+
+/// The top-level `images:` block of a kustomization text, as written (independent of the
+/// library's block finder): the key line and every following line that is blank, a comment,
+/// indented or a `- ` item, up to the next top-level key or document marker.
+fn images_text(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if !inside {
+            inside = bare.starts_with("images:");
+            if inside {
+                out.push_str(line);
+            }
+            continue;
+        }
+        let continues = bare.trim().is_empty()
+            || bare.starts_with([' ', '#'])
+            || bare == "-"
+            || bare.starts_with("- ");
+        if !continues || bare.starts_with("---") {
+            break;
+        }
+        out.push_str(line);
+    }
+    if !out.ends_with('\n') && !out.is_empty() {
+        out.push('\n');
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `kubectl kustomize` of a kustomization made of `images_block` and one Deployment whose
+/// containers use every image in `names` bare, tagged, digested and both, so that any difference
+/// in what the entries do shows in the output.
+fn render(dir: &Path, images_block: &str, names: &[String]) -> Result<String, String> {
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut containers = Vec::new();
+    for name in names.iter().filter(|n| !n.is_empty()) {
+        for image in [
+            name.clone(),
+            format!("{name}:0.1"),
+            format!("{name}@{DIGEST}"),
+            format!("{name}:0.1@{DIGEST}"),
+        ] {
+            let index = containers.len();
+            containers.push(serde_json::json!({"name": format!("c{index}"), "image": image}));
+        }
+    }
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "app"},
+        "spec": {"template": {"spec": {"containers": containers}}},
+    });
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("deployment.json"), deployment.to_string())
+        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!("resources:\n- deployment.json\n{images_block}"),
+    )
+    .map_err(|e| e.to_string())?;
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("kubectl is required (scripts/setup.sh installs it): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "kubectl kustomize failed: {}\n{images_block}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
+}
+
+/// Every name and new name of the entries: the images the rendering Deployment uses.
+fn names_of(entries: &[&[Entry]]) -> Vec<String> {
+    let mut names: Vec<String> = entries
+        .iter()
+        .flat_map(|list| list.iter())
+        .flat_map(|e| [e.get("name"), e.get("newName")])
+        .flatten()
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Renders our file's and kustomize's `images:` blocks; the outputs must be equal.
+fn same_render(ours: &str, kustomize: &str, names: &[String]) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let block = |text: &str| images_text(&text.replace("\r\n", "\n")).unwrap_or_default();
+    let a = render(&dir.path().join("ours"), &block(ours), names)?;
+    let b = render(&dir.path().join("kustomize"), &block(kustomize), names)?;
+    if a != b {
+        return Err(format!(
+            "renders differ:\n--- ours\n{a}\n--- kustomize\n{b}\n--- our file\n{ours}"
+        ));
+    }
+    Ok(())
 }
 
 /// The `images:` block of a kustomize-written file: the key line and its entry lines.
@@ -107,36 +223,53 @@ fn run_case(case: &Json) -> Result<(), String> {
     }
     let ours = yaml_entries(&after).map_err(|e| format!("our output: {e}\n{after}"))?;
 
-    let (expected, kustomize_text) = match (case.get("expect_images"), case.get("expect_file")) {
+    let (expected, kustomize_text) = match (
+        case.get("expect_images"),
+        case.get("expect_file")
+            .or_else(|| case.get("kustomize_file")),
+    ) {
         (Some(images), _) => (
             json_entries(images),
             case.get("derived_full_file_output").and_then(Json::as_str),
         ),
         (None, Some(file)) => {
-            let file = file.as_str().ok_or("expect_file is not a string")?;
+            let file = file.as_str().ok_or("expected file is not a string")?;
             (yaml_entries(file)?, Some(file))
         }
         _ => return Err("case has no expectation".into()),
     };
-    if ours != expected {
+    if by_name(ours.clone()) != by_name(expected.clone()) {
         return Err(format!("images {ours:?}, expected {expected:?}"));
     }
+    if let Some(minimal) = case.get("expect_minimal_file").and_then(Json::as_str)
+        && after != minimal
+    {
+        return Err(format!(
+            "not the minimal edit:\n--- ours\n{after}\n--- expected\n{minimal}"
+        ));
+    }
+    // Where the file had no `images:` key, the block is ours to write: kustomize's text.
+    let had_images = given
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("images:"));
     if let Some(contains) = case.get("expect_file_contains").and_then(Json::as_str)
+        && !had_images
         && !after.contains(contains)
     {
         return Err(format!("output does not contain {contains:?}:\n{after}"));
     }
-    // kustomize writes LF only (the CRLF case keeps CRLF in our block), and always ends the
-    // file with a line break (we keep a missing final one).
-    if let Some(block) = kustomize_text.and_then(images_block) {
-        let mut ours = after.replace("\r\n", "\n");
-        if !ours.ends_with('\n') {
-            ours.push('\n');
-        }
-        if !ours.contains(&block) {
-            return Err(format!(
-                "kustomize's block\n{block}\nis not in our output\n{after}"
-            ));
+    if let Some(kustomize) = kustomize_text {
+        same_render(&after, kustomize, &names_of(&[&ours, &expected]))?;
+        if !had_images && let Some(block) = images_block(kustomize) {
+            let mut ours = after.replace("\r\n", "\n");
+            if !ours.ends_with('\n') {
+                ours.push('\n');
+            }
+            if !ours.contains(&block) {
+                return Err(format!(
+                    "kustomize's block\n{block}\nis not in our output\n{after}"
+                ));
+            }
         }
     }
     // Byte-for-byte idempotent: the same arguments again change nothing.
@@ -178,4 +311,9 @@ fn kustomize_set_image_cases() {
 #[test]
 fn kustomize_set_image_derived_cases() {
     run_file("kustomize-set-image-derived.json");
+}
+
+#[test]
+fn minimal_diff_cases() {
+    run_file("minimal-diff.json");
 }

@@ -31,6 +31,7 @@
 pub mod args;
 mod emit;
 mod goregex;
+mod inplace;
 pub mod matching;
 mod merge;
 pub mod preflight;
@@ -57,6 +58,9 @@ pub struct Edited {
     pub text: String,
     /// Whether `text` differs from the input.
     pub changed: bool,
+    /// Why a value is written quoted where its plain form would read as another type (`1234`, a
+    /// number; `yes`, a boolean), one sentence each; empty when nothing had to be quoted.
+    pub notes: Vec<String>,
 }
 
 /// An `images:` entry as kustomize's `types.Image` holds it: an empty string is an unset field.
@@ -106,6 +110,9 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
 
     let layout = Layout::new(text, &kustomization)?;
     let newline = splice::newline_of(text);
+    if let Some(edited) = in_place(text, &root, &kustomization, &layout, &images, newline)? {
+        return Ok(edited);
+    }
     let mut edits = Vec::new();
     let mut tag_blocks = Vec::new();
     for (index, key) in kustomization.keys.iter().enumerate() {
@@ -155,7 +162,70 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
     Ok(Edited {
         changed: new_text != text,
         text: new_text,
+        notes: canonical_notes(&kustomization.images, &images),
     })
+}
+
+/// The minimal edit: only the lines of the `images:` block that must change. `None` when the
+/// file has no block-style `images:` to edit in place (no key, flow style, a deprecated
+/// `imageTags:` to fold in, an unusual layout), when keeping the file's entry order could change
+/// what kustomize builds, or when the result would not read back as intended: the caller then
+/// writes the block in kustomize's form.
+fn in_place(
+    text: &str,
+    root: &Node,
+    kustomization: &read::Kustomization,
+    layout: &Layout,
+    images: &[Image],
+    newline: &str,
+) -> Result<Option<Edited>, EditError> {
+    let Some(index) = kustomization.images_key else {
+        return Ok(None);
+    };
+    if kustomization
+        .keys
+        .iter()
+        .any(|k| k.field == Some("imageTags"))
+    {
+        return Ok(None);
+    }
+    let block = layout.block(text, index)?;
+    let Some(plan) = inplace::plan(text, block, &kustomization.images, images, newline) else {
+        return Ok(None);
+    };
+    let new_text = splice::apply(text, plan.edits);
+    if verify(root, &new_text, &plan.images).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(Edited {
+        changed: new_text != text,
+        text: new_text,
+        notes: plan.notes,
+    }))
+}
+
+/// The quoting notes of a block written in kustomize's form: one for each value that changed
+/// and is quoted because its plain form would read as another type.
+fn canonical_notes(existing: &[Image], images: &[Image]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for image in images {
+        let old = existing.iter().find(|e| e.name == image.name);
+        let fields = [
+            ("name", &image.name, old.map(|o| &o.name)),
+            ("newName", &image.new_name, old.map(|o| &o.new_name)),
+            ("newTag", &image.new_tag, old.map(|o| &o.new_tag)),
+            ("digest", &image.digest, old.map(|o| &o.digest)),
+        ];
+        for (key, new, old) in fields {
+            if new.is_empty() || old == Some(new) {
+                continue;
+            }
+            if let Some(why) = inplace::quote_reason(new) {
+                notes.push(format!("{key} {} is quoted: {why}", emit::scalar(new)));
+            }
+        }
+    }
+    notes
 }
 
 /// Re-reads the new text: it must decode to exactly `images`, with every other top-level field

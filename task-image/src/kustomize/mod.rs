@@ -16,13 +16,18 @@
 //!
 //! Invariants of [`set_image`]: every byte outside the top-level `images:` block (and a
 //! deprecated `imageTags:` block, which kustomize folds into `images`) is kept; the result is
-//! re-read before it is returned, and must decode to exactly the merged list with every other
+//! re-read before it is returned, and must decode to exactly the merged entries (in kustomize's
+//! order, or in the file's where that cannot change what kustomize builds) with every other
 //! top-level field unchanged, or the edit fails and the input is left as it was; setting the
 //! same value twice gives the same bytes.
 //!
 //! Deviations from kustomize, all in what is written, never in the resulting images semantics:
 //! kustomize re-serializes the whole file (dropping comments, re-indenting, adding `apiVersion`/
-//! `kind`); we rewrite only the `images:` block. Inside that block comments are not kept.
+//! `kind`, sorting `images:` by name); we change only the lines of the `images:` block that must
+//! change (`inplace`), keeping its entry order, comments, indentation and quoting. Where the
+//! block cannot be edited in place (flow style, `imageTags:`, entries whose order matters), it
+//! is written in kustomize's form, its own-line comments moved above it and trailing comments
+//! lost, as kustomize does.
 //! Strings with line breaks are written double-quoted, and long scalars are not folded at
 //! column 80. A top-level mapping in flow style (`{...}`) is refused. The insides of structured
 //! fields other than `images` (patches, generators, ...) are not type-checked, where kustomize
@@ -129,11 +134,21 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
     match target {
         Some((index, range)) => {
             let indent = layout.key_indent(text, Some(index));
+            // Own-line comments inside the block move above it, as kustomize moves them.
+            let comments: String = splice::lines(&text[..range.end])
+                .into_iter()
+                .filter(|l| l.start > range.start && splice::is_blank_or_comment(&text[l.clone()]))
+                .map(|l| &text[l])
+                .filter(|l| !splice::content(l).trim().is_empty())
+                .collect();
             let mut block = emit::images_block(&images, indent, newline);
             if range.end == text.len() && !text.ends_with('\n') {
                 block.truncate(block.len() - newline.len());
             }
-            edits.push(Edit { range, text: block });
+            edits.push(Edit {
+                range,
+                text: format!("{comments}{block}"),
+            });
         }
         None => {
             let indent = if kustomization.empty {

@@ -658,6 +658,85 @@ mod tests {
         ));
     }
 
+    /// Soundness of [`may_interact`] against kustomize's own rewrite ([`apply_entry`]): whenever
+    /// it says two entries do not interact, applying them in either order gives the same image,
+    /// for images built from both entries' names and new names and from random strings.
+    #[test]
+    fn entries_said_not_to_interact_commute() {
+        use crate::kustomize::matching::{ImageEntry, apply_entry, image_matches};
+        // Each match compiles a regexp: remember them.
+        let mut matches = std::collections::HashMap::new();
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let alphabet = ['a', 'b', '.', ':', '/', '-', '@'];
+        let mut word = |next: &mut dyn FnMut(usize) -> usize| -> String {
+            (0..1 + next(4))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect()
+        };
+        let (mut checked, mut independent) = (0, 0);
+        for _ in 0..100 {
+            let entry =
+                |next: &mut dyn FnMut(usize) -> usize,
+                 word: &mut dyn FnMut(&mut dyn FnMut(usize) -> usize) -> String| {
+                    let name = word(next);
+                    let new_name = if next(2) == 0 {
+                        word(next)
+                    } else {
+                        String::new()
+                    };
+                    let tag = ["", "v2", "9"][next(3)].to_owned();
+                    let digest = ["", "sha256:ff"][next(2)].to_owned();
+                    (
+                        image(&name, &new_name),
+                        ImageEntry {
+                            name,
+                            new_name: Some(new_name),
+                            new_tag: Some(tag),
+                            digest: Some(digest),
+                            tag_suffix: None,
+                        },
+                    )
+                };
+            let (a, ea) = entry(&mut next, &mut word);
+            let (b, eb) = entry(&mut next, &mut word);
+            if a.name == b.name || may_interact(&a, &b) {
+                continue;
+            }
+            independent += 1;
+            let mut pool: Vec<String> = Vec::new();
+            for base in [&a.name, &b.name, &a.new_name, &b.new_name, &word(&mut next)] {
+                for suffix in ["", ":1", ":1@sha256:aa", "a"] {
+                    pool.push(format!("{base}{suffix}"));
+                }
+            }
+            for value in pool {
+                let mut step = |v: String, e: &ImageEntry| {
+                    let hit = *matches
+                        .entry((v.clone(), e.name.clone()))
+                        .or_insert_with(|| image_matches(&v, &e.name));
+                    if hit {
+                        apply_entry(&v, e).unwrap_or(v)
+                    } else {
+                        v
+                    }
+                };
+                let once = step(value.clone(), &ea);
+                let ab = step(once, &eb);
+                let once = step(value.clone(), &eb);
+                let ba = step(once, &ea);
+                assert_eq!(ab, ba, "{value:?} with {a:?} and {b:?}");
+                checked += 1;
+            }
+        }
+        assert!(independent > 15 && checked > 300, "{independent} {checked}");
+    }
+
     #[test]
     fn reasons() {
         assert_eq!(quote_reason("v1.2"), None);

@@ -658,6 +658,26 @@ mod tests {
         ));
     }
 
+    /// xorshift64: the same names on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        /// One to four characters that matter to a name pattern.
+        fn word(&mut self) -> String {
+            const ALPHABET: [char; 7] = ['a', 'b', '.', ':', '/', '-', '@'];
+            (0..1 + self.below(4))
+                .map(|_| ALPHABET[self.below(ALPHABET.len())])
+                .collect()
+        }
+    }
+
     /// Soundness of [`may_interact`] against kustomize's own rewrite ([`apply_entry`]): whenever
     /// it says two entries do not interact, applying them in either order gives the same image,
     /// for images built from both entries' names and new names and from random strings.
@@ -666,51 +686,37 @@ mod tests {
         use crate::kustomize::matching::{ImageEntry, apply_entry, image_matches};
         // Each match compiles a regexp: remember them.
         let mut matches = std::collections::HashMap::new();
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        let alphabet = ['a', 'b', '.', ':', '/', '-', '@'];
-        let mut word = |next: &mut dyn FnMut(usize) -> usize| -> String {
-            (0..1 + next(4))
-                .map(|_| alphabet[next(alphabet.len())])
-                .collect()
-        };
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         let (mut checked, mut independent) = (0, 0);
         for _ in 0..100 {
-            let entry =
-                |next: &mut dyn FnMut(usize) -> usize,
-                 word: &mut dyn FnMut(&mut dyn FnMut(usize) -> usize) -> String| {
-                    let name = word(next);
-                    let new_name = if next(2) == 0 {
-                        word(next)
-                    } else {
-                        String::new()
-                    };
-                    let tag = ["", "v2", "9"][next(3)].to_owned();
-                    let digest = ["", "sha256:ff"][next(2)].to_owned();
-                    (
-                        image(&name, &new_name),
-                        ImageEntry {
-                            name,
-                            new_name: Some(new_name),
-                            new_tag: Some(tag),
-                            digest: Some(digest),
-                            tag_suffix: None,
-                        },
-                    )
+            let mut entry = || {
+                let name = rng.word();
+                let new_name = if rng.below(2) == 0 {
+                    rng.word()
+                } else {
+                    String::new()
                 };
-            let (a, ea) = entry(&mut next, &mut word);
-            let (b, eb) = entry(&mut next, &mut word);
+                let tag = ["", "v2", "9"][rng.below(3)].to_owned();
+                let digest = ["", "sha256:ff"][rng.below(2)].to_owned();
+                (
+                    image(&name, &new_name),
+                    ImageEntry {
+                        name,
+                        new_name: Some(new_name),
+                        new_tag: Some(tag),
+                        digest: Some(digest),
+                        tag_suffix: None,
+                    },
+                )
+            };
+            let (a, ea) = entry();
+            let (b, eb) = entry();
             if a.name == b.name || may_interact(&a, &b) {
                 continue;
             }
             independent += 1;
             let mut pool: Vec<String> = Vec::new();
-            for base in [&a.name, &b.name, &a.new_name, &b.new_name, &word(&mut next)] {
+            for base in [&a.name, &b.name, &a.new_name, &b.new_name, &rng.word()] {
                 for suffix in ["", ":1", ":1@sha256:aa", "a"] {
                     pool.push(format!("{base}{suffix}"));
                 }

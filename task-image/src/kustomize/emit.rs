@@ -103,7 +103,7 @@ pub(crate) fn is_base60_float(s: &str) -> bool {
     i == b.len()
 }
 
-fn is_break(c: char) -> bool {
+pub(crate) fn is_break(c: char) -> bool {
     matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 

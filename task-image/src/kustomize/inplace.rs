@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::Image;
-use super::emit::{analyze, double_quoted, is_base60_float, scalar};
+use super::emit::{analyze, double_quoted, is_base60_float, is_break, scalar};
 use super::read::{Node, is_timestamp, resolve_plain};
 use super::splice::{Edit, content, indentation, is_blank_or_comment, lines};
 
@@ -112,7 +112,7 @@ pub(crate) fn plan(
     merged: &[Image],
     newline: &str,
 ) -> Option<Plan> {
-    let (key_col, items) = parse_block(text, block.clone())?;
+    let (seq_col, items) = parse_block(text, block.clone())?;
     if items.len() != existing.len() || items.iter().zip(existing).any(|(i, e)| i.image() != *e) {
         return None;
     }
@@ -187,9 +187,9 @@ pub(crate) fn plan(
                 continue;
             }
             let lead = if first {
-                format!("{}-{}", " ".repeat(key_col), " ".repeat(styles.gap))
+                format!("{}-{}", " ".repeat(seq_col), " ".repeat(styles.gap))
             } else {
-                " ".repeat(key_col + 1 + styles.gap)
+                " ".repeat(seq_col + 1 + styles.gap)
             };
             first = false;
             let token = written(key, value, styles.style(key), notes);
@@ -402,10 +402,6 @@ fn written(key: &str, value: &str, style: Style, notes: &mut Vec<String>) -> Str
             token
         }
     }
-}
-
-fn is_break(c: char) -> bool {
-    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
 /// Why `value`, written plain, would not read back as the same string; `None` if it would.

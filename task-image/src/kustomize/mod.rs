@@ -9,7 +9,9 @@
 //! - [`args`]: the argument grammar and `image.Split`.
 //! - `read`: reading the file like `kustfile.Read` (YAML 1.1 typing, JSON decoding rules, errors).
 //! - `merge`: the `images:` merge (add/replace, `*`, sort by name).
-//! - `emit`: writing the `images:` block in kustomize's style (yaml.v2 quoting).
+//! - `inplace`: the minimal edit of a block-style `images:` block (only the lines that must
+//!   change; the file's order, comments, indentation and quoting kept), when it is safe.
+//! - `emit`: writing the `images:` block in kustomize's style (yaml.v2 quoting), otherwise.
 //! - `splice`: where the block is in the text; replacing it without touching other bytes.
 //! - [`matching`] and `goregex`: the build-time match (`images[].name` is a Go regexp).
 //! - [`preflight`]: does the overlay's entry match a container image it builds from?

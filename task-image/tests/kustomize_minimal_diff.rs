@@ -172,6 +172,14 @@ fn a_plain_tag_that_would_read_as_a_number_is_quoted_with_a_reason() {
     .expect("set image");
     assert_eq!(quoted.text, "images:\n- name: app\n  newTag: \"1234\"\n");
     assert!(quoted.notes.is_empty(), "{:?}", quoted.notes);
+    // Written in kustomize's form (a flow-style list cannot be edited in place): the same note.
+    let flow = set_image(
+        "images: [{name: app, newTag: v1}]\n",
+        &["app:1234".to_owned()],
+    )
+    .expect("set image");
+    assert_eq!(flow.text, "images:\n- name: app\n  newTag: \"1234\"\n");
+    assert_eq!(flow.notes, edited.notes);
     // A tag that reads as a string stays plain.
     let plain = set_image(text, &["app:2024.06.1".to_owned()]).expect("set image");
     assert_eq!(

@@ -427,8 +427,10 @@ pub(crate) fn quote_reason(value: &str) -> Option<String> {
 /// blank lines anywhere. Returns the sequence's indentation column and the entries; `None` for
 /// anything else (flow style, multi-line or escaped scalars, anchors, tags, tabs, odd keys).
 fn parse_block(text: &str, block: Range<usize>) -> Option<(usize, Vec<Item>)> {
-    let all = lines(&text[..block.end]);
-    let mut rows = all.into_iter().filter(|l| l.start >= block.start);
+    // Rows of the block (it starts at a line start, or after a byte order mark).
+    let mut rows = lines(&text[block.clone()])
+        .into_iter()
+        .map(|l| l.start + block.start..l.end + block.start);
     let key_line = rows.next()?;
     let key = content(&text[key_line.clone()]);
     let key_indent = indentation(text, key_line.start).len();
@@ -737,6 +739,16 @@ mod tests {
             }
         }
         assert!(independent > 15 && checked > 300, "{independent} {checked}");
+    }
+
+    #[test]
+    fn byte_order_mark_block_is_edited_in_place() {
+        let text = "\u{FEFF}images:\n  - name: a # x\n";
+        let edited = super::super::set_image(text, &["a:1".to_owned()]).unwrap();
+        assert_eq!(
+            edited.text,
+            "\u{FEFF}images:\n  - name: a # x\n    newTag: \"1\"\n"
+        );
     }
 
     #[test]

@@ -188,3 +188,189 @@ fn a_plain_tag_that_would_read_as_a_number_is_quoted_with_a_reason() {
     );
     assert!(plain.notes.is_empty());
 }
+
+/// A small deterministic PRNG (xorshift64), so every run tests the same files.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// Lines of `b` not in the longest common subsequence with `a`, and the lines of `a` not in it:
+/// (removed, added).
+fn line_diff<'t>(a: &[&'t str], b: &[&'t str]) -> (Vec<&'t str>, Vec<&'t str>) {
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            added.push(b[j]);
+            j += 1;
+        } else {
+            removed.push(a[i]);
+            i += 1;
+        }
+    }
+    (removed, added)
+}
+
+/// Generated overlays in many layouts (list indented or not, keys after `- ` or further, `name`
+/// first or last, plain, single- or double-quoted tags, own-line and trailing comments, blank
+/// lines, CRLF, no final line break), each given one or two `<name>=*:<tag>` arguments: the
+/// text diff is at most one line per entry whose tag changes (replaced, or added when it had
+/// none) plus the lines of new entries, each a `name:` or `newTag:` line; every other line is
+/// kept, in order.
+#[test]
+fn generated_layouts_change_only_the_lines_that_must_change() {
+    const NAMES: [&str; 5] = ["acme/api", "acme/web", "envoyproxy/envoy", "redis", "zeta"];
+    const TAGS: [&str; 6] = ["v1", "v2", "1234", "yes", "1.5", "2024.06.1"];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut edited_in_place = 0;
+    for case in 0..1500 {
+        let newline = if rng.below(4) == 0 { "\r\n" } else { "\n" };
+        let seq = " ".repeat([0, 2, 4][rng.below(3)]);
+        let gap = " ".repeat([1, 1, 3][rng.below(3)]);
+        let key = format!("{seq} {gap}");
+        let mut text =
+            String::from("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n");
+        text.push_str("images:");
+        if rng.below(3) == 0 {
+            text.push_str("   # bumped by CI");
+        }
+        text.push('\n');
+        let count = 1 + rng.below(3);
+        let mut names: Vec<&str> = Vec::new();
+        while names.len() < count {
+            let name = rng.pick(&NAMES);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let mut current: Vec<(&str, Option<&str>)> = Vec::new();
+        for name in &names {
+            if rng.below(3) == 0 {
+                text.push('\n');
+            }
+            if rng.below(2) == 0 {
+                text.push_str(&format!("{seq}# {name}, image of the {name} service\n"));
+            }
+            let tag =
+                (rng.below(4) != 0).then(|| rng.pick(&["v1", "\"1111111\"", "'v0'", "latest"]));
+            let comment = if rng.below(3) == 0 { "  # pinned" } else { "" };
+            let name_line = format!("name: {name}");
+            let tag_line = tag.map(|t| format!("newTag: {t}{comment}"));
+            match (tag_line, rng.below(2)) {
+                (Some(t), 0) => text.push_str(&format!("{seq}-{gap}{t}\n{key}{name_line}\n")),
+                (Some(t), _) => text.push_str(&format!("{seq}-{gap}{name_line}\n{key}{t}\n")),
+                (None, _) => text.push_str(&format!("{seq}-{gap}{name_line}{comment}\n")),
+            }
+            let value = tag.map(|t| t.trim_matches(['"', '\'']));
+            current.push((name, value));
+        }
+        if rng.below(2) == 0 {
+            text.push_str("# end of images\nresources:\n- ../../base\n");
+        }
+        if rng.below(5) == 0 {
+            text.pop();
+        }
+        let text = text.replace('\n', newline);
+
+        let targets: Vec<(&str, &str)> = (0..1 + rng.below(2))
+            .map(|_| (rng.pick(&NAMES), rng.pick(&TAGS)))
+            .collect();
+        // Later arguments for the same name win, as in kustomize.
+        let mut last: Vec<(&str, &str)> = Vec::new();
+        for (name, tag) in &targets {
+            last.retain(|(n, _)| n != name);
+            last.push((name, tag));
+        }
+        let args: Vec<String> = targets.iter().map(|(n, t)| format!("{n}=*:{t}")).collect();
+        let edited = set_image(&text, &args).unwrap_or_else(|e| panic!("case {case}: {e}\n{text}"));
+
+        let mut expect_removed = 0;
+        let mut expect_added = 0;
+        for (name, tag) in &last {
+            match current.iter().find(|(n, _)| n == name) {
+                Some((_, Some(old))) if old == tag => {}
+                Some((_, Some(_))) => {
+                    expect_removed += 1;
+                    expect_added += 1;
+                }
+                Some((_, None)) => expect_added += 1,
+                None => expect_added += 2,
+            }
+        }
+        let before: Vec<&str> = text
+            .split_inclusive('\n')
+            .map(|l| l.trim_end_matches(['\r', '\n']))
+            .collect();
+        let after: Vec<&str> = edited
+            .text
+            .split_inclusive('\n')
+            .map(|l| l.trim_end_matches(['\r', '\n']))
+            .collect();
+        let (removed, added) = line_diff(&before, &after);
+        // At most: a diff may pair lines more cleverly (a new entry above one whose tag changes
+        // can reuse its old tag line).
+        assert!(
+            removed.len() <= expect_removed
+                && added.len() <= expect_added
+                && added.len() + removed.len() >= expect_added.min(1),
+            "case {case}: {args:?}: removed {removed:?}, added {added:?}\n--- before\n{text}\n--- after\n{}",
+            edited.text
+        );
+        for line in removed.iter().chain(&added) {
+            assert!(
+                line.contains("newTag: ") || line.contains("name: "),
+                "case {case}: {line:?} changed\n{}",
+                edited.text
+            );
+        }
+        if newline == "\r\n" {
+            assert!(
+                !edited.text.replace("\r\n", "").contains('\n'),
+                "case {case}: LF in a CRLF file"
+            );
+        }
+        assert_eq!(
+            text.ends_with('\n'),
+            edited.text.ends_with('\n'),
+            "case {case}: final line break"
+        );
+        // The values are set: the same arguments again change nothing.
+        let again = set_image(&edited.text, &args).expect("second run");
+        assert!(
+            !again.changed,
+            "case {case}: not idempotent\n{}",
+            edited.text
+        );
+        if edited.changed {
+            edited_in_place += 1;
+        }
+    }
+    assert!(
+        edited_in_place > 1000,
+        "only {edited_in_place} files changed"
+    );
+}

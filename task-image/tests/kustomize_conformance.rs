@@ -139,7 +139,9 @@ fn render(dir: &Path, images_block: &str, names: &[String]) -> Result<String, St
         .arg("kustomize")
         .arg(dir)
         .output()
-        .map_err(|e| format!("kubectl is required (scripts/setup.sh installs it): {e}"))?;
+        .map_err(|e| {
+            format!("kubectl (kustomize v5 built in) is required to compare renders: {e}")
+        })?;
     if !out.status.success() {
         return Err(format!(
             "kubectl kustomize failed: {}\n{images_block}",

@@ -94,7 +94,7 @@ fn rendered_images(overlay: &Path) -> Vec<String> {
         .arg("kustomize")
         .arg(overlay)
         .output()
-        .expect("kubectl is required (scripts/setup.sh installs it)");
+        .expect("kubectl (kustomize v5 built in) is required to compare renders");
     assert!(
         out.status.success(),
         "kubectl kustomize failed: {}",

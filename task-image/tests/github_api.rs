@@ -498,7 +498,7 @@ async fn primary_rate_limit_waits_until_reset() {
     assert_eq!(waits.len(), 1, "{waits:?}");
     assert!(
         [reset.saturating_sub(first), reset.saturating_sub(first + 1)].contains(&(waits[0] / 1000))
-            && waits[0] % 1000 == 0,
+            && waits[0].is_multiple_of(1000),
         "waited {} ms for a reset {reset} at {first}",
         waits[0]
     );

@@ -1414,8 +1414,12 @@ fn events_with<'a>(captured: &'a [Value], fields: &[(&str, &str)]) -> Vec<&'a Va
         .iter()
         .filter(|e| {
             fields.iter().all(|(k, v)| {
-                e.get(*k)
-                    .is_some_and(|x| x.as_str().map_or_else(|| x.to_string() == *v, |s| s == *v))
+                e.get(*k).is_some_and(|x| {
+                    x.as_str().map_or_else(
+                        || x.as_u64().is_some_and(|n| v.parse() == Ok(n)),
+                        |s| s == *v,
+                    )
+                })
             })
         })
         .collect()

@@ -3,6 +3,7 @@
 //! data directory, and (where a PR is opened) the real GitHub client against wiremock.
 
 mod support;
+mod tools;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -112,13 +113,7 @@ async fn pushes_one_signed_commit_with_only_the_tag_changed() {
 /// kustomize itself (kubectl kustomize, v5) renders the pushed overlay with the new image.
 #[tokio::test]
 async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: kubectl is not installed");
+    if !tools::kubectl("the_pushed_overlay_renders_the_new_image_with_kustomize") {
         return;
     }
     let repo = GitopsRepo::new();

@@ -3,6 +3,7 @@
 //! data directory, and (where a PR is opened) the real GitHub client against wiremock.
 
 mod support;
+mod tools;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -138,13 +139,7 @@ async fn a_quoted_tag_is_explained_in_the_commit_message() {
 /// kustomize itself (kubectl kustomize, v5) renders the pushed overlay with the new image.
 #[tokio::test]
 async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: kubectl is not installed");
+    if !tools::kubectl("the_pushed_overlay_renders_the_new_image_with_kustomize") {
         return;
     }
     let repo = GitopsRepo::new();

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use gitops_task::kustomize::{set_image, set_image_file};
 
+mod tools;
+
 const SHA: &str = "8f59df978e3fa133a2ee39ff66b3382342ce958c";
 
 const OVERLAY: &str = "\
@@ -94,7 +96,7 @@ fn rendered_images(overlay: &Path) -> Vec<String> {
         .arg("kustomize")
         .arg(overlay)
         .output()
-        .expect("kubectl (kustomize v5 built in) is required to compare renders");
+        .expect("run kubectl kustomize");
     assert!(
         out.status.success(),
         "kubectl kustomize failed: {}",
@@ -139,13 +141,15 @@ fn bumping_one_image_of_a_realistic_overlay_changes_one_line() {
             format!("+    newTag: \"{SHA}\"   # keep quoted"),
         ]
     );
-    assert_eq!(
-        rendered_images(&overlay),
-        vec![
-            format!("registry.acme.io/acme/shop-api:{SHA}"),
-            "envoyproxy/envoy:v1.31.0".to_owned(),
-        ]
-    );
+    if tools::kubectl("bumping_one_image_of_a_realistic_overlay_changes_one_line") {
+        assert_eq!(
+            rendered_images(&overlay),
+            vec![
+                format!("registry.acme.io/acme/shop-api:{SHA}"),
+                "envoyproxy/envoy:v1.31.0".to_owned(),
+            ]
+        );
+    }
 }
 
 #[test]

@@ -28,8 +28,8 @@
 //! `kind`, sorting `images:` by name); we change only the lines of the `images:` block that must
 //! change (`inplace`), keeping its entry order, comments, indentation and quoting. Where the
 //! block cannot be edited in place (flow style, `imageTags:`, entries whose order matters), it
-//! is written in kustomize's form, its own-line comments moved above it and trailing comments
-//! lost, as kustomize does.
+//! is written in kustomize's form, its own-line comments kept under its key line and trailing
+//! comments lost (kustomize moves the former above the key and loses the latter).
 //! Strings with line breaks are written double-quoted, and long scalars are not folded at
 //! column 80. A top-level mapping in flow style (`{...}`) is refused. The insides of structured
 //! fields other than `images` (patches, generators, ...) are not type-checked, where kustomize
@@ -136,7 +136,8 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
     match target {
         Some((index, range)) => {
             let indent = layout.key_indent(text, Some(index));
-            // Own-line comments inside the block move above it, as kustomize moves them.
+            // Own-line comments inside the block stay in it, right under its key line (kustomize
+            // moves them above the key; inside, they stay with what they describe).
             let comments: String = splice::lines(&text[..range.end])
                 .into_iter()
                 .filter(|l| l.start > range.start && splice::is_blank_or_comment(&text[l.clone()]))
@@ -147,10 +148,9 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
             if range.end == text.len() && !text.ends_with('\n') {
                 block.truncate(block.len() - newline.len());
             }
-            edits.push(Edit {
-                range,
-                text: format!("{comments}{block}"),
-            });
+            let key_line = block.find('\n').map_or(block.len(), |i| i + 1);
+            block.insert_str(key_line, &comments);
+            edits.push(Edit { range, text: block });
         }
         None => {
             let indent = if kustomization.empty {

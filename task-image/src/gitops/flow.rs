@@ -2,7 +2,8 @@
 //!
 //! See the [module above](super) for the branch scheme. One attempt is:
 //!
-//! 1. shallow clone of the base branch into a fresh directory;
+//! 1. partial, shallow, sparse clone of the base branch into a fresh directory: the overlay's
+//!    directory, then whatever the preflight needs, blobs fetched on demand ([`super::sparse`]);
 //! 2. `ls-remote` + shallow fetch of the update branch, if it exists (its sha becomes the lease);
 //! 3. `kustomize edit set image <image>=*:<tag>` on the overlay (format-preserving), then the
 //!    preflight check (the overlay still builds and the image is used);
@@ -21,6 +22,7 @@ use serde::Serialize;
 use super::config::{Remote, Settings, check_segment};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
+use super::sparse;
 use crate::kustomize;
 
 /// The trailer naming the record a commit was made for. Record ids are UUID v7, so comparing
@@ -436,24 +438,12 @@ impl Flow {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
         }
-        let dir_arg = dir.display().to_string();
-        git.run(
-            parent,
-            &[
-                "clone",
-                "--quiet",
-                "--depth",
-                "1",
-                "--single-branch",
-                "--no-tags",
-                "--branch",
-                base,
-                "--",
-                self.settings.remote.url(),
-                &dir_arg,
-            ],
-        )
-        .await?;
+        sparse::clone(git, parent, dir, self.settings.remote.url(), base).await?;
+        if let Some(overlay_dir) = overlay.parent().and_then(Path::to_str)
+            && !overlay_dir.is_empty()
+        {
+            sparse::add(git, dir, &[overlay_dir]).await?;
+        }
         let base_sha = git
             .rev_parse(dir, "HEAD^{commit}")
             .await?
@@ -490,6 +480,10 @@ impl Flow {
             base: base.clone(),
         })?;
         *old = current_image(&before, &job.image);
+        let widened = sparse::widen_for_preflight(git, dir, &path, &job.image).await?;
+        if !widened.is_empty() {
+            tracing::info!(directories = ?widened, "checked out what the overlay builds from");
+        }
         let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
             FlowError::Edit {
                 overlay: overlay_text.clone(),

@@ -733,3 +733,30 @@ async fn a_server_without_filters_gets_a_plain_shallow_clone() {
     let (_, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
     assert_eq!(missing, 0, "every object of HEAD is in the clone");
 }
+
+/// `GITOPS_CLONE=shallow` fetches and checks out every file at the tip, even from a server that
+/// allows filters.
+#[tokio::test]
+async fn the_shallow_clone_setting_fetches_every_file() {
+    let (repo, url) = served_repo_with_a_shared_resource(true);
+    let store = Store::new();
+    let work = tempfile::tempdir().unwrap();
+    let (id, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings(&["--repo-url", &url, "--clone", "shallow"]),
+        FlowOptions {
+            work_root: Some(work.path().to_owned()),
+            ..FlowOptions::default()
+        },
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(
+        repo.changed_files("main", DEV_BRANCH),
+        vec![overlay_path("dev")]
+    );
+    let (on_disk, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
+    assert_eq!(on_disk.len(), 6, "{on_disk:?}");
+    assert_eq!(missing, 0);
+}

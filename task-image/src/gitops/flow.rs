@@ -19,7 +19,7 @@ use std::sync::Arc;
 use orchestrator_core::{Job, RecordId};
 use serde::Serialize;
 
-use super::config::{Remote, Settings, check_segment};
+use super::config::{CloneMode, Remote, Settings, check_segment};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
 use super::sparse;
@@ -438,8 +438,18 @@ impl Flow {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
         }
-        sparse::clone(git, parent, dir, self.settings.remote.url(), base).await?;
-        if let Some(overlay_dir) = overlay.parent().and_then(Path::to_str)
+        sparse::clone(
+            git,
+            parent,
+            dir,
+            self.settings.remote.url(),
+            base,
+            self.settings.clone,
+        )
+        .await?;
+        let sparse_checkout = self.settings.clone == CloneMode::Partial;
+        if sparse_checkout
+            && let Some(overlay_dir) = overlay.parent().and_then(Path::to_str)
             && !overlay_dir.is_empty()
         {
             sparse::add(git, dir, &[overlay_dir]).await?;
@@ -480,9 +490,11 @@ impl Flow {
             base: base.clone(),
         })?;
         *old = current_image(&before, &job.image);
-        let widened = sparse::widen_for_preflight(git, dir, &path, &job.image).await?;
-        if !widened.is_empty() {
-            tracing::info!(directories = ?widened, "checked out what the overlay builds from");
+        if sparse_checkout {
+            let widened = sparse::widen_for_preflight(git, dir, &path, &job.image).await?;
+            if !widened.is_empty() {
+                tracing::info!(directories = ?widened, "checked out what the overlay builds from");
+            }
         }
         let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
             FlowError::Edit {

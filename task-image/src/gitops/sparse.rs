@@ -15,6 +15,7 @@
 
 use std::path::{Component, Path};
 
+use super::config::CloneMode;
 use super::git::{Git, GitError};
 use crate::kustomize::{self, PreflightError};
 
@@ -29,36 +30,36 @@ const FILTER_IGNORED: [&str; 2] = [
     "--filter is ignored in local clones",
 ];
 
-/// Clones `branch` of `url` into `dir` (run from `parent`) with blobs fetched on demand and only
-/// the top level checked out. Returns whether the server honoured the filter.
+/// Clones `branch` of `url` into `dir` (run from `parent`), shallow. [`CloneMode::Partial`]:
+/// blobs fetched on demand and only the top level checked out (a sparse checkout, even when the
+/// server ignores the filter and sends every blob). Returns whether the server honoured the
+/// filter, for the log.
 pub async fn clone(
     git: &Git,
     parent: &Path,
     dir: &Path,
     url: &str,
     branch: &str,
+    mode: CloneMode,
 ) -> Result<bool, GitError> {
     let dir_arg = dir.display().to_string();
-    let out = git
-        .run(
-            parent,
-            &[
-                "clone",
-                "--quiet",
-                "--depth",
-                "1",
-                "--filter=blob:none",
-                "--sparse",
-                "--single-branch",
-                "--no-tags",
-                "--branch",
-                branch,
-                "--",
-                url,
-                &dir_arg,
-            ],
-        )
-        .await?;
+    let mut args = vec!["clone", "--quiet", "--depth", "1"];
+    if mode == CloneMode::Partial {
+        args.extend(["--filter=blob:none", "--sparse"]);
+    }
+    args.extend([
+        "--single-branch",
+        "--no-tags",
+        "--branch",
+        branch,
+        "--",
+        url,
+        &dir_arg,
+    ]);
+    let out = git.run(parent, &args).await?;
+    if mode == CloneMode::Shallow {
+        return Ok(false);
+    }
     let partial = !FILTER_IGNORED.iter().any(|w| out.stderr.contains(w));
     if !partial {
         tracing::info!(

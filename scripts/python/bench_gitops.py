@@ -116,7 +116,7 @@ def make_large(path, files_total, commits):
     shutil.rmtree(path, ignore_errors=True)
     git("init", "--quiet", "--bare", "-b", "main", path)
     git("fast-import", "--quiet", cwd=path, stdin=fast_import_stream(files_total, commits))
-    git("gc", "--quiet", "--aggressive", cwd=path)
+    git("gc", "--quiet", cwd=path)
     open(os.path.join(path, "bench-ready"), "w").close()
 
 

@@ -87,8 +87,8 @@ def fast_import_stream(files_total, commits):
     others = files_total - len(files)
     for n in range(others):
         s, f = n % services, n // services
-        # Each file about 1.5 KiB of distinct text, as real manifests differ.
-        body = "".join(f"# service {s} file {f} line {k}: {os.urandom(12).hex()}\n" for k in range(24))
+        # Each file about 3 KiB of distinct text, as real manifests differ.
+        body = "".join(f"# service {s} file {f} line {k}: {os.urandom(12).hex()}\n" for k in range(48))
         files[f"apps/svc-{s:03}/manifests/config-{f:03}.yaml"] = body
     ts = 1_700_000_000
     for c in range(commits):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs the tools (scripts/setup.sh), starts moto on a free loopback port,
-# then runs cargo fmt --check, the README's first command and the demo (scripts/smoke.sh),
-# clippy -D warnings, the whole test suite, schemathesis against the local server, and the
-# template checks. moto is stopped on exit, pass or fail.
+# then runs cargo fmt --check, the Markdown link check, the README's first command and the demo
+# (scripts/smoke.sh), clippy -D warnings, the whole test suite, schemathesis against the local
+# server, and the template checks. moto is stopped on exit, pass or fail.
 # Usage: scripts/test.sh [--help] [extra args for cargo test, e.g. a test name filter; schemathesis
 # uses the debug server binary, so --release or -p alone would leave it stale]
 set -euo pipefail
@@ -40,6 +40,9 @@ echo "moto at $MOTO_ENDPOINT"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "== documentation links (scripts/python/check_links.py)"
+.venv/bin/python scripts/python/check_links.py
 
 echo "== the README's first command and the demo, before anything else builds (scripts/smoke.sh)"
 # A clean clone has no target/: this is the newcomer's build, shared with everything below.

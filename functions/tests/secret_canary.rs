@@ -1,4 +1,4 @@
-//! Secret canaries (issue 6): every secret the system handles is planted as a unique value, the
+//! Secret canaries: every secret the system handles is planted as a unique value, the
 //! whole flow runs with it (successes and failures), and then every place a secret could end up
 //! is searched for it.
 //!

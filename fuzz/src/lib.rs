@@ -5,7 +5,7 @@
 //! - [`intake`]: the webhook payload parsers, signature headers, token decoding, list cursors.
 //! - [`kustomize`]: the task's `kustomize edit set image` arguments and edit.
 //!
-//! Run with `scripts/fuzz.sh`; see the README, "Fuzzing".
+//! Run with `scripts/fuzz.sh`; see `docs/fuzzing.md`.
 
 pub mod input;
 pub mod intake;

@@ -5,7 +5,7 @@
 //!
 //! A `transform` case gives the entries, the input image, where it sits (`field_path`) and which
 //! filters ran (`layer`). How often each entry is applied to that one value follows kustomize's
-//! pipeline (reference/kustomize.md §6.1), modelled in [`applications`]: the Filter layer or the
+//! pipeline (`api/internal/target/kusttarget_configplugin.go`, `api/filters/imagetag`), modelled in [`applications`]: the Filter layer or the
 //! LegacyFilter layer alone apply each entry once; the plugin and a build run LegacyFilter (any
 //! `containers`/`initContainers` sequence) and then Filter (the default image fieldspecs), so an
 //! image both reach gets each entry twice (visible only with `tagSuffix`);

@@ -1,7 +1,7 @@
 //! The API Gateway Lambda: the shared Router over DynamoDB and ECS, served by `lambda_http`.
 //! Works behind a REST API with a stage (set `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true`, as
 //! `template.yaml` does) and behind an HTTP API. Configuration: see `orchestrator serve --help`
-//! and the README; every setting is an environment variable.
+//! and `docs/settings.md`; every setting is an environment variable.
 
 use std::sync::Arc;
 

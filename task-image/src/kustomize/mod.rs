@@ -2,8 +2,8 @@
 //! kustomize's build-time image matching (used by the preflight check).
 //!
 //! The reference is kustomize v5 (`kustomize/commands/edit/set/setimage.go`, `kustfile`,
-//! `api/internal/image`, `api/filters/imagetag`), as specified in `reference/kustomize.md` and
-//! checked against kustomize's own test cases (`tests/fixtures/kustomize/`).
+//! `api/internal/image`, `api/filters/imagetag`), read from kustomize's source and checked against
+//! kustomize's own test cases and derived edge cases (`tests/fixtures/kustomize/`).
 //!
 //! Code map:
 //! - [`args`]: the argument grammar and `image.Split`.

@@ -3,6 +3,7 @@
 //! data directory, and (where a PR is opened) the real GitHub client against wiremock.
 
 mod support;
+mod tools;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -109,16 +110,36 @@ async fn pushes_one_signed_commit_with_only_the_tag_changed() {
     );
 }
 
+/// A tag that YAML would read as a number is quoted in the overlay, and the commit says why.
+#[tokio::test]
+async fn a_quoted_tag_is_explained_in_the_commit_message() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let (_, run) = run_default(&store, &job("dev", "1234"), local_settings(&repo)).await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(
+        repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap(),
+        dev_overlay(OLD_TAG).replace(OLD_TAG, "\"1234\"")
+    );
+    let message = repo.message(DEV_BRANCH);
+    assert!(
+        message.contains(
+            "newTag \"1234\" is quoted: unquoted, YAML would read 1234 as a number, and \
+             kustomize needs a string.\n"
+        ),
+        "{message}"
+    );
+    // A tag that reads as a string needs no note.
+    let other = GitopsRepo::new();
+    let (_, run) = run_default(&store, &job("dev", NEW_TAG), local_settings(&other)).await;
+    assert!(run.ok(), "{run:#?}");
+    assert!(!other.message(DEV_BRANCH).contains("is quoted"));
+}
+
 /// kustomize itself (kubectl kustomize, v5) renders the pushed overlay with the new image.
 #[tokio::test]
 async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: kubectl is not installed");
+    if !tools::kubectl("the_pushed_overlay_renders_the_new_image_with_kustomize") {
         return;
     }
     let repo = GitopsRepo::new();

@@ -338,12 +338,13 @@ impl Flow {
 
         let max = self.settings.push_attempts;
         let mut old: Option<CurrentImage> = None;
+        let mut notes: Vec<String> = Vec::new();
         let decision = loop {
             outcome.attempts += 1;
             let n = outcome.attempts;
             let dir = root.join(format!("{}-attempt-{n}", req.record_id));
             match self
-                .attempt(&git, req, &overlay, &branch, &dir, n, &mut old)
+                .attempt(&git, req, &overlay, &branch, &dir, n, &mut old, &mut notes)
                 .await
             {
                 Ok(d) => break d,
@@ -383,7 +384,7 @@ impl Flow {
             tracing::info!(branch = %branch, "branch pushed; no GitHub API configured, so no pull request");
             return outcome;
         };
-        let texts = self.texts(req, &overlay, old.as_ref());
+        let texts = self.texts(req, &overlay, old.as_ref(), &notes);
         let spec = PullRequestSpec {
             head_branch: branch.clone(),
             base_branch: self.settings.base_branch.clone(),
@@ -428,6 +429,7 @@ impl Flow {
         dir: &Path,
         attempt: u32,
         old: &mut Option<CurrentImage>,
+        notes: &mut Vec<String>,
     ) -> Result<Decision, FlowError> {
         let job = req.job;
         let base = &self.settings.base_branch;
@@ -502,6 +504,7 @@ impl Flow {
                 message: e.to_string(),
             }
         })?;
+        notes.clone_from(&edited.notes);
         let report = kustomize::preflight(&path, &job.image).map_err(|e| FlowError::Preflight {
             overlay: overlay_text.clone(),
             image: job.image.clone(),
@@ -576,7 +579,7 @@ impl Flow {
             )));
         }
 
-        let texts = self.texts(req, overlay, old.as_ref());
+        let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
         git.run(dir, &["checkout", "--quiet", "-B", branch]).await?;
         git.run_with_input(
             dir,
@@ -669,7 +672,15 @@ impl Flow {
             .find(|theirs| theirs.to_string() > ours.to_string()))
     }
 
-    fn texts(&self, req: &FlowRequest<'_>, overlay: &Path, old: Option<&CurrentImage>) -> Texts {
+    /// `notes`: why the edit had to quote a value (see [`kustomize::Edited::notes`]), said in
+    /// the commit and the PR so that a reviewer knows why the line looks different.
+    fn texts(
+        &self,
+        req: &FlowRequest<'_>,
+        overlay: &Path,
+        old: Option<&CurrentImage>,
+        notes: &[String],
+    ) -> Texts {
         let job = req.job;
         let title = format!(
             "Update {} image in {} to {}",
@@ -704,6 +715,12 @@ impl Flow {
         if let Some(b) = &build {
             commit_message.push_str(&format!("Build: {b}\n"));
         }
+        if !notes.is_empty() {
+            commit_message.push('\n');
+            for note in notes {
+                commit_message.push_str(&format!("{note}.\n"));
+            }
+        }
         commit_message.push_str(&format!("\n{RECORD_TRAILER}: {}\n", req.record_id));
 
         let mut pr_body = format!(
@@ -723,6 +740,9 @@ impl Flow {
         match &record {
             Some(r) => pr_body.push_str(&format!("| Record | {r} |\n")),
             None => pr_body.push_str(&format!("| Record | `{}` |\n", req.record_id)),
+        }
+        for note in notes {
+            pr_body.push_str(&format!("\nNote: {note}.\n"));
         }
         pr_body.push_str(&format!(
             "\nThe branch `{branch}` is rebuilt from `{base}` for every new build of this service \

@@ -23,7 +23,7 @@ use super::config::{CloneMode, Remote, Settings, check_segment};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
 use super::sparse;
-use crate::kustomize;
+use kustomize_set_image as kustomize;
 
 /// The trailer naming the record a commit was made for. Record ids are UUID v7, so comparing
 /// them orders events by arrival: a task never overwrites the branch of a newer event.

@@ -17,7 +17,7 @@ use std::path::{Component, Path};
 
 use super::config::CloneMode;
 use super::git::{Git, GitError};
-use crate::kustomize::{self, PreflightError};
+use kustomize_set_image::{self as kustomize, PreflightError};
 
 /// Widening the checkout stops after this many directories (a kustomization graph is small; a
 /// loop here would be a bug, and the preflight then reports the missing path itself).

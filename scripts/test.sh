@@ -21,7 +21,7 @@ cd "$root"
 # A snapshot test under UPDATE_SNAPSHOTS rewrites its expected file and would compare it with itself.
 if [[ -n "${UPDATE_SNAPSHOTS+set}" ]]; then
   echo "test.sh: UPDATE_SNAPSHOTS is set: refusing to run (snapshots would be rewritten, not checked)." >&2
-  echo "  Rewrite them with: UPDATE_SNAPSHOTS=1 cargo test -p gitops-task --test kustomize_snapshots; review the diff; then unset it." >&2
+  echo "  Rewrite them with: UPDATE_SNAPSHOTS=1 cargo test -p kustomize-set-image --test snapshots; review the diff; then unset it." >&2
   exit 2
 fi
 

@@ -47,6 +47,7 @@ fn run_help_documents_every_setting() {
         "RECORD_BASE_URL",
         "GIT_TIMEOUT_SECS",
         "GITOPS_PUSH_ATTEMPTS",
+        "GITOPS_CLONE",
         "ORCH_STORE",
         "DATA_DIR",
         "TABLE_NAME",
@@ -188,6 +189,7 @@ async fn empty_variables_count_as_unset() {
         "RECORD_BASE_URL",
         "GIT_TIMEOUT_SECS",
         "GITOPS_PUSH_ATTEMPTS",
+        "GITOPS_CLONE",
     ] {
         cmd.env(var, "");
     }

@@ -2,7 +2,8 @@
 //!
 //! See the [module above](super) for the branch scheme. One attempt is:
 //!
-//! 1. shallow clone of the base branch into a fresh directory;
+//! 1. partial, shallow, sparse clone of the base branch into a fresh directory: the overlay's
+//!    directory, then whatever the preflight needs, blobs fetched on demand ([`super::sparse`]);
 //! 2. `ls-remote` + shallow fetch of the update branch, if it exists (its sha becomes the lease);
 //! 3. `kustomize edit set image <image>=*:<tag>` on the overlay (format-preserving), then the
 //!    preflight check (the overlay still builds and the image is used);
@@ -14,7 +15,7 @@
 //!
 //! Over 500 lines and still one idea: the attempt above and the outcome it reports (the PR body
 //! and the record's reason are written from the same steps). Git itself is [`super::git`],
-//! GitHub [`super::github`], the edit `crate::kustomize`.
+//! GitHub [`super::github`], the edit the `kustomize-set-image` crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +23,11 @@ use std::sync::Arc;
 use orchestrator_core::{Job, RecordId};
 use serde::Serialize;
 
-use super::config::{Remote, Settings};
+use super::config::{CloneMode, Remote, Settings};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
-use crate::kustomize;
+use super::sparse;
+use kustomize_set_image as kustomize;
 
 /// The trailer naming the record a commit was made for. Record ids are UUID v7, so comparing
 /// them orders events by arrival: a task never overwrites the branch of a newer event.
@@ -412,24 +414,22 @@ impl Flow {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
         }
-        let dir_arg = dir.display().to_string();
-        git.run(
+        sparse::clone(
+            git,
             parent,
-            &[
-                "clone",
-                "--quiet",
-                "--depth",
-                "1",
-                "--single-branch",
-                "--no-tags",
-                "--branch",
-                base,
-                "--",
-                self.settings.remote.url(),
-                &dir_arg,
-            ],
+            dir,
+            self.settings.remote.url(),
+            base,
+            self.settings.clone,
         )
         .await?;
+        let sparse_checkout = self.settings.clone == CloneMode::Partial;
+        if sparse_checkout
+            && let Some(overlay_dir) = overlay.parent().and_then(Path::to_str)
+            && !overlay_dir.is_empty()
+        {
+            sparse::add(git, dir, &[overlay_dir]).await?;
+        }
         let base_sha = git
             .rev_parse(dir, "HEAD^{commit}")
             .await?
@@ -466,6 +466,12 @@ impl Flow {
             base: base.clone(),
         })?;
         *old = current_image(&before, job.image.as_str());
+        if sparse_checkout {
+            let widened = sparse::widen_for_preflight(git, dir, &path, job.image.as_str()).await?;
+            if !widened.is_empty() {
+                tracing::info!(directories = ?widened, "checked out what the overlay builds from");
+            }
+        }
         let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
             FlowError::Edit {
                 overlay: overlay_text.clone(),

@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gitops_task::kustomize::set_image_file;
+use kustomize_set_image::set_image_file;
 use serde_json::Value as Json;
 
+#[path = "../../task-image/tests/tools/mod.rs"]
 mod tools;
 
 type Entry = BTreeMap<String, String>;

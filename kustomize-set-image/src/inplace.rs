@@ -681,7 +681,7 @@ mod tests {
     /// for images built from both entries' names and new names and from random strings.
     #[test]
     fn entries_said_not_to_interact_commute() {
-        use crate::kustomize::matching::{ImageEntry, apply_entry, image_matches};
+        use crate::matching::{ImageEntry, apply_entry, image_matches};
         // Each match compiles a regexp: remember them.
         let mut matches = std::collections::HashMap::new();
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);

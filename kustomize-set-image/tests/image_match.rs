@@ -18,8 +18,8 @@
 
 use std::path::PathBuf;
 
-use gitops_task::kustomize::args::split;
-use gitops_task::kustomize::{ImageEntry, apply_entry, image_matches};
+use kustomize_set_image::args::split;
+use kustomize_set_image::{ImageEntry, apply_entry, image_matches};
 use serde_json::Value as Json;
 
 fn fixture(name: &str) -> Vec<Json> {

@@ -2,7 +2,7 @@
 //! files and regexp names (a deterministic generator, so failures reproduce). Where an edit
 //! succeeds, it must be idempotent and keep the text outside the images block.
 
-use gitops_task::kustomize::{image_matches, set_image};
+use kustomize_set_image::{image_matches, set_image};
 use outside_images::without_images_blocks;
 
 mod outside_images;

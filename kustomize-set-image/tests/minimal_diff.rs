@@ -6,8 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use gitops_task::kustomize::{set_image, set_image_file};
+use kustomize_set_image::{set_image, set_image_file};
 
+#[path = "../../task-image/tests/tools/mod.rs"]
 mod tools;
 
 const SHA: &str = "8f59df978e3fa133a2ee39ff66b3382342ce958c";

@@ -5,12 +5,13 @@
 //! Requires `kubectl` under `REQUIRE_KUBECTL=1` (scripts/test.sh); otherwise skipped without it,
 //! and the skip is listed (see `tools`).
 
+#[path = "../../task-image/tests/tools/mod.rs"]
 mod tools;
 
 use std::path::Path;
 use std::process::Command;
 
-use gitops_task::kustomize::set_image_file;
+use kustomize_set_image::set_image_file;
 
 const SHA: &str = "8f59df978e3fa133a2ee39ff66b3382342ce958c";
 const DIGEST: &str = "sha256:24a0c4b4a4c0eb97a1aabb8e29f18e917d05abfe1b7a7c07857230879ce7d3d3";

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use gitops_task::kustomize::set_image;
+use kustomize_set_image::set_image;
 use outside_images::without_images_blocks;
 
 mod outside_images;

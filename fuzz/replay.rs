@@ -1,5 +1,5 @@
 //! Corpus replay for the ordinary test suite, included (`#[path]`) by
-//! `functions/tests/fuzz_replay.rs` (intake targets) and `task-image/tests/fuzz_replay.rs`
+//! `functions/tests/fuzz_replay.rs` (intake targets) and `kustomize-set-image/tests/fuzz_replay.rs`
 //! (kustomize targets); not part of the fuzz crate. Every file under `fuzz/corpus/<target>/` (the
 //! committed seeds) and `fuzz/regressions/<target>/` (inputs that once crashed a target) goes
 //! through the target's body, which must not panic.

@@ -4,12 +4,17 @@
 #   - each Lambda binary's cold start (process start -> first answer) and peak memory through the
 #     Runtime API emulator against moto (release build);
 #   - the gitops task: process start -> pull request opened, against a local bare repository and a
-#     GitHub mock (release build).
-# Usage: scripts/bench.sh [--help]   Settings: BENCH_REQUESTS (default 500).
+#     GitHub mock (release build);
+#   - webhook -> pull request opened through the local server and the task, on the demo's small
+#     repository and on a generated large one (10,000 files, 5,000 commits, served with
+#     uploadpack.allowFilter as GitHub does), partial and shallow clone, beside a full clone +
+#     commit + push of the same repository (scripts/python/bench_gitops.py).
+# Usage: scripts/bench.sh [--help]   Settings: BENCH_REQUESTS (default 500), BENCH_GITOPS_RUNS
+# (default 5), BENCH_WORK (a directory that keeps the generated large repository between runs).
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -38,3 +43,7 @@ MOTO_ENDPOINT="http://127.0.0.1:$(cat "$work/port")" REQUIRE_MOTO=1 \
 echo "== gitops task: start -> PR opened (local bare repository, GitHub mock; release build)"
 cargo test --release --quiet -p gitops-task --test gitops_binary -- --nocapture \
   opens_the_pr_and_reports_it_with_no_subcommand 2>&1 | grep -o 'TIMING.*'
+
+echo "== gitops: webhook -> PR opened, small and large repository, beside the full-clone way (release build)"
+.venv/bin/python scripts/python/bench_gitops.py "$target/release/orchestrator" "$target/release/gitops-task" \
+  --runs "${BENCH_GITOPS_RUNS:-5}" ${BENCH_WORK:+--work "$BENCH_WORK"}

@@ -8,7 +8,8 @@
 #      repository, with a fresh DATA_DIR;
 #   3. posts tests/fixtures/circleci-orb/success.json;
 #   4. waits (bounded) until the record leaves dispatched/running;
-#   5. prints the record and `git diff main..update-image/dev/circleci-samples`.
+#   5. prints the record and `git diff main..update-image/dev/circleci-samples`: one line, the
+#      app's tag (the overlay's comments, entry order, indentation and quoting are kept).
 # The server is stopped on exit. Needs cargo, git and curl (or python3).
 #
 # Settings (environment): DEMO_DIR (default: a new temporary directory, kept afterwards),
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ $# -gt 0 ]]; then
@@ -116,6 +117,8 @@ spec:
         image: $image:$old_tag
         ports:
         - containerPort: 8080
+      - name: proxy
+        image: envoyproxy/envoy:v1.30.0
 EOF
 cat >"$app/overlays/dev/kustomization.yaml" <<EOF
 # Dev overlay of $service. The image tag is bumped by the gitops orchestrator.
@@ -123,14 +126,18 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: $service-dev
 resources:
-- ../../base
+  - ../../base
 images:
-- name: $image
-  newTag: $old_tag
+  # the app image, bumped by CI
+  - name: $image
+    newTag: "$old_tag"   # keep quoted
+  # the sidecar, bumped by hand
+  - name: envoyproxy/envoy
+    newTag: v1.31.0
 # Keep one replica in dev.
 replicas:
-- name: $service
-  count: 1
+  - name: $service
+    count: 1
 EOF
 cat >"$app/overlays/prod/kustomization.yaml" <<EOF
 # Prod overlay: images come from the registry mirror.
@@ -216,7 +223,10 @@ if [[ "$status" != "succeeded" ]]; then
   die "the job ended '$status'"
 fi
 echo
-echo "--- git diff main..$branch"
+# The edit touches only the line that must change: the app's tag (its quotes and comment kept).
+changed="$(g --git-dir "$demo/gitops.git" diff --numstat "main..$branch" |
+  awk '{a += $1; d += $2} END {print a "+/" d "-"}')"
+echo "--- git diff main..$branch ($changed lines)"
 g --git-dir "$demo/gitops.git" --no-pager diff "main..$branch"
 echo "--- commit"
 g --git-dir "$demo/gitops.git" --no-pager log -1 --format='%h %an <%ae>%n%n%B' "$branch"

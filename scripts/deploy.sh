@@ -62,7 +62,9 @@ set to an empty string to clear an optional value):
                                                                                  -> PortKafkaBootstrapServers
   PORT_KAFKA_TOPIC               <ORG_ID>.change.log (required with brokers)      -> PortKafkaTopic
   PORT_KAFKA_CONSUMER_GROUP_ID   default <ORG_ID>.gitops-orchestrator             -> PortKafkaConsumerGroupId
-  PORT_KAFKA_BATCH_SIZE          records per invocation, default 10               -> PortKafkaBatchSize
+  PORT_KAFKA_BATCH_SIZE          records per invocation, default 10, at most 100  -> PortKafkaBatchSize
+  PORT_KAFKA_MAX_RETRY_ATTEMPTS  deliveries again of unfinished records before the
+                                 on-failure queue, default 10                    -> PortKafkaMaxRetryAttempts
   PORT_KAFKA_SASL_SECRET_ARN     Secrets Manager ARN of the SASL/SCRAM-512 credentials, JSON
                                  {"username","password"} (required with brokers) -> PortKafkaSaslSecretArn
   CIRCLECI_WEBHOOK_SECRET_ARN    Secrets Manager ARN of CircleCI's webhook signing secret (optional;
@@ -153,6 +155,7 @@ params=(
   PORT_KAFKA_TOPIC:PortKafkaTopic
   PORT_KAFKA_CONSUMER_GROUP_ID:PortKafkaConsumerGroupId
   PORT_KAFKA_BATCH_SIZE:PortKafkaBatchSize
+  PORT_KAFKA_MAX_RETRY_ATTEMPTS:PortKafkaMaxRetryAttempts
   PORT_KAFKA_SASL_SECRET_ARN:PortKafkaSaslSecretArn
   LOG_RETENTION_DAYS:LogRetentionDays
   LOG_LEVEL:LogLevel

@@ -2,11 +2,13 @@
 # Installs what the tests and local tools need, idempotently:
 #   - Python tools pinned in requirements-dev.txt (moto[server], cfn-lint, aws-sam-cli) into .venv
 #   - rustfmt and clippy, if the toolchain lacks them
+#   - kubectl (its built-in kustomize renders the overlays in the task-image tests), with apt-get
+#     when missing; REQUIRE_KUBECTL=0 turns a kubectl that cannot be installed into a warning
 # Usage: scripts/setup.sh [--help]
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -34,4 +36,27 @@ if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "$want" > "$stamp"
 else
   echo "setup: .venv is up to date"
+fi
+
+# kubectl: the only check against real kustomize (`kubectl kustomize` renders). The tests require it
+# under REQUIRE_KUBECTL=1 (scripts/test.sh's default).
+if command -v kubectl >/dev/null && kubectl version --client >/dev/null 2>&1; then
+  echo "setup: kubectl found: $(kubectl version --client 2>/dev/null | tr '\n' ' ')"
+else
+  echo "setup: kubectl not found: installing it with apt-get (package 'kubectl')"
+  sudo=""
+  [[ "$(id -u)" -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo"
+  if command -v apt-get >/dev/null; then
+    $sudo apt-get install -y --no-install-recommends kubectl || {
+      $sudo apt-get update && $sudo apt-get install -y --no-install-recommends kubectl
+    } || true
+  fi
+  if ! command -v kubectl >/dev/null; then
+    msg="setup: kubectl could not be installed (no apt-get, or apt has no candidate for 'kubectl').
+  Add the Kubernetes apt repository (https://pkgs.k8s.io, see https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/)
+  and run scripts/setup.sh again, or put any kubectl with kustomize v5 on PATH.
+  To run the tests without the kustomize renders instead: REQUIRE_KUBECTL=0 scripts/test.sh (they are then listed as skipped)."
+    echo "$msg" >&2
+    [[ "${REQUIRE_KUBECTL:-1}" == 0 ]] || exit 1
+  fi
 fi

@@ -101,6 +101,8 @@ echo "== smoke: scripts/demo.sh"
 start=$SECONDS
 DEMO_DIR="$work/demo" timeout "$timeout_s" scripts/demo.sh >"$work/demo.out" 2>"$work/demo.err" ||
   { cat "$work/demo.err" >&2; fail "scripts/demo.sh failed"; }
-grep -q '^+  newTag: 8f59df978e3fa133a2ee39ff66b3382342ce958c$' "$work/demo.out" ||
+grep -q '^+    newTag: "8f59df978e3fa133a2ee39ff66b3382342ce958c"   # keep quoted$' "$work/demo.out" ||
   { cat "$work/demo.out" >&2; fail "scripts/demo.sh did not show the new tag in the branch diff"; }
+grep -q '^--- git diff main\.\..* (1+/1- lines)$' "$work/demo.out" ||
+  { cat "$work/demo.out" >&2; fail "scripts/demo.sh's branch diff is not a one-line change"; }
 echo "== smoke: scripts/demo.sh OK ($((SECONDS - start)) s)"

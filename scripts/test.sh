@@ -1,28 +1,52 @@
 #!/usr/bin/env bash
 # The test command: installs the tools (scripts/setup.sh), starts moto on a free loopback port,
-# then runs cargo fmt --check, the README's first command and the demo (scripts/smoke.sh),
-# clippy -D warnings, the whole test suite, schemathesis against the local server, and the
-# template checks. moto is stopped on exit, pass or fail.
+# then runs cargo fmt --check, the Markdown link check, the README's first command and the demo
+# (scripts/smoke.sh), clippy -D warnings, the whole test suite, schemathesis against the local
+# server, and the template checks. moto is stopped on exit, pass or fail. Checks that need an
+# outside tool are required (REQUIRE_MOTO=1, REQUIRE_KUBECTL=1: missing means failed);
+# REQUIRE_KUBECTL=0 lets the kubectl renders skip, and every skipped check is listed at the end.
+# UPDATE_SNAPSHOTS is refused.
 # Usage: scripts/test.sh [--help] [extra args for cargo test, e.g. a test name filter; schemathesis
 # uses the debug server binary, so --release or -p alone would leave it stale]
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# A snapshot test under UPDATE_SNAPSHOTS rewrites its expected file and would compare it with itself.
+if [[ -n "${UPDATE_SNAPSHOTS+set}" ]]; then
+  echo "test.sh: UPDATE_SNAPSHOTS is set: refusing to run (snapshots would be rewritten, not checked)." >&2
+  echo "  Rewrite them with: UPDATE_SNAPSHOTS=1 cargo test -p kustomize-set-image --test snapshots; review the diff; then unset it." >&2
+  exit 2
+fi
+
+# Tests that need kubectl fail without it, unless this is set to 0 (then they skip, and are listed).
+export REQUIRE_KUBECTL="${REQUIRE_KUBECTL:-1}"
+[[ "$REQUIRE_KUBECTL" == 1 ]] || echo "test.sh: REQUIRE_KUBECTL=$REQUIRE_KUBECTL: the kubectl kustomize renders may be skipped"
+
 scripts/setup.sh
 
 work="$(mktemp -d)"
 moto_pid=""
+# Every test that skips a check appends a line here (see the tests' moto_endpoint and kubectl helpers).
+export SKIPPED_CHECKS_FILE="$work/skipped-checks.txt"
+: >"$SKIPPED_CHECKS_FILE"
 cleanup() {
   if [[ -n "$moto_pid" ]]; then kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; fi
+  if [[ -s "$SKIPPED_CHECKS_FILE" ]]; then
+    echo "== SKIPPED CHECKS ($(sort -u "$SKIPPED_CHECKS_FILE" | wc -l)): these did not run" >&2
+    sort -u "$SKIPPED_CHECKS_FILE" | sed 's/^/  /' >&2
+  else
+    echo "== skipped checks: none (REQUIRE_MOTO=$REQUIRE_MOTO, REQUIRE_KUBECTL=$REQUIRE_KUBECTL)"
+  fi
   rm -rf "$work"
 }
+export REQUIRE_MOTO=1
 trap cleanup EXIT
 
 echo "== starting moto"
@@ -35,11 +59,13 @@ for _ in $(seq 1 100); do
 done
 [[ -s "$work/moto.port" ]] || { echo "moto did not report its port" >&2; exit 1; }
 export MOTO_ENDPOINT="http://127.0.0.1:$(cat "$work/moto.port")"
-export REQUIRE_MOTO=1
 echo "moto at $MOTO_ENDPOINT"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "== documentation links (scripts/python/check_links.py)"
+.venv/bin/python scripts/python/check_links.py
 
 echo "== the README's first command and the demo, before anything else builds (scripts/smoke.sh)"
 # A clean clone has no target/: this is the newcomer's build, shared with everything below.

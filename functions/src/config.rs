@@ -116,7 +116,7 @@ pub struct PortArgs {
     #[arg(long, env = "PORT_CLIENT_SECRET", hide_env_values = true)]
     pub port_client_secret: Option<Secret>,
 
-    /// Rules file (YAML) mapping Port events to remediation actions; see the README, "Port remediations".
+    /// Rules file (YAML) mapping Port events to remediation actions; format in docs/rules.md.
     #[arg(long, env = "RULES_FILE", conflicts_with = "rules")]
     pub rules_file: Option<PathBuf>,
 

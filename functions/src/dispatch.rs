@@ -190,6 +190,11 @@ pub async fn redispatch(
     launch_and_record(store, launcher, policy, &record, contract).await
 }
 
+/// The `status` of an item whose record could not be written.
+pub const ITEM_ERROR: &str = "error";
+/// The `status` of an item not started: the invocation's time was running out.
+pub const ITEM_DEFERRED: &str = "deferred";
+
 /// What became of one Kafka record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemReport {
@@ -197,7 +202,7 @@ pub struct ItemReport {
     pub at: Coordinates,
     pub record_id: Option<RecordId>,
     /// The record's status (`dispatched`, `ignored`, `rejected`, `dispatch_failed`, ...), or
-    /// `error` when it could not be written.
+    /// [`ITEM_ERROR`] when it could not be written, or [`ITEM_DEFERRED`] when it was not started.
     pub status: String,
     pub duplicate: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,20 +215,60 @@ pub struct BatchReport {
     pub records: Vec<ItemReport>,
 }
 
+/// One entry of a Kafka partial batch response: resume `partition` (the event's
+/// `<topic>-<partition>` key) from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemIdentifier {
+    pub partition: String,
+    pub offset: i64,
+}
+
 impl BatchReport {
-    /// Records that could not be written (store errors): the batch must be delivered again.
+    /// Records that could not be written (store errors): they must be delivered again.
     pub fn unwritten(&self) -> usize {
-        self.records.iter().filter(|r| r.status == "error").count()
+        self.count(ITEM_ERROR)
     }
 
     pub fn count(&self, status: &str) -> usize {
         self.records.iter().filter(|r| r.status == status).count()
     }
+
+    /// The partial batch response: for each partition with an item not done (a store error, or
+    /// not started), its lowest such offset; the event source delivers that partition again from
+    /// there. Empty when every item is done. `None` when such an item has no usable coordinates
+    /// (a record too broken to name its partition or offset): only a failure of the whole
+    /// invocation can then have it delivered again.
+    pub fn item_failures(&self) -> Option<Vec<ItemIdentifier>> {
+        let mut first = std::collections::BTreeMap::<(String, i64), i64>::new();
+        for item in self
+            .records
+            .iter()
+            .filter(|r| r.status == ITEM_ERROR || r.status == ITEM_DEFERRED)
+        {
+            let at = &item.at;
+            if at.partition < 0 || at.offset < 0 {
+                return None;
+            }
+            let offset = first
+                .entry((at.topic.clone(), at.partition))
+                .or_insert(at.offset);
+            *offset = (*offset).min(at.offset);
+        }
+        Some(
+            first
+                .into_iter()
+                .map(|((topic, partition), offset)| ItemIdentifier {
+                    partition: format!("{topic}-{partition}"),
+                    offset,
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The Kafka batch loop: records (and launches) every record of `event`, decoded by
 /// [`kafka::decode`]. One record's failure never stops the others;
-/// see [`BatchReport::unwritten`] for whether the batch must be delivered again.
+/// see [`BatchReport::item_failures`] for what must be delivered again.
 pub async fn process_batch(
     store: &dyn RecordStore,
     launcher: &dyn TaskLauncher,
@@ -231,8 +276,32 @@ pub async fn process_batch(
     rules: &RuleSet,
     event: &serde_json::Value,
 ) -> Result<BatchReport, NotKafka> {
+    process_batch_until(store, launcher, policy, rules, event, None).await
+}
+
+/// [`process_batch`], starting no record once `stop_by` has passed: those are reported
+/// [`ITEM_DEFERRED`], for the event source to deliver again.
+pub async fn process_batch_until(
+    store: &dyn RecordStore,
+    launcher: &dyn TaskLauncher,
+    policy: RetryPolicy,
+    rules: &RuleSet,
+    event: &serde_json::Value,
+    stop_by: Option<tokio::time::Instant>,
+) -> Result<BatchReport, NotKafka> {
     let mut report = BatchReport::default();
     for item in kafka::decode(event)? {
+        if stop_by.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            let (Decoded::Event { at, .. } | Decoded::Rejected { at, .. }) = item;
+            report.records.push(ItemReport {
+                at,
+                record_id: None,
+                status: ITEM_DEFERRED.into(),
+                duplicate: false,
+                reason: Some("not started: the invocation was running out of time".into()),
+            });
+            continue;
+        }
         let (at, record) = match item {
             Decoded::Event { at, event } => (at, event.to_record(rules)),
             Decoded::Rejected { at, reason, value } => {
@@ -283,7 +352,7 @@ pub async fn process_batch(
                 ItemReport {
                     at,
                     record_id: None,
-                    status: "error".into(),
+                    status: ITEM_ERROR.into(),
                     duplicate: false,
                     reason: Some(detail),
                 }
@@ -292,4 +361,74 @@ pub async fn process_batch(
         report.records.push(item);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(topic: &str, partition: i64, offset: i64, status: &str) -> ItemReport {
+        ItemReport {
+            at: Coordinates {
+                topic: topic.into(),
+                partition,
+                offset,
+            },
+            record_id: None,
+            status: status.into(),
+            duplicate: false,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn item_failures_name_the_first_unfinished_offset_of_each_partition() {
+        let report = BatchReport {
+            records: vec![
+                item("t", 0, 10, "dispatched"),
+                item("t", 0, 11, ITEM_ERROR),
+                item("t", 0, 12, "rejected"),
+                item("t", 0, 13, ITEM_DEFERRED),
+                item("t", 1, 7, "ignored"),
+                item("t", 1, 8, ITEM_DEFERRED),
+                item("t", 1, 9, ITEM_DEFERRED),
+                item("u.v-w", 3, 5, "dispatched"),
+            ],
+        };
+        assert_eq!(
+            report.item_failures().unwrap(),
+            [
+                ItemIdentifier {
+                    partition: "t-0".into(),
+                    offset: 11
+                },
+                ItemIdentifier {
+                    partition: "t-1".into(),
+                    offset: 8
+                },
+            ]
+        );
+        // The answer Lambda reads: {"partition": "<topic>-<n>", "offset": n}.
+        assert_eq!(
+            serde_json::to_value(&report.item_failures().unwrap()[0]).unwrap(),
+            serde_json::json!({"partition": "t-0", "offset": 11})
+        );
+    }
+
+    #[test]
+    fn a_done_batch_has_no_item_failures_and_an_unlocatable_one_fails_whole() {
+        let done = BatchReport {
+            records: vec![item("t", 0, 1, "dispatched"), item("t", 0, 2, "rejected")],
+        };
+        assert_eq!(done.item_failures(), Some(vec![]));
+        let lost = BatchReport {
+            records: vec![item("t", 0, 1, "dispatched"), item("t", -1, -1, ITEM_ERROR)],
+        };
+        assert_eq!(lost.item_failures(), None);
+        // A rejected record without coordinates is done: it needs no redelivery.
+        let rejected = BatchReport {
+            records: vec![item("t", -1, -1, "rejected")],
+        };
+        assert_eq!(rejected.item_failures(), Some(vec![]));
+    }
 }

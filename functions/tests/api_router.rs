@@ -7,7 +7,6 @@ use axum::http::{Request, StatusCode};
 use common::{fixture, sqlite_app};
 use orchestrator::launch::LaunchError;
 use orchestrator::{IntakeSettings, app};
-use orchestrator_core::contract::vars;
 use orchestrator_core::store::RecordStore;
 use orchestrator_core::{Secret, Status};
 use serde_json::{Value, json};
@@ -76,11 +75,20 @@ async fn orb_success_is_recorded_dispatched_and_located() {
 
     let contracts = t.launcher.contracts();
     assert_eq!(contracts.len(), 1);
+    // The launch contract, every variable named by hand: a renamed or added variable fails here.
     let env = contracts[0].to_map();
-    assert_eq!(env[vars::RECORD_ID], id);
-    assert_eq!(env[vars::TAG], SHA);
-    assert_eq!(env[vars::SERVICE], "circleci-samples");
-    assert_eq!(env.len(), vars::ALL.len(), "identifiers only: {env:?}");
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("ORCH_RECORD_ID", id),
+        ("ORCH_JOB_KIND", "gitops_pr"),
+        ("ORCH_SERVICE", "circleci-samples"),
+        ("ORCH_IMAGE", "eddiewebb/circleci-samples"),
+        ("ORCH_TAG", SHA),
+        ("ORCH_ENVIRONMENT", "dev"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(env, expected, "identifiers only");
 
     let (status, _, shown) = send(&t, get(&format!("/pullrequests/{id}"))).await;
     assert_eq!(status, StatusCode::OK);

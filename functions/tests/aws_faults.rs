@@ -349,3 +349,101 @@ async fn a_listing_never_scans() {
     assert!(page.records.is_empty() && page.next_cursor.is_none());
     assert_eq!(query.num_calls(), 1);
 }
+
+/// A dispatched record as DynamoDB holds it (`GetItem` answer), and its id.
+fn dispatched_item() -> (
+    RecordId,
+    std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let mut record = orchestrator_core::Record::received(
+        orchestrator_core::Source::CircleciOrb,
+        serde_json::json!({"reponame": "svc"}),
+        None,
+    );
+    record.status = orchestrator_core::Status::Dispatched;
+    let item = std::collections::HashMap::from([
+        ("id".to_owned(), S(record.id.to_string())),
+        ("kind".to_owned(), S("record".into())),
+        ("status".to_owned(), S("dispatched".into())),
+        ("source".to_owned(), S("circleci_orb".into())),
+        ("doc".to_owned(), S(serde_json::to_string(&record).unwrap())),
+    ]);
+    (record.id, item)
+}
+
+/// Another writer changed the item between our read and our conditional write.
+fn lost_race() -> aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+        aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+            .message("The conditional request failed")
+            .build(),
+    )
+}
+
+/// The transition's conditional write, as the adapter must send it: only if the item still is
+/// what was read.
+fn conditional_update() -> aws_smithy_mocks::RuleBuilder<
+    aws_sdk_dynamodb::operation::update_item::UpdateItemInput,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+> {
+    mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.condition_expression() == Some("#st = :old AND #doc = :olddoc"))
+}
+
+/// The retry loop, deterministically: the first conditional write loses a race, the record is
+/// read again and the second write lands.
+#[tokio::test]
+async fn a_transition_that_loses_a_race_reads_again_and_retries() {
+    let (id, item) = dispatched_item();
+    let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(move || {
+        aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+            .set_item(Some(item.clone()))
+            .build()
+    });
+    let update = conditional_update()
+        .sequence()
+        .error(lost_race)
+        .output(|| aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build())
+        .build();
+    let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&get, &update]);
+    let store = DynamoStore::new(ddb, TableNames::with_defaults("records"));
+    let written = store
+        .transition(
+            id,
+            &orchestrator_core::store::Transition::to(orchestrator_core::Status::Running),
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.status, orchestrator_core::Status::Running);
+    assert_eq!((get.num_calls(), update.num_calls()), (2, 2));
+}
+
+/// The give-up path: every conditional write loses; after five attempts the transition fails
+/// with a backend error rather than writing without the condition.
+#[tokio::test]
+async fn a_transition_that_keeps_losing_gives_up_after_five_attempts() {
+    let (id, item) = dispatched_item();
+    let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(move || {
+        aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+            .set_item(Some(item.clone()))
+            .build()
+    });
+    let update = conditional_update().then_error(lost_race);
+    let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&get, &update]);
+    let store = DynamoStore::new(ddb, TableNames::with_defaults("records"));
+    let err = store
+        .transition(
+            id,
+            &orchestrator_core::store::Transition::to(orchestrator_core::Status::Running),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, orchestrator_core::store::StoreError::Backend(m)
+            if m == &format!("record {id}: gave up after 5 concurrent updates")),
+        "{err:?}"
+    );
+    assert_eq!((get.num_calls(), update.num_calls()), (5, 5));
+}

@@ -4,7 +4,6 @@ mod common;
 
 use orchestrator::launch::TaskLauncher;
 use orchestrator::launch::ecs::STARTED_BY;
-use orchestrator_core::contract::vars;
 use orchestrator_core::{Job, LaunchContract, RecordId};
 
 #[tokio::test]
@@ -62,8 +61,20 @@ async fn run_task_on_moto_carries_the_contract_and_only_the_contract() {
             )
         })
         .collect();
-    assert_eq!(env, contract.to_map(), "exactly the contract's identifiers");
-    assert_eq!(env[vars::RECORD_ID], contract.record_id.to_string());
+    // Every variable named by hand, not taken from the contract's own `to_map`.
+    let record_id = contract.record_id.to_string();
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("ORCH_RECORD_ID", record_id.as_str()),
+        ("ORCH_JOB_KIND", "gitops_pr"),
+        ("ORCH_SERVICE", "circleci-samples"),
+        ("ORCH_IMAGE", "eddiewebb/circleci-samples"),
+        ("ORCH_TAG", "8f59df978e3fa133a2ee39ff66b3382342ce958c"),
+        ("ORCH_ENVIRONMENT", "dev"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(env, expected, "exactly the contract's identifiers");
 
     let listed = aws.started_tasks().await;
     assert_eq!(listed.task_arns(), std::slice::from_ref(&launched.task_arn));

@@ -8,7 +8,7 @@
 //!   (`fuzz/src/intake.rs`) and input convention (`fuzz/src/input.rs`), so the code is shared,
 //!   not copied.
 //! - Kustomize targets live in the task binary's crate, which this crate does not (and must not)
-//!   depend on: `task-image/tests/fuzz_replay.rs` replays them the same way, in-process.
+//!   depend on: `kustomize-set-image/tests/fuzz_replay.rs` replays them the same way, in-process.
 //!
 //! Fuzzing itself (`scripts/fuzz.sh`) needs cargo-fuzz and sanitizer flags; this replay needs
 //! nothing but `cargo test`, so a regression input added to the tree fails the test command until
@@ -43,7 +43,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("port_signature_header", intake::port_signature_header),
 ];
 
-/// The kustomize targets, replayed by `task-image/tests/fuzz_replay.rs`.
+/// The kustomize targets, replayed by `kustomize-set-image/tests/fuzz_replay.rs`.
 const TASK_TARGETS: &[&str] = &["set_image", "kustomize_args", "image_match"];
 
 fn repo_root() -> PathBuf {
@@ -127,11 +127,12 @@ fn every_fuzz_target_is_replayed() {
         "fuzz/fuzz_targets/*.rs and TARGETS + TASK_TARGETS in this file differ"
     );
     let task_replay =
-        std::fs::read_to_string(repo_root().join("task-image/tests/fuzz_replay.rs")).unwrap();
+        std::fs::read_to_string(repo_root().join("kustomize-set-image/tests/fuzz_replay.rs"))
+            .unwrap();
     for name in TASK_TARGETS {
         assert!(
             task_replay.contains(&format!("replay(\"{name}\"")),
-            "task-image/tests/fuzz_replay.rs does not replay {name}"
+            "kustomize-set-image/tests/fuzz_replay.rs does not replay {name}"
         );
     }
     for dir in ["corpus", "regressions"] {

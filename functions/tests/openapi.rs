@@ -714,24 +714,43 @@ async fn live_responses_match_their_documented_schemas() {
         ),
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
     assert_documented(&d, "/pullrequests", "get", status, &next);
     let id = created["id"].as_str().unwrap();
-    for (method, uri, path) in [
-        ("get", "/pullrequests?limit=1".to_owned(), "/pullrequests"),
-        ("get", format!("/pullrequests/{id}"), "/pullrequests/{id}"),
+    for (method, uri, path, expected) in [
+        (
+            "get",
+            "/pullrequests?limit=1".to_owned(),
+            "/pullrequests",
+            StatusCode::OK,
+        ),
+        (
+            "get",
+            format!("/pullrequests/{id}"),
+            "/pullrequests/{id}",
+            StatusCode::OK,
+        ),
         (
             "post",
             format!("/pullrequests/{id}/dispatch"),
             "/pullrequests/{id}/dispatch",
+            StatusCode::CONFLICT,
         ),
         (
             "delete",
             format!("/pullrequests/{id}"),
             "/pullrequests/{id}",
+            StatusCode::NO_CONTENT,
         ),
-        ("get", format!("/pullrequests/{id}"), "/pullrequests/{id}"),
+        (
+            "get",
+            format!("/pullrequests/{id}"),
+            "/pullrequests/{id}",
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         let (status, _, body) = send(&t, request(method, &uri, None)).await;
+        assert_eq!(status, expected, "{method} {uri}: {body}");
         assert_documented(&d, path, method, status, &body);
     }
 

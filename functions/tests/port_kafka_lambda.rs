@@ -159,6 +159,11 @@ async fn port_kafka_binary_handles_the_recorded_batch_against_moto() {
     let Outcome::Response(report) = api.outcome(&first, WAIT).await else {
         panic!("the batch must be answered with a response");
     };
+    assert_eq!(
+        report["batchItemFailures"],
+        serde_json::json!([]),
+        "every record done: nothing for Kafka to deliver again"
+    );
     let items = report["records"].as_array().unwrap();
     let summary: Vec<(i64, &str, bool)> = items
         .iter()
@@ -337,6 +342,36 @@ async fn init_error_of(env: &[(&'static str, String)]) -> String {
         "no invocation answered"
     );
     error
+}
+
+/// An invocation without the time to finish even one record's launch starts none: every record
+/// is reported `deferred`, and the answer's partial batch response names the partition's first
+/// offset, for Kafka to deliver the batch again from there. Nothing is written, so no AWS call is
+/// made (the endpoint is one nothing listens on).
+#[tokio::test]
+async fn an_invocation_without_time_for_a_record_hands_the_batch_back_to_kafka() {
+    let (api, addr) = RuntimeApi::start().await;
+    let first = api.invoke(&batch()).await;
+    let mut env = base_env("records", "cluster", "gitops-task", "subnet-1", "sg-1");
+    env.push(("RULES", example_rules()));
+    // The emulator's deadline is 30 s away; a 30 s launch budget leaves no time to start one.
+    env.push(("DISPATCH_BUDGET_SECS", "30".into()));
+    let _f = Function::spawn(&addr, "http://127.0.0.1:9", &env);
+    let Outcome::Response(answer) = api.outcome(&first, WAIT).await else {
+        panic!("the batch must be answered with a response");
+    };
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": {"partition": format!("{TOPIC}-0"), "offset": 1041}}]),
+        "{answer}"
+    );
+    let statuses: Vec<&str> = answer["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["deferred"; 3], "{answer}");
 }
 
 #[tokio::test]

@@ -169,7 +169,17 @@ async fn matched_events_launch_a_remediation_with_the_rule_and_actions_recorded(
     );
     // Identifiers only: the record id and the kind, nothing of the event.
     let env = contracts[0].to_map();
-    assert_eq!(env.len(), 2, "{env:?}");
+    assert_eq!(
+        env.into_iter().collect::<Vec<_>>(),
+        [
+            ("ORCH_JOB_KIND".to_owned(), "remediation".to_owned()),
+            (
+                "ORCH_RECORD_ID".to_owned(),
+                rec["id"].as_str().unwrap().to_owned()
+            ),
+        ]
+    );
+    let env = contracts[0].to_map();
     assert!(!env.values().any(|v| v.contains("storage-example")));
 }
 

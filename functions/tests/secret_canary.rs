@@ -1,4 +1,4 @@
-//! Secret canaries (issue 6): every secret the system handles is planted as a unique value, the
+//! Secret canaries: every secret the system handles is planted as a unique value, the
 //! whole flow runs with it (successes and failures), and then every place a secret could end up
 //! is searched for it.
 //!
@@ -1385,25 +1385,53 @@ async fn serve_in_process(state: orchestrator::AppState) -> String {
     format!("http://{addr}")
 }
 
-// A current-thread runtime: the scoped subscriber below sees every event of this test, and
-// no other test's.
+/// Every `tracing` event of this test binary at every level, from every thread, as JSON lines:
+/// one global subscriber, installed once. (A thread-scoped `set_default` races with tracing's
+/// per-callsite interest cache while other tests run in parallel, and then loses events; and it
+/// misses events emitted on other threads.) Other tests' events land here too: the scan only
+/// looks for the canaries of the test that reads it, so they can only add to what is searched.
+fn global_logs() -> LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .init();
+        logs
+    })
+    .clone()
+}
+
+/// The captured events (JSON lines) whose fields include every `(key, value)` of `fields`.
+fn events_with<'a>(captured: &'a [Value], fields: &[(&str, &str)]) -> Vec<&'a Value> {
+    captured
+        .iter()
+        .filter(|e| {
+            fields.iter().all(|(k, v)| {
+                e.get(*k).is_some_and(|x| {
+                    x.as_str().map_or_else(
+                        || x.as_u64().is_some_and(|n| v.parse() == Ok(n)),
+                        |s| s == *v,
+                    )
+                })
+            })
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn secrets_stay_out_of_run_task_and_dynamodb() {
+    let logs = global_logs();
     let Some(moto) = common::moto_endpoint("secrets_stay_out_of_run_task_and_dynamodb") else {
         return;
     };
     let c = Canaries::new();
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
 
     // The network, cluster and task definition are made directly on moto; the store and the
     // launcher talk to it through the recording proxy.
@@ -1540,12 +1568,21 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
             .map(|kv| (kv.name().unwrap(), kv.value().unwrap()))
             .collect();
         assert_eq!(env["ORCH_RECORD_ID"], rec["id"].as_str().unwrap());
-        for name in env.keys() {
-            assert!(
-                orchestrator_core::contract::vars::ALL.contains(name),
-                "{name} is not a contract identifier"
-            );
-        }
+        // The contract's names, written by hand: a gitops job has all six, a remediation two.
+        let names: Vec<&str> = env.keys().copied().collect();
+        assert!(
+            names
+                == [
+                    "ORCH_ENVIRONMENT",
+                    "ORCH_IMAGE",
+                    "ORCH_JOB_KIND",
+                    "ORCH_RECORD_ID",
+                    "ORCH_SERVICE",
+                    "ORCH_TAG"
+                ]
+                || names == ["ORCH_JOB_KIND", "ORCH_RECORD_ID"],
+            "not exactly the contract's identifiers: {names:?}"
+        );
         scan.check(
             &c,
             format!("DescribeTasks of {arn}"),
@@ -1564,10 +1601,67 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
         scan.check(&c, place.clone(), bytes);
     }
     let captured = logs.0.lock().unwrap().clone();
+    let events: Vec<Value> = captured
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("a JSON log line"))
+        .collect();
+    // A known event of every kind arrived (the scan below is only as good as the capture). The
+    // HTTP layer: a response event per API request, with its status.
+    let count = |fields: &[(&str, &str)]| events_with(&events, fields).len();
+    let responses = |status: &str| {
+        count(&[
+            ("target", "tower_http::trace::on_response"),
+            ("status", status),
+        ])
+    };
+    assert!(responses("401") >= 4, "401 responses: {}", responses("401"));
     assert!(
-        String::from_utf8_lossy(&captured).contains("RunTask"),
-        "the logs were captured"
+        responses("202") >= accepted.len(),
+        "202 responses: {}",
+        responses("202")
     );
+    // The intake's own events: each accepted delivery recorded and dispatched; the refusal.
+    for rec in &accepted {
+        let id = rec["id"].as_str().unwrap();
+        for message in ["recorded", "dispatched"] {
+            assert_eq!(
+                count(&[("message", message), ("record_id", id)]),
+                1,
+                "{message} {id}"
+            );
+        }
+    }
+    assert!(count(&[("message", "Port delivery refused")]) >= 1);
+    // The AWS SDK at TRACE: the raw requests and responses it exchanged, RunTask and the
+    // DynamoDB writes among them.
+    let exchanged = |message: &str, needle: &str| {
+        events_with(&events, &[("message", message)])
+            .iter()
+            .filter(|e| e.to_string().contains(needle))
+            .count()
+    };
+    for (message, needle, at_least) in [
+        ("transmitting request", "", exchanges.len()),
+        ("received response from service", "", exchanges.len()),
+        (
+            "transmitting request",
+            "AmazonEC2ContainerServiceV20141113.RunTask",
+            accepted.len(),
+        ),
+        (
+            "transmitting request",
+            "DynamoDB_20120810.TransactWriteItems",
+            1,
+        ),
+        ("transmitting request", "DynamoDB_20120810.UpdateItem", 1),
+    ] {
+        let n = exchanged(message, needle);
+        assert!(
+            n >= at_least,
+            "{n} {message:?} events with {needle:?}, expected {at_least}"
+        );
+    }
     scan.check(&c, "the intake's logs (TRACE)", &captured);
     scan.assert_clean();
 }

@@ -1,8 +1,8 @@
-//! The bodies of the kustomize fuzz targets: the task binary's `kustomize edit set image` on any
+//! The bodies of the kustomize fuzz targets: the `kustomize-set-image` crate's `kustomize edit set image` on any
 //! text and any arguments, its argument grammar, and kustomize's image matching (a Go regexp
 //! translated to Rust's). None may panic; an edit reports `changed` exactly when the text changed.
 
-use gitops_task::kustomize::{self, ImageEntry, args};
+use kustomize_set_image::{self as kustomize, ImageEntry, args};
 
 use crate::input;
 

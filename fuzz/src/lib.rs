@@ -3,9 +3,9 @@
 //!
 //! - [`input`]: how a byte string is cut into a target's arguments (NUL-separated parts).
 //! - [`intake`]: the webhook payload parsers, signature headers, token decoding, list cursors.
-//! - [`kustomize`]: the task's `kustomize edit set image` arguments and edit.
+//! - [`kustomize`]: the `kustomize-set-image` crate's `kustomize edit set image` arguments and edit.
 //!
-//! Run with `scripts/fuzz.sh`; see the README, "Fuzzing".
+//! Run with `scripts/fuzz.sh`; see `docs/fuzzing.md`.
 
 pub mod input;
 pub mod intake;

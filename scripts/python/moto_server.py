@@ -1,8 +1,13 @@
-"""Start moto's server on a loopback port, with one fix for the Rust AWS SDK.
+"""Start moto's server on a loopback port, with two fixes that make it behave as AWS does.
 
 moto 5.2 writes `containers[].cpu` and `.memory` as JSON numbers where the ECS API says strings,
 and aws-sdk-ecs rejects the whole RunTask / DescribeTasks response ("type mismatch: expected
 string"). We wrap `moto.ecs.models.Container.__init__` to store those two fields as strings.
+
+DynamoDB evaluates a write's condition and applies the write atomically; moto's threaded server
+checks and writes without a lock, so two concurrent conditional writes of one item can both
+pass (seen in functions/tests/store.rs, the concurrent transition checks). We serialise moto's
+DynamoDB write operations with one lock, which restores that atomicity.
 
 Usage: python moto_server.py [--port N] [--port-file PATH]
 Port 0 (the default) picks a free port; the chosen port is printed and written to --port-file.
@@ -14,6 +19,7 @@ import socket
 import sys
 import threading
 
+import moto.dynamodb.models as dynamodb_models
 import moto.ecs.models as ecs_models
 from moto.server import ThreadedMotoServer
 
@@ -29,6 +35,26 @@ def _init_with_string_sizes(self, *args, **kwargs):
 
 
 ecs_models.Container.__init__ = _init_with_string_sizes
+
+_dynamodb_writes = threading.RLock()
+
+
+def _atomic(method):
+    def locked(*args, **kwargs):
+        with _dynamodb_writes:
+            return method(*args, **kwargs)
+
+    locked.__name__ = method.__name__
+    locked.__doc__ = method.__doc__
+    return locked
+
+
+for _name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+    setattr(
+        dynamodb_models.DynamoDBBackend,
+        _name,
+        _atomic(getattr(dynamodb_models.DynamoDBBackend, _name)),
+    )
 
 
 def free_port() -> int:

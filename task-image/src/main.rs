@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     };
     match command {
         Command::SetImage { file, args } => {
-            match gitops_task::kustomize::set_image_file(&file, &args) {
+            match kustomize_set_image::set_image_file(&file, &args) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("Error: {e}");

@@ -142,6 +142,62 @@ async fn mount_list_once(server: &MockServer, response: ResponseTemplate) {
         .await;
 }
 
+/// When each request reached the server (monotonic, and wall clock for `x-ratelimit-reset`), in
+/// order: what the client waited is measured here, not guessed from the test's own clock.
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<Vec<(Instant, SystemTime)>>>);
+
+impl wiremock::Match for Arrivals {
+    /// Records the request and never matches, so the mocks mounted after it answer.
+    fn matches(&self, _: &Request) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), SystemTime::now()));
+        false
+    }
+}
+
+impl Arrivals {
+    /// Records every request `server` receives from now on (checked before any other mock).
+    async fn record(server: &MockServer) -> Self {
+        let arrivals = Self::default();
+        Mock::given(arrivals.clone())
+            .respond_with(ResponseTemplate::new(500))
+            .with_priority(1)
+            .mount(server)
+            .await;
+        arrivals
+    }
+
+    fn all(&self) -> Vec<(Instant, SystemTime)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The time between request `i` and request `i + 1`.
+    fn gap(&self, i: usize) -> Duration {
+        let all = self.all();
+        all[i + 1].0 - all[i].0
+    }
+}
+
+/// The `wait_ms` of every "retrying" event in `logs`, in order: the waits the client chose.
+fn logged_waits(logs: &Arc<Mutex<Vec<u8>>>) -> Vec<u64> {
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    logs.lines()
+        .filter(|l| l.contains("retrying"))
+        .map(|l| {
+            let at = l.find("wait_ms=").expect("a retry event names its wait") + "wait_ms=".len();
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// The open-PR query finds PR #42 into `main`, expected once.
 async fn mount_open_pr(server: &MockServer) {
     github("GET", "/repos/acme/deploy/pulls", open_query())
@@ -381,7 +437,9 @@ async fn other_validation_failures_are_errors_with_githubs_message() {
 
 #[tokio::test]
 async fn secondary_rate_limit_waits_for_retry_after() {
+    let logs = capture_logs();
     let server = MockServer::start().await;
+    let arrivals = Arrivals::record(&server).await;
     mount_list_once(
         &server,
         json_response(
@@ -397,26 +455,26 @@ async fn secondary_rate_limit_waits_for_retry_after() {
     mount_open_pr(&server).await;
     mount_update_pr_any_body(&server).await;
 
-    let started = Instant::now();
     let pr = client(&server).open_or_update(&spec()).await.unwrap();
-    let elapsed = started.elapsed();
 
     assert_eq!(pr.number, 42);
-    assert!(elapsed >= Duration::from_secs(1), "waited only {elapsed:?}");
     assert_eq!(
         seen(&server).await,
         [LIST, LIST, "PATCH /repos/acme/deploy/pulls/42"]
     );
+    // It chose GitHub's wait, and the retry reached GitHub no sooner.
+    assert_eq!(logged_waits(&logs), [1000]);
+    let waited = arrivals.gap(0);
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
 }
 
 #[tokio::test]
 async fn primary_rate_limit_waits_until_reset() {
+    let logs = capture_logs();
     let server = MockServer::start().await;
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
+    let arrivals = Arrivals::record(&server).await;
+    let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap();
+    let reset = unix(SystemTime::now()).as_secs() + 2;
     mount_list_once(
         &server,
         json_response(
@@ -432,17 +490,32 @@ async fn primary_rate_limit_waits_until_reset() {
 
     client(&server).open_or_update(&spec()).await.unwrap();
 
-    // The wait lasted until the reset second had started.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!(now >= reset);
+    let all = arrivals.all();
+    assert_eq!(all.len(), 3, "list, list again, update");
+    // The wait it chose is the time from the 403 (whole seconds, as GitHub counts) to the reset.
+    let first = unix(all[0].1).as_secs();
+    let waits = logged_waits(&logs);
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(
+        [reset.saturating_sub(first), reset.saturating_sub(first + 1)].contains(&(waits[0] / 1000))
+            && waits[0].is_multiple_of(1000),
+        "waited {} ms for a reset {reset} at {first}",
+        waits[0]
+    );
+    // The retry reached GitHub once the reset second had started, after at least that wait.
+    let retried = unix(all[1].1);
+    assert!(
+        retried >= Duration::from_secs(reset),
+        "retried at {retried:?}, before the reset at {reset} s"
+    );
+    assert!(arrivals.gap(0) >= Duration::from_millis(waits[0]));
 }
 
 #[tokio::test]
 async fn retry_after_beyond_the_cap_fails_without_retrying() {
+    let logs = capture_logs();
     let server = MockServer::start().await;
+    let arrivals = Arrivals::record(&server).await;
     github("GET", "/repos/acme/deploy/pulls", open_query())
         .respond_with(
             json_response(429, json!({ "message": "Too many requests" }))
@@ -452,15 +525,30 @@ async fn retry_after_beyond_the_cap_fails_without_retrying() {
         .mount(&server)
         .await;
 
-    let started = Instant::now();
-    let err = client(&server).open_or_update(&spec()).await.unwrap_err();
+    // A cap far above the time the test takes: a client that slept toward GitHub's 600 s, or up
+    // to the cap, before giving up would be measured below.
+    let mut cfg = config(server.uri());
+    cfg.retry.max_wait = Duration::from_secs(30);
+    let err = GithubClient::new(cfg)
+        .unwrap()
+        .open_or_update(&spec())
+        .await
+        .unwrap_err();
+    let returned = Instant::now();
 
-    // It did not sleep toward the 600 s.
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(err, GithubError::RateLimited { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "find open pull request: GitHub answered 429 Too Many Requests and asks to wait 600s, more than the 2s allowed: Too many requests"
+        "find open pull request: GitHub answered 429 Too Many Requests and asks to wait 600s, more than the 30s allowed: Too many requests"
+    );
+    // No wait chosen, one request, and the error came back well within the cap after it.
+    assert_eq!(logged_waits(&logs), Vec::<u64>::new());
+    let all = arrivals.all();
+    assert_eq!(all.len(), 1);
+    let after_answer = returned - all[0].0;
+    assert!(
+        after_answer < Duration::from_secs(30),
+        "gave up {after_answer:?} after GitHub's answer"
     );
 }
 
@@ -482,7 +570,9 @@ async fn too_many_requests_without_retry_after_backs_off_then_succeeds() {
 
 #[tokio::test]
 async fn too_many_requests_gives_up_after_max_attempts() {
+    let logs = capture_logs();
     let server = MockServer::start().await;
+    let arrivals = Arrivals::record(&server).await;
     github("GET", "/repos/acme/deploy/pulls", open_query())
         .respond_with(json_response(429, json!({ "message": "slow down" })))
         .expect(3)
@@ -491,15 +581,17 @@ async fn too_many_requests_gives_up_after_max_attempts() {
 
     let mut cfg = config(server.uri());
     cfg.retry.max_attempts = 3;
-    let started = Instant::now();
     let err = GithubClient::new(cfg)
         .unwrap()
         .open_or_update(&spec())
         .await
         .unwrap_err();
 
-    // Backoff 10 ms then 20 ms.
-    assert!(started.elapsed() >= Duration::from_millis(30));
+    // Backoff 10 ms then 20 ms, and each retry reached GitHub no sooner.
+    assert_eq!(logged_waits(&logs), [10, 20]);
+    assert_eq!(arrivals.all().len(), 3);
+    assert!(arrivals.gap(0) >= Duration::from_millis(10));
+    assert!(arrivals.gap(1) >= Duration::from_millis(20));
     assert!(
         matches!(err, GithubError::RetriesExhausted { attempts: 3, .. }),
         "{err:?}"

@@ -82,8 +82,11 @@ impl Drop for HttpGit {
 }
 
 /// The seeded gitops repository, served over HTTP by a server that requires [`TOKEN`].
+/// It allows partial-clone filters, as GitHub does, so blobs are fetched on demand: each of
+/// those fetches must authenticate too.
 fn served_repo() -> (GitopsRepo, HttpGit) {
     let repo = GitopsRepo::new();
+    support::git(&repo.bare, &["config", "uploadpack.allowFilter", "true"]);
     let server = HttpGit::start(repo.dir.path(), TOKEN);
     (repo, server)
 }
@@ -158,6 +161,18 @@ async fn clones_and_pushes_with_the_token_in_gits_environment_only() {
         "{log}"
     );
     assert_no_secret("the request paths", &log);
+    // The clone was partial: the base's blobs came in a later, authenticated fetch, and the prod
+    // overlay's never came.
+    assert!(
+        log.matches("POST /gitops.git/git-upload-pack 200").count() >= 2,
+        "{log}"
+    );
+    let clone = work.path().join(format!("{id}-attempt-1"));
+    let missing = support::git(
+        &clone,
+        &["rev-list", "--objects", "--missing=print", "HEAD"],
+    );
+    assert!(missing.lines().any(|l| l.starts_with('?')), "{missing}");
 
     // No argv held the token, its encoding or the header.
     assert!(run.git_invocations.len() >= 5, "{:?}", run.git_invocations);

@@ -2,6 +2,7 @@
 //! environment, a SQLite store in DATA_DIR, a local bare gitops repository, GitHub on wiremock.
 
 mod support;
+mod tools;
 
 use std::time::Instant;
 
@@ -46,6 +47,7 @@ fn run_help_documents_every_setting() {
         "RECORD_BASE_URL",
         "GIT_TIMEOUT_SECS",
         "GITOPS_PUSH_ATTEMPTS",
+        "GITOPS_CLONE",
         "ORCH_STORE",
         "DATA_DIR",
         "TABLE_NAME",
@@ -187,6 +189,7 @@ async fn empty_variables_count_as_unset() {
         "RECORD_BASE_URL",
         "GIT_TIMEOUT_SECS",
         "GITOPS_PUSH_ATTEMPTS",
+        "GITOPS_CLONE",
     ] {
         cmd.env(var, "");
     }
@@ -203,24 +206,6 @@ async fn empty_variables_count_as_unset() {
     ));
 }
 
-/// The moto endpoint (`MOTO_ENDPOINT`, set by scripts/test.sh); skipped loudly without it unless
-/// `REQUIRE_MOTO=1`, the convention of the functions' tests.
-fn moto_endpoint(test: &str) -> Option<String> {
-    match std::env::var("MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            assert!(
-                std::env::var("REQUIRE_MOTO").as_deref() != Ok("1"),
-                "{test}: REQUIRE_MOTO=1 but MOTO_ENDPOINT is not set"
-            );
-            eprintln!(
-                "SKIPPED {test}: MOTO_ENDPOINT is not set (run scripts/test.sh to start moto)"
-            );
-            None
-        }
-    }
-}
-
 /// ORCH_STORE=dynamodb: the task reports to DynamoDB (moto), configured the way Fargate
 /// configures it, from the environment (AWS_ENDPOINT_URL here).
 #[tokio::test]
@@ -229,7 +214,7 @@ async fn reports_to_dynamodb() {
     use orchestrator_core::store::Transition;
     use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 
-    let Some(endpoint) = moto_endpoint("reports_to_dynamodb") else {
+    let Some(endpoint) = tools::moto_endpoint("reports_to_dynamodb") else {
         return;
     };
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -3,6 +3,7 @@
 //! data directory, and (where a PR is opened) the real GitHub client against wiremock.
 
 mod support;
+mod tools;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -109,16 +110,36 @@ async fn pushes_one_signed_commit_with_only_the_tag_changed() {
     );
 }
 
+/// A tag that YAML would read as a number is quoted in the overlay, and the commit says why.
+#[tokio::test]
+async fn a_quoted_tag_is_explained_in_the_commit_message() {
+    let repo = GitopsRepo::new();
+    let store = Store::new();
+    let (_, run) = run_default(&store, &job("dev", "1234"), local_settings(&repo)).await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(
+        repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap(),
+        dev_overlay(OLD_TAG).replace(OLD_TAG, "\"1234\"")
+    );
+    let message = repo.message(DEV_BRANCH);
+    assert!(
+        message.contains(
+            "newTag \"1234\" is quoted: unquoted, YAML would read 1234 as a number, and \
+             kustomize needs a string.\n"
+        ),
+        "{message}"
+    );
+    // A tag that reads as a string needs no note.
+    let other = GitopsRepo::new();
+    let (_, run) = run_default(&store, &job("dev", NEW_TAG), local_settings(&other)).await;
+    assert!(run.ok(), "{run:#?}");
+    assert!(!other.message(DEV_BRANCH).contains("is quoted"));
+}
+
 /// kustomize itself (kubectl kustomize, v5) renders the pushed overlay with the new image.
 #[tokio::test]
 async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: kubectl is not installed");
+    if !tools::kubectl("the_pushed_overlay_renders_the_new_image_with_kustomize") {
         return;
     }
     let repo = GitopsRepo::new();
@@ -608,4 +629,155 @@ async fn another_kind_of_job_is_not_run_and_its_record_is_left_alone() {
     assert!(!run.ok());
     assert!(run.git_invocations.is_empty());
     assert_eq!(store.get(id).await.status, Status::Dispatched);
+}
+
+/// A gitops repository served through git's server side (`file://`), with a resource outside the
+/// service's directory and an unrelated service, with or without `uploadpack.allowFilter`.
+fn served_repo_with_a_shared_resource(allow_filter: bool) -> (GitopsRepo, String) {
+    let repo = GitopsRepo::new();
+    repo.commit_to(
+        "main",
+        "platform/common/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shared\n",
+        "Shared namespace",
+    );
+    let overlay = dev_overlay(OLD_TAG).replace(
+        "- ../../base\n",
+        "- ../../base\n- ../../../../platform/common/namespace.yaml\n",
+    );
+    assert_ne!(
+        overlay,
+        dev_overlay(OLD_TAG),
+        "the overlay lists the shared resource"
+    );
+    repo.commit_to(
+        "main",
+        &overlay_path("dev"),
+        &overlay,
+        "Use the shared namespace",
+    );
+    support::git(
+        &repo.bare,
+        &[
+            "config",
+            "uploadpack.allowFilter",
+            &allow_filter.to_string(),
+        ],
+    );
+    let url = format!("file://{}", repo.bare.display());
+    (repo, url)
+}
+
+/// What a kept clone holds: files on disk, and how many objects of HEAD it never fetched.
+fn clone_contents(clone: &std::path::Path) -> (Vec<&'static str>, usize) {
+    let on_disk = [
+        "README.md",
+        "kustomize/circleci-samples/overlays/dev/kustomization.yaml",
+        "kustomize/circleci-samples/base/deployment.yaml",
+        "platform/common/namespace.yaml",
+        "kustomize/circleci-samples/overlays/prod/kustomization.yaml",
+        "kustomize/other/overlays/dev/kustomization.yaml",
+    ]
+    .into_iter()
+    .filter(|p| clone.join(p).is_file())
+    .collect();
+    let missing = support::git(clone, &["rev-list", "--objects", "--missing=print", "HEAD"])
+        .lines()
+        .filter(|l| l.starts_with('?'))
+        .count();
+    (on_disk, missing)
+}
+
+/// On a server that allows filters, the task fetches only what the edit and the preflight read:
+/// the overlay's directory, then the base and the shared resource the preflight asks for; the
+/// other environment and the other service are neither checked out nor fetched.
+#[tokio::test]
+async fn fetches_only_the_overlay_and_what_it_builds_from() {
+    let (repo, url) = served_repo_with_a_shared_resource(true);
+    let store = Store::new();
+    let work = tempfile::tempdir().unwrap();
+    let (id, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings(&["--repo-url", &url]),
+        FlowOptions {
+            work_root: Some(work.path().to_owned()),
+            ..FlowOptions::default()
+        },
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(run.summary.outcome, OutcomeKind::Succeeded);
+    assert_eq!(
+        repo.changed_files("main", DEV_BRANCH),
+        vec![overlay_path("dev")]
+    );
+    let pushed = repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap();
+    assert!(pushed.contains(&format!("newTag: {NEW_TAG}\n")), "{pushed}");
+    assert!(pushed.contains("- ../../../../platform/common/namespace.yaml\n"));
+
+    let (on_disk, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
+    assert_eq!(
+        on_disk,
+        [
+            "README.md",
+            "kustomize/circleci-samples/overlays/dev/kustomization.yaml",
+            "kustomize/circleci-samples/base/deployment.yaml",
+            "platform/common/namespace.yaml",
+        ]
+    );
+    // The prod overlay's and the other service's blobs were never fetched.
+    assert_eq!(missing, 2, "objects of HEAD not fetched");
+}
+
+/// A server without filter support sends every file at the tip; the job is the same.
+#[tokio::test]
+async fn a_server_without_filters_gets_a_plain_shallow_clone() {
+    let (repo, url) = served_repo_with_a_shared_resource(false);
+    let store = Store::new();
+    let work = tempfile::tempdir().unwrap();
+    let (id, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings(&["--repo-url", &url]),
+        FlowOptions {
+            work_root: Some(work.path().to_owned()),
+            ..FlowOptions::default()
+        },
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(
+        repo.changed_files("main", DEV_BRANCH),
+        vec![overlay_path("dev")]
+    );
+    let (_, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
+    assert_eq!(missing, 0, "every object of HEAD is in the clone");
+}
+
+/// `GITOPS_CLONE=shallow` fetches and checks out every file at the tip, even from a server that
+/// allows filters.
+#[tokio::test]
+async fn the_shallow_clone_setting_fetches_every_file() {
+    let (repo, url) = served_repo_with_a_shared_resource(true);
+    let store = Store::new();
+    let work = tempfile::tempdir().unwrap();
+    let (id, run) = run(
+        &store,
+        &job("dev", NEW_TAG),
+        settings(&["--repo-url", &url, "--clone", "shallow"]),
+        FlowOptions {
+            work_root: Some(work.path().to_owned()),
+            ..FlowOptions::default()
+        },
+    )
+    .await;
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(
+        repo.changed_files("main", DEV_BRANCH),
+        vec![overlay_path("dev")]
+    );
+    let (on_disk, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
+    assert_eq!(on_disk.len(), 6, "{on_disk:?}");
+    assert_eq!(missing, 0);
 }

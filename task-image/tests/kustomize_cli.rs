@@ -43,7 +43,9 @@ fn sets_the_image_and_exits_zero() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
         text,
-        "# overlay\nkind: Kustomization\nimages:\n- name: app\n  newName: ghcr.io/acme/app\n  newTag: \"1234\"\n- name: zzz\n  newTag: \"1\"\nresources:\n- deployment.yaml\n"
+        // The tag changes in place (quoted: plain 1234 is a number), its comment kept; the new
+        // field and the new entry follow the file's layout.
+        "# overlay\nkind: Kustomization\nimages:\n- name: app\n  newTag: \"1234\" # old\n  newName: ghcr.io/acme/app\n- name: zzz\n  newTag: \"1\"\nresources:\n- deployment.yaml\n"
     );
     // Again: nothing to change, still success, same bytes.
     let out = run(&path, &["app=ghcr.io/acme/app:1234", "zzz:1"]);

@@ -175,6 +175,46 @@ mod tests {
         .unwrap()
     }
 
+    /// The contract written out by hand: names, order and values. Every other test reads names
+    /// from [`vars`]; this one fails when they change.
+    #[test]
+    fn the_variables_are_exactly_these() {
+        let id = RecordId::new();
+        let gitops = LaunchContract::gitops_pr(id, job()).to_env();
+        assert_eq!(
+            gitops,
+            [
+                ("ORCH_RECORD_ID", id.to_string()),
+                ("ORCH_JOB_KIND", "gitops_pr".to_owned()),
+                ("ORCH_SERVICE", "svc".to_owned()),
+                ("ORCH_IMAGE", "org/svc".to_owned()),
+                (
+                    "ORCH_TAG",
+                    "8f59df978e3fa133a2ee39ff66b3382342ce958c".to_owned()
+                ),
+                ("ORCH_ENVIRONMENT", "dev".to_owned()),
+            ]
+        );
+        assert_eq!(
+            LaunchContract::remediation(id).to_env(),
+            [
+                ("ORCH_RECORD_ID", id.to_string()),
+                ("ORCH_JOB_KIND", "remediation".to_owned()),
+            ]
+        );
+        assert_eq!(
+            vars::ALL,
+            [
+                "ORCH_RECORD_ID",
+                "ORCH_JOB_KIND",
+                "ORCH_SERVICE",
+                "ORCH_IMAGE",
+                "ORCH_TAG",
+                "ORCH_ENVIRONMENT"
+            ]
+        );
+    }
+
     #[test]
     fn round_trips_through_the_environment() {
         let c = LaunchContract::gitops_pr(RecordId::new(), job());

@@ -1,4 +1,5 @@
-//! `GET /openapi.json`: the API described in OpenAPI 3.1. (Being written; see issue 6.)
+//! `GET /openapi.json`: the API described in OpenAPI 3.1, served as written in
+//! `functions/openapi.json` (`tests/openapi.rs` checks it against the routes and types).
 
 use axum::http::header;
 use axum::response::IntoResponse;

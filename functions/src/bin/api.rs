@@ -1,8 +1,8 @@
 //! The API Gateway Lambda: the shared Router over DynamoDB and ECS, served by `lambda_http`.
 //! Works behind a REST API with a stage (set `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true`, as
 //! `template.yaml` does) and behind an HTTP API. Configuration: see `orchestrator serve --help`
-//! and the README; every setting is an environment variable. A configuration it cannot use is
-//! reported to the Runtime API as an init error (`orchestrator::init_error`).
+//! and `docs/settings.md`; every setting is an environment variable. A configuration it cannot
+//! use is reported to the Runtime API as an init error (`orchestrator::init_error`).
 
 use std::sync::Arc;
 

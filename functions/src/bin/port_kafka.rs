@@ -4,8 +4,12 @@
 //! from the environment: RULES_FILE or RULES, TABLE_NAME (+ index names), the ECS settings, and the
 //! dispatch retry settings.
 //!
-//! The invocation fails (so the batch is delivered again) only when records could not be written;
-//! unreadable records are recorded `rejected` and do not fail it.
+//! The event source mapping has `ReportBatchItemFailures` on (template.yaml): the answer's
+//! `batchItemFailures` names, per partition, the first record not done (a store error, or not
+//! started because the invocation's time was running out), and Kafka delivers the partition again
+//! from there, never the whole batch from its start. Unreadable records are recorded `rejected`
+//! and are done. The answer's `records` is the per-record report, for the log and for operators.
+//! The invocation fails as a whole only when a record not done has no usable coordinates.
 //!
 //! A configuration that cannot be used (a missing setting, no rules, a rule that does not compile)
 //! is reported to the Lambda Runtime API as an init error before the process exits
@@ -42,6 +46,19 @@ struct Config {
     dispatch_budget_secs: u64,
 }
 
+/// Time kept back at the end of an invocation, beside one launch's retry budget: no record is
+/// started later than this (plus the budget) before the deadline, so the last one finishes, and
+/// the answer is sent, in time.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+
+/// When to stop starting records, for an invocation that must be answered by `deadline`.
+fn stop_by(deadline: std::time::SystemTime, budget: Duration) -> tokio::time::Instant {
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::Instant::now() + left.saturating_sub(budget + DEADLINE_MARGIN)
+}
+
 /// The checked configuration: everything but the AWS clients.
 fn configure() -> Result<(Config, RuleSet, RetryPolicy), String> {
     let config = Config::try_parse().map_err(|e| format!("configuration: {e}"))?;
@@ -69,22 +86,44 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (store, launcher, rules) = (&store, &launcher, rules.clone());
         async move {
-            let report = dispatch::process_batch(store, launcher, policy, &rules, &event.payload)
-                .await
-                .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+            let stop = stop_by(event.context.deadline(), policy.budget);
+            let report = dispatch::process_batch_until(
+                store,
+                launcher,
+                policy,
+                &rules,
+                &event.payload,
+                Some(stop),
+            )
+            .await
+            .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
             let unwritten = report.unwritten();
+            let deferred = report.count(dispatch::ITEM_DEFERRED);
             tracing::info!(
                 records = report.records.len(),
                 rejected = report.count("rejected"),
                 unwritten,
+                deferred,
                 "Kafka batch handled"
             );
-            if unwritten > 0 {
+            let Some(failures) = report.item_failures() else {
                 return Err(lambda_runtime::Error::from(format!(
-                    "{unwritten} record(s) could not be written; the batch will be delivered again"
+                    "{unwritten} record(s) could not be written, one without usable Kafka \
+                     coordinates; the batch will be delivered again"
                 )));
+            };
+            if !failures.is_empty() {
+                tracing::warn!(
+                    ?failures,
+                    "records not done; their partitions will be delivered again from these offsets"
+                );
             }
-            Ok::<_, lambda_runtime::Error>(serde_json::to_value(&report)?)
+            let mut answer = serde_json::to_value(&report)?;
+            answer["batchItemFailures"] = failures
+                .into_iter()
+                .map(|f| serde_json::json!({ "itemIdentifier": f }))
+                .collect();
+            Ok::<_, lambda_runtime::Error>(answer)
         }
     }))
     .await

@@ -15,6 +15,7 @@ pub struct OrbEvent {
     /// Lower-case hex, 7 to 40 characters.
     pub vcs_revision: String,
     pub build_num: Option<String>,
+    pub workflow_id: Option<String>,
     pub branch: Option<String>,
     pub build_url: Option<String>,
     pub api_link: Option<String>,
@@ -33,14 +34,31 @@ impl OrbEvent {
             .is_none_or(|s| s.eq_ignore_ascii_case("success"))
     }
 
-    /// The dedupe key of this delivery: the same build, job and status is the same event.
+    /// The dedupe key of this delivery: the same build of the same project, job, status and
+    /// commit is the same event, and nothing else is.
+    ///
+    /// - The project is `<org>/<reponame>`, the organisation from `api_link` or else `build_url`
+    ///   (lower case; `-` when neither names one): two organisations' repositories with one name
+    ///   never share a key.
+    /// - The build is `build_num`; without it, `workflow_id` (a rerun is a new workflow). With
+    ///   neither, the key is the job, status and commit alone: a second such delivery deploys the
+    ///   same tag (the commit), so recording it once loses nothing.
     pub fn dedupe_key(&self) -> String {
+        let org = self
+            .org()
+            .or_else(|| self.org_from_build_url())
+            .map_or_else(|| "-".to_owned(), |o| o.to_ascii_lowercase());
+        let build = match (&self.build_num, &self.workflow_id) {
+            (Some(n), _) => format!("build:{n}"),
+            (None, Some(w)) => format!("workflow:{w}"),
+            (None, None) => "build:-".to_owned(),
+        };
         format!(
-            "circleci_orb:{}:{}:{}:{}",
+            "circleci_orb:{org}/{}:{build}:{}:{}:{}",
             self.reponame,
-            self.build_num.as_deref().unwrap_or("-"),
             self.job,
-            self.status.as_deref().unwrap_or("-")
+            self.status.as_deref().unwrap_or("-"),
+            self.vcs_revision
         )
     }
 
@@ -49,11 +67,33 @@ impl OrbEvent {
     pub fn org(&self) -> Option<String> {
         let link = self.api_link.as_deref()?;
         let (_, path) = link.split_once("/project/")?;
-        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let pos = segs.iter().position(|s| *s == self.reponame)?;
-        let org = segs.get(pos.checked_sub(1)?)?;
-        is_valid_name(org).then(|| (*org).to_owned())
+        org_before(path, &self.reponame)
     }
+
+    /// The organisation, from `build_url` (`https://circleci.com/<vcs>/<org>/<repo>/<build>`, or
+    /// `https://app.circleci.com/pipelines/<vcs>/<org>/<repo>/...`).
+    fn org_from_build_url(&self) -> Option<String> {
+        let url = self.build_url.as_deref()?;
+        let (_, rest) = url.split_once("://")?;
+        let (_, path) = rest.split_once('/')?;
+        org_before(path, &self.reponame)
+    }
+}
+
+/// The segment before `reponame` in a CircleCI URL path, if it is a valid name. In every shape
+/// the repository is followed by a build or pipeline number, or ends the path: that tells it from
+/// an organisation (or VCS) segment of the same name.
+fn org_before(path: &str, reponame: &str) -> Option<String> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let pos = (1..segs.len()).find(|&i| {
+        segs[i] == reponame
+            && segs
+                .get(i + 1)
+                .is_none_or(|next| next.bytes().all(|b| b.is_ascii_digit()))
+    })?;
+    let org = segs[pos - 1];
+    is_valid_name(org).then(|| org.to_owned())
 }
 
 /// GitHub-style repository and organisation names: ASCII letters, digits, `-`, `_`, `.`,
@@ -133,6 +173,7 @@ pub fn parse(body: &[u8]) -> Result<OrbEvent, PayloadError> {
         job,
         vcs_revision,
         build_num: string_field(&raw, "build_num")?,
+        workflow_id: string_field(&raw, "workflow_id")?,
         branch: string_field(&raw, "branch")?,
         build_url: string_field(&raw, "build_url")?,
         api_link: string_field(&raw, "api_link")?,
@@ -162,7 +203,8 @@ mod tests {
         assert!(a.succeeded());
         assert_eq!(
             a.dedupe_key(),
-            "circleci_orb:circleci-samples:231:build:success"
+            "circleci_orb:eddiewebb/circleci-samples:build:231:build:success:\
+             8f59df978e3fa133a2ee39ff66b3382342ce958c"
         );
     }
 
@@ -242,6 +284,72 @@ mod tests {
             parse(b"{").unwrap_err(),
             PayloadError::MalformedJson(_)
         ));
+    }
+
+    fn event(fields: serde_json::Value) -> OrbEvent {
+        let mut v =
+            serde_json::json!({"reponame": "api", "job": "build", "vcs_revision": "abcdef0"});
+        for (k, x) in fields.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_dedupe_key_names_the_organisation_from_api_link_or_build_url() {
+        let acme = event(serde_json::json!({
+            "build_num": "7",
+            "api_link": "https://circleci.com/api/v1.1/project/github/acme/api/7"
+        }));
+        let globex = event(serde_json::json!({
+            "build_num": "7",
+            "api_link": "https://circleci.com/api/v1.1/project/github/globex/api/7"
+        }));
+        assert_ne!(acme.dedupe_key(), globex.dedupe_key());
+        assert!(acme.dedupe_key().starts_with("circleci_orb:acme/api:"));
+        // No api_link: the organisation comes from either build_url shape.
+        for url in [
+            "https://circleci.com/gh/Acme/api/7",
+            "https://app.circleci.com/pipelines/github/acme/api/12/workflows/w-1/jobs/7",
+        ] {
+            let e = event(serde_json::json!({"build_num": "7", "build_url": url}));
+            assert_eq!(e.dedupe_key(), acme.dedupe_key(), "{url}");
+        }
+        // Neither: no organisation, still a key.
+        let e = event(serde_json::json!({"build_num": "7"}));
+        assert!(e.dedupe_key().starts_with("circleci_orb:-/api:build:7:"));
+    }
+
+    #[test]
+    fn an_organisation_named_like_its_repository_is_still_found() {
+        let e = event(serde_json::json!({
+            "api_link": "https://circleci.com/api/v1.1/project/github/api/api/7"
+        }));
+        assert_eq!(e.org().as_deref(), Some("api"));
+        let e = event(serde_json::json!({
+            "reponame": "9",
+            "api_link": "https://circleci.com/api/v1.1/project/acme/9/9"
+        }));
+        assert_eq!(e.org().as_deref(), Some("acme"));
+    }
+
+    #[test]
+    fn without_build_num_the_key_falls_back_to_the_workflow_and_always_names_the_commit() {
+        let run = |wf: &str, sha: &str| {
+            event(serde_json::json!({"workflow_id": wf, "vcs_revision": sha})).dedupe_key()
+        };
+        assert_eq!(run("wf-1", "abcdef0"), run("wf-1", "abcdef0"));
+        assert_ne!(run("wf-1", "abcdef0"), run("wf-2", "abcdef0"));
+        assert_ne!(run("wf-1", "abcdef0"), run("wf-1", "abcdef1"));
+        assert!(run("wf-1", "abcdef0").contains(":workflow:wf-1:build:"));
+        // build_num wins when both are there; the commit is in the key either way.
+        let with_num = event(serde_json::json!({"build_num": "3", "workflow_id": "wf-1"}));
+        assert!(with_num.dedupe_key().contains(":build:3:"));
+        assert!(with_num.dedupe_key().ends_with(":abcdef0"));
+        // The status is in the key: a failed and a successful delivery are two events.
+        let failed = event(serde_json::json!({"build_num": "3", "status": "failed"}));
+        let success = event(serde_json::json!({"build_num": "3", "status": "success"}));
+        assert_ne!(failed.dedupe_key(), success.dedupe_key());
     }
 
     #[test]

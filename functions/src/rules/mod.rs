@@ -5,7 +5,7 @@
 //! blueprint (each a name, a list of names, or `"*"`), then on an optional CEL `condition` over
 //! the event (`before`, `after`, `action`, `resourceType`, `blueprint`, `entity`, `event`). Its
 //! `actions` run in order in the task (see `orchestrator_core::action`). The format is documented
-//! in the README ("Port remediations"); `examples/rules.yaml` holds the two seed scenarios.
+//! in `docs/rules.md`; `examples/rules.yaml` holds the two seed scenarios.
 //!
 //! Everything is checked when the file is loaded, at start: YAML shape, unique rule names and
 //! step ids, each action's parameters, every condition and template compiling and reading only

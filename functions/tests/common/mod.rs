@@ -154,8 +154,24 @@ pub async fn port_records(store: &dyn RecordStore) -> Page {
         .unwrap()
 }
 
-/// The moto endpoint from `MOTO_ENDPOINT`. `None` (with a message) when unset, unless
-/// `REQUIRE_MOTO=1` (set by scripts/test.sh), which turns a missing moto into a failure.
+/// Records that `test` did not run its check, and why: on stderr, and appended to
+/// `$SKIPPED_CHECKS_FILE`, which scripts/test.sh lists at the end so no skip is silent.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(path) = std::env::var_os("SKIPPED_CHECKS_FILE") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot append to SKIPPED_CHECKS_FILE {path:?}: {e}"));
+        writeln!(file, "{test}: {why}").expect("write SKIPPED_CHECKS_FILE");
+    }
+}
+
+/// The moto endpoint from `MOTO_ENDPOINT`. `None` (with the skip recorded, see [`skipped`]) when
+/// unset, unless `REQUIRE_MOTO=1` (set by scripts/test.sh), which turns a missing moto into a
+/// failure.
 pub fn moto_endpoint(test: &str) -> Option<String> {
     match std::env::var("MOTO_ENDPOINT") {
         Ok(e) if !e.is_empty() => Some(e),
@@ -164,8 +180,9 @@ pub fn moto_endpoint(test: &str) -> Option<String> {
                 std::env::var("REQUIRE_MOTO").as_deref() != Ok("1"),
                 "{test}: REQUIRE_MOTO=1 but MOTO_ENDPOINT is not set"
             );
-            eprintln!(
-                "SKIPPED {test}: MOTO_ENDPOINT is not set (run scripts/test.sh to start moto)"
+            skipped(
+                test,
+                "MOTO_ENDPOINT is not set (scripts/test.sh starts moto)",
             );
             None
         }

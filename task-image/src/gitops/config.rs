@@ -97,6 +97,13 @@ pub struct RunArgs {
     #[arg(long, env = "GITOPS_PUSH_ATTEMPTS", default_value = DEFAULT_PUSH_ATTEMPTS)]
     pub push_attempts: String,
 
+    /// How the gitops repository is fetched: `partial` (the tip's commits and trees, then the
+    /// files of the overlay and of what it builds from, on demand; a server without filter
+    /// support gets `shallow`) or `shallow` (every file at the tip, for a server whose on-demand
+    /// fetches are slow or refused).
+    #[arg(long, env = "GITOPS_CLONE", default_value = DEFAULT_CLONE)]
+    pub clone: String,
+
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -109,6 +116,16 @@ fn secret(s: &str) -> Result<Secret, String> {
 /// Default of the push attempts and git timeout settings (clap's defaults, for empty variables).
 const DEFAULT_GIT_TIMEOUT_SECS: &str = "120";
 const DEFAULT_PUSH_ATTEMPTS: &str = "3";
+const DEFAULT_CLONE: &str = "partial";
+
+/// How the task fetches the gitops repository (`GITOPS_CLONE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneMode {
+    /// Partial, shallow, sparse: only what the edit reads ([`super::sparse`]).
+    Partial,
+    /// Shallow: every file at the tip.
+    Shallow,
+}
 
 /// A variable set to the empty string counts as unset (the SAM template passes optional
 /// parameters that way): its default applies.
@@ -387,6 +404,7 @@ pub struct Settings {
     pub record_base_url: Option<String>,
     pub git_timeout: Duration,
     pub push_attempts: u32,
+    pub clone: CloneMode,
 }
 
 fn list(v: &[String]) -> Vec<String> {
@@ -538,6 +556,16 @@ impl Settings {
                     "must be a whole number from 1 to 10",
                 )
             })?;
+        let clone = match or_default(&args.clone, DEFAULT_CLONE) {
+            "partial" => CloneMode::Partial,
+            "shallow" => CloneMode::Shallow,
+            other => {
+                return Err(bad(
+                    "GITOPS_CLONE",
+                    format!("`{other}` is not `partial` or `shallow`"),
+                ));
+            }
+        };
 
         Ok(Settings {
             remote,
@@ -552,6 +580,7 @@ impl Settings {
             record_base_url,
             git_timeout,
             push_attempts,
+            clone,
         })
     }
 }
@@ -597,6 +626,7 @@ mod tests {
         assert!(s.github.is_none(), "a local repository opens no PR");
         assert!(s.git_token.is_none());
         assert_eq!(s.push_attempts, 3);
+        assert_eq!(s.clone, CloneMode::Partial);
         assert_eq!(s.git_timeout, Duration::from_secs(120));
         assert_eq!(
             s.overlay
@@ -641,6 +671,7 @@ mod tests {
         let repo = dir.path().display().to_string();
         for (flag, value, name) in [
             ("--push-attempts", "0", "GITOPS_PUSH_ATTEMPTS"),
+            ("--clone", "deep", "GITOPS_CLONE"),
             ("--git-timeout-secs", "soon", "GIT_TIMEOUT_SECS"),
             ("--base-branch", "a..b", "GITOPS_BASE_BRANCH"),
             ("--author-email", "a<b", "GIT_AUTHOR_EMAIL"),

@@ -2,7 +2,8 @@
 //!
 //! See the [module above](super) for the branch scheme. One attempt is:
 //!
-//! 1. shallow clone of the base branch into a fresh directory;
+//! 1. partial, shallow, sparse clone of the base branch into a fresh directory: the overlay's
+//!    directory, then whatever the preflight needs, blobs fetched on demand ([`super::sparse`]);
 //! 2. `ls-remote` + shallow fetch of the update branch, if it exists (its sha becomes the lease);
 //! 3. `kustomize edit set image <image>=*:<tag>` on the overlay (format-preserving), then the
 //!    preflight check (the overlay still builds and the image is used);
@@ -14,7 +15,7 @@
 //!
 //! Over 500 lines and still one idea: the attempt above and the outcome it reports (the PR body
 //! and the record's reason are written from the same steps). Git itself is [`super::git`],
-//! GitHub [`super::github`], the edit `crate::kustomize`.
+//! GitHub [`super::github`], the edit the `kustomize-set-image` crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +23,11 @@ use std::sync::Arc;
 use orchestrator_core::{Job, RecordId};
 use serde::Serialize;
 
-use super::config::{Remote, Settings};
+use super::config::{CloneMode, Remote, Settings};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
-use crate::kustomize;
+use super::sparse;
+use kustomize_set_image as kustomize;
 
 /// The trailer naming the record a commit was made for. Record ids are UUID v7, so comparing
 /// them orders events by arrival: a task never overwrites the branch of a newer event.
@@ -310,12 +312,13 @@ impl Flow {
 
         let max = self.settings.push_attempts;
         let mut old: Option<CurrentImage> = None;
+        let mut notes: Vec<String> = Vec::new();
         let decision = loop {
             outcome.attempts += 1;
             let n = outcome.attempts;
             let dir = root.join(format!("{}-attempt-{n}", req.record_id));
             match self
-                .attempt(&git, req, &overlay, &branch, &dir, n, &mut old)
+                .attempt(&git, req, &overlay, &branch, &dir, n, &mut old, &mut notes)
                 .await
             {
                 Ok(d) => break d,
@@ -355,7 +358,7 @@ impl Flow {
             tracing::info!(branch = %branch, "branch pushed; no GitHub API configured, so no pull request");
             return outcome;
         };
-        let texts = self.texts(req, &overlay, old.as_ref());
+        let texts = self.texts(req, &overlay, old.as_ref(), &notes);
         let spec = PullRequestSpec {
             head_branch: branch.clone(),
             base_branch: self.settings.base_branch.clone(),
@@ -400,6 +403,7 @@ impl Flow {
         dir: &Path,
         attempt: u32,
         old: &mut Option<CurrentImage>,
+        notes: &mut Vec<String>,
     ) -> Result<Decision, FlowError> {
         let job = req.job;
         let base = &self.settings.base_branch;
@@ -410,24 +414,22 @@ impl Flow {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
         }
-        let dir_arg = dir.display().to_string();
-        git.run(
+        sparse::clone(
+            git,
             parent,
-            &[
-                "clone",
-                "--quiet",
-                "--depth",
-                "1",
-                "--single-branch",
-                "--no-tags",
-                "--branch",
-                base,
-                "--",
-                self.settings.remote.url(),
-                &dir_arg,
-            ],
+            dir,
+            self.settings.remote.url(),
+            base,
+            self.settings.clone,
         )
         .await?;
+        let sparse_checkout = self.settings.clone == CloneMode::Partial;
+        if sparse_checkout
+            && let Some(overlay_dir) = overlay.parent().and_then(Path::to_str)
+            && !overlay_dir.is_empty()
+        {
+            sparse::add(git, dir, &[overlay_dir]).await?;
+        }
         let base_sha = git
             .rev_parse(dir, "HEAD^{commit}")
             .await?
@@ -464,12 +466,19 @@ impl Flow {
             base: base.clone(),
         })?;
         *old = current_image(&before, job.image.as_str());
+        if sparse_checkout {
+            let widened = sparse::widen_for_preflight(git, dir, &path, job.image.as_str()).await?;
+            if !widened.is_empty() {
+                tracing::info!(directories = ?widened, "checked out what the overlay builds from");
+            }
+        }
         let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
             FlowError::Edit {
                 overlay: overlay_text.clone(),
                 message: e.to_string(),
             }
         })?;
+        notes.clone_from(&edited.notes);
         let report =
             kustomize::preflight(&path, job.image.as_str()).map_err(|e| FlowError::Preflight {
                 overlay: overlay_text.clone(),
@@ -545,7 +554,7 @@ impl Flow {
             )));
         }
 
-        let texts = self.texts(req, overlay, old.as_ref());
+        let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
         git.run(dir, &["checkout", "--quiet", "-B", branch]).await?;
         git.run_with_input(
             dir,
@@ -638,7 +647,15 @@ impl Flow {
             .find(|theirs| theirs.to_string() > ours.to_string()))
     }
 
-    fn texts(&self, req: &FlowRequest<'_>, overlay: &Path, old: Option<&CurrentImage>) -> Texts {
+    /// `notes`: why the edit had to quote a value (see [`kustomize::Edited::notes`]), said in
+    /// the commit and the PR so that a reviewer knows why the line looks different.
+    fn texts(
+        &self,
+        req: &FlowRequest<'_>,
+        overlay: &Path,
+        old: Option<&CurrentImage>,
+        notes: &[String],
+    ) -> Texts {
         let job = req.job;
         let title = format!(
             "Update {} image in {} to {}",
@@ -673,6 +690,12 @@ impl Flow {
         if let Some(b) = &build {
             commit_message.push_str(&format!("Build: {b}\n"));
         }
+        if !notes.is_empty() {
+            commit_message.push('\n');
+            for note in notes {
+                commit_message.push_str(&format!("{note}.\n"));
+            }
+        }
         commit_message.push_str(&format!("\n{RECORD_TRAILER}: {}\n", req.record_id));
 
         let mut pr_body = format!(
@@ -692,6 +715,9 @@ impl Flow {
         match &record {
             Some(r) => pr_body.push_str(&format!("| Record | {r} |\n")),
             None => pr_body.push_str(&format!("| Record | `{}` |\n", req.record_id)),
+        }
+        for note in notes {
+            pr_body.push_str(&format!("\nNote: {note}.\n"));
         }
         pr_body.push_str(&format!(
             "\nThe branch `{branch}` is rebuilt from `{base}` for every new build of this service \

@@ -6,6 +6,7 @@
 //! - [`git`]: the git CLI, isolated, with the token in its environment only.
 //! - [`github`]: the GitHub REST client (open or update the PR, reviewers, labels).
 //! - [`flow`]: clone, edit, decide, commit, push, PR.
+//! - [`sparse`]: the partial, sparse clone that fetches only what the edit reads.
 //! - [`report`]: `running` at start, the final status, the JSON summary line.
 //!
 //! # Branch and pull request scheme
@@ -41,6 +42,7 @@ pub mod flow;
 pub mod git;
 pub mod github;
 pub mod report;
+pub mod sparse;
 
 use std::sync::Arc;
 use std::time::Instant;

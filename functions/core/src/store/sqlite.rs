@@ -3,6 +3,12 @@
 //! One file (`<data dir>/records.sqlite3`) is shared by the local server and the task processes it
 //! launches; SQLite's locking and a busy timeout make that safe. The record is stored as its JSON
 //! document, with the columns that listings filter on beside it.
+//!
+//! Every transaction that writes begins `IMMEDIATE`: it takes the write lock before its first
+//! read, waiting up to [`BUSY_TIMEOUT`] for it (a lone statement, as `delete`'s, takes it at its
+//! start). A deferred transaction that reads and then writes cannot wait: when another process
+//! holds the lock or wrote since the read, SQLite refuses the upgrade at once (`database is
+//! locked`) without calling the busy handler.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,6 +34,11 @@ CREATE INDEX IF NOT EXISTS records_by_status ON records(status, id);
 CREATE INDEX IF NOT EXISTS records_by_source ON records(source, id);
 ";
 
+/// How long a writer waits for another connection (the server or a task process) to release the
+/// write lock before it fails. Write transactions last milliseconds; this bounds a pile-up, well
+/// inside the HTTP request timeout.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// SQLite-backed [`RecordStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -49,8 +60,7 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(backend)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -110,7 +120,11 @@ impl RecordStore for SqliteStore {
         let r = record.clone();
         let doc = to_doc(&r)?;
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
+            // IMMEDIATE: the dedupe lookup and the insert happen under the write lock (see the
+            // module docs).
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             if let Some(key) = &r.dedupe_key {
                 let existing: Option<String> = tx
                     .query_row("SELECT doc FROM records WHERE dedupe_key = ?1", [key], |row| {

@@ -216,3 +216,164 @@ pub async fn list_filters_by_service_status_and_source(store: &dyn RecordStore) 
             .is_empty()
     );
 }
+
+/// How many writers race in each round of a concurrency check (one record per round).
+const WRITERS: usize = 12;
+
+/// Runs the concurrency checks. `handles` are several handles on one empty store, each with its
+/// own connection where the adapter has one (SQLite: one file opened several times, as the local
+/// server and the task processes it starts do; DynamoDB: several clients on one table). Each
+/// check races `rounds` times: a race is not lost every time, so a store that can lose an
+/// outcome must get several chances to show it.
+pub async fn run_concurrent(handles: Vec<std::sync::Arc<dyn RecordStore>>, rounds: usize) {
+    assert!(!handles.is_empty(), "no store handle");
+    concurrent_final_transitions_have_one_winner(&handles, rounds).await;
+    concurrent_versioned_updates_keep_the_newest(&handles, rounds).await;
+}
+
+/// Starts `WRITERS` transitions of record `id` at once (released together by a barrier), writer
+/// `i` on handle `i % handles.len()` with the change `change(i)`; their results in writer order.
+async fn race(
+    handles: &[std::sync::Arc<dyn RecordStore>],
+    id: RecordId,
+    change: impl Fn(usize) -> Transition,
+) -> Vec<Result<Record, StoreError>> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let store = handles[i % handles.len()].clone();
+            let barrier = barrier.clone();
+            let change = change(i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.transition(id, &change).await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(WRITERS);
+    for w in writers {
+        results.push(w.await.expect("writer task"));
+    }
+    results
+}
+
+/// A record moved to `Running`, ready for the race.
+async fn running_record(store: &dyn RecordStore) -> Record {
+    let r = record("billing");
+    store.create(&r).await.unwrap();
+    for to in [Status::Dispatched, Status::Running] {
+        store.transition(r.id, &Transition::to(to)).await.unwrap();
+    }
+    r
+}
+
+/// Writers race to end a running record, half `Succeeded`, half `Failed`, each with its own
+/// reason and outcome: exactly one wins, every other one is refused by the state machine, and
+/// the stored record is the winner's, whole.
+pub async fn concurrent_final_transitions_have_one_winner(
+    handles: &[std::sync::Arc<dyn RecordStore>],
+    rounds: usize,
+) {
+    for round in 0..rounds {
+        let r = running_record(handles[0].as_ref()).await;
+        let results = race(handles, r.id, |i| Transition {
+            outcome: Some(serde_json::json!({ "writer": i })),
+            ..Transition::to(if i % 2 == 0 {
+                Status::Succeeded
+            } else {
+                Status::Failed
+            })
+            .reason(format!("writer {i}"))
+        })
+        .await;
+        let winners: Vec<(usize, &Record)> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r)))
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one final status may be written, got {:?}",
+            winners
+                .iter()
+                .map(|(i, r)| (i, r.status))
+                .collect::<Vec<_>>()
+        );
+        let (winner, written) = winners[0];
+        for (i, result) in results.iter().enumerate().filter(|(i, _)| *i != winner) {
+            match result {
+                Err(StoreError::Conflict(e)) => assert_eq!(e.from, written.status, "writer {i}"),
+                other => panic!("round {round}, writer {i}: expected a conflict, got {other:?}"),
+            }
+        }
+        let stored = handles[0].get(r.id).await.unwrap().unwrap();
+        assert_eq!(
+            &stored, written,
+            "round {round}: the winner's record is stored"
+        );
+        assert_eq!(stored.status_reason, Some(format!("writer {winner}")));
+        assert_eq!(
+            stored.outcome,
+            Some(serde_json::json!({ "writer": winner }))
+        );
+    }
+}
+
+/// Writers race to apply ECS events with versions 1..=`WRITERS` (no status change), each with
+/// its own reason and stop details. An event may be refused as stale, and on DynamoDB a writer
+/// may give up after losing too many times; but no accepted event may be lost: the stored
+/// record is the one of the newest accepted event, whole.
+pub async fn concurrent_versioned_updates_keep_the_newest(
+    handles: &[std::sync::Arc<dyn RecordStore>],
+    rounds: usize,
+) {
+    let (mut accepted_total, mut stale, mut gave_up) = (0, 0, 0);
+    for round in 0..rounds {
+        let r = running_record(handles[0].as_ref()).await;
+        let version = |i: usize| i64::try_from(i + 1).unwrap();
+        let results = race(handles, r.id, |i| Transition {
+            task_version: Some(version(i)),
+            task_stop: Some(serde_json::json!({ "event": version(i) })),
+            reason: Some(format!("event {}", version(i))),
+            ..Transition::default()
+        })
+        .await;
+        let mut accepted = Vec::new();
+        for (i, result) in results.iter().enumerate() {
+            match result {
+                Ok(written) => {
+                    assert_eq!(written.task_version, Some(version(i)));
+                    accepted.push(version(i));
+                }
+                Err(StoreError::Stale { current, got }) => {
+                    assert_eq!(*got, version(i));
+                    assert!(current >= got, "writer {i}: {current} < {got}");
+                    stale += 1;
+                }
+                Err(StoreError::Backend(m)) if m.contains("gave up") => gave_up += 1,
+                Err(e) => panic!("round {round}, writer {i}: {e:?}"),
+            }
+        }
+        let newest = *accepted
+            .iter()
+            .max()
+            .unwrap_or_else(|| panic!("round {round}: no event was accepted: {results:?}"));
+        let stored = handles[0].get(r.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.task_version,
+            Some(newest),
+            "round {round}: accepted {accepted:?}, but the stored version is not the newest"
+        );
+        assert_eq!(
+            stored.task_stop,
+            Some(serde_json::json!({ "event": newest }))
+        );
+        assert_eq!(stored.status_reason, Some(format!("event {newest}")));
+        assert_eq!(stored.status, Status::Running);
+        accepted_total += accepted.len();
+    }
+    println!(
+        "{rounds} rounds of {WRITERS} versioned writers: {accepted_total} accepted, {stale} stale, {gave_up} gave up"
+    );
+}

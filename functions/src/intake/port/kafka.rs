@@ -4,12 +4,16 @@
 //!
 //! A record that cannot be read (not base64, not JSON, not a Port event, not even a Kafka record)
 //! is recorded `rejected` with its reason and its coordinates, and the rest of the batch goes on.
-//! The batch fails as a whole (so the event source delivers it again) only when the record store
-//! itself fails; every write is keyed (the event's dedupe key, or the record's topic, partition and
-//! offset when rejected), so the second delivery records nothing twice and launches nothing twice.
+//! A record the store could not write, and every record not started before the invocation's time
+//! ran out, is reported back to the event source as a batch item failure
+//! (`dispatch::BatchReport::item_failures`): Kafka resumes each such partition from its first unfinished
+//! offset, so a batch too long for one invocation goes on where it stopped instead of starting
+//! over. Every write is keyed (the event's dedupe key, or the record's topic, partition and offset
+//! when rejected), so a record delivered again is recorded once and launched once.
 //!
 //! Decoding only, and pure: [`decode`] turns a batch into events and rejections;
-//! `dispatch::process_batch` writes the records and launches the tasks.
+//! `dispatch::process_batch` writes the records and launches the tasks, and reports what must be
+//! delivered again.
 
 use aws_lambda_events::event::kafka::KafkaRecord;
 use base64::Engine;

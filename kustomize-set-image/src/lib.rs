@@ -2,27 +2,34 @@
 //! kustomize's build-time image matching (used by the preflight check).
 //!
 //! The reference is kustomize v5 (`kustomize/commands/edit/set/setimage.go`, `kustfile`,
-//! `api/internal/image`, `api/filters/imagetag`), as specified in `reference/kustomize.md` and
-//! checked against kustomize's own test cases (`tests/fixtures/kustomize/`).
+//! `api/internal/image`, `api/filters/imagetag`), read from kustomize's source and checked against
+//! kustomize's own test cases and derived edge cases (`tests/fixtures/kustomize/`).
 //!
 //! Code map:
 //! - [`args`]: the argument grammar and `image.Split`.
 //! - `read`: reading the file like `kustfile.Read` (YAML 1.1 typing, JSON decoding rules, errors).
 //! - `merge`: the `images:` merge (add/replace, `*`, sort by name).
-//! - `emit`: writing the `images:` block in kustomize's style (yaml.v2 quoting).
+//! - `inplace`: the minimal edit of a block-style `images:` block (only the lines that must
+//!   change; the file's order, comments, indentation and quoting kept), when it is safe.
+//! - `emit`: writing the `images:` block in kustomize's style (yaml.v2 quoting), otherwise.
 //! - `splice`: where the block is in the text; replacing it without touching other bytes.
 //! - [`matching`] and `goregex`: the build-time match (`images[].name` is a Go regexp).
 //! - [`preflight`]: does the overlay's entry match a container image it builds from?
 //!
 //! Invariants of [`set_image`]: every byte outside the top-level `images:` block (and a
 //! deprecated `imageTags:` block, which kustomize folds into `images`) is kept; the result is
-//! re-read before it is returned, and must decode to exactly the merged list with every other
+//! re-read before it is returned, and must decode to exactly the merged entries (in kustomize's
+//! order, or in the file's where that cannot change what kustomize builds) with every other
 //! top-level field unchanged, or the edit fails and the input is left as it was; setting the
 //! same value twice gives the same bytes.
 //!
 //! Deviations from kustomize, all in what is written, never in the resulting images semantics:
 //! kustomize re-serializes the whole file (dropping comments, re-indenting, adding `apiVersion`/
-//! `kind`); we rewrite only the `images:` block. Inside that block comments are not kept.
+//! `kind`, sorting `images:` by name); we change only the lines of the `images:` block that must
+//! change (`inplace`), keeping its entry order, comments, indentation and quoting. Where the
+//! block cannot be edited in place (flow style, `imageTags:`, entries whose order matters), it
+//! is written in kustomize's form, its own-line comments kept under its key line and trailing
+//! comments lost (kustomize moves the former above the key and loses the latter).
 //! Strings with line breaks are written double-quoted, and long scalars are not folded at
 //! column 80. A top-level mapping in flow style (`{...}`) is refused. The insides of structured
 //! fields other than `images` (patches, generators, ...) are not type-checked, where kustomize
@@ -31,6 +38,7 @@
 pub mod args;
 mod emit;
 mod goregex;
+mod inplace;
 pub mod matching;
 mod merge;
 pub mod preflight;
@@ -57,6 +65,9 @@ pub struct Edited {
     pub text: String,
     /// Whether `text` differs from the input.
     pub changed: bool,
+    /// Why a value is written quoted where its plain form would read as another type (`1234`, a
+    /// number; `yes`, a boolean), one sentence each; empty when nothing had to be quoted.
+    pub notes: Vec<String>,
 }
 
 /// An `images:` entry as kustomize's `types.Image` holds it: an empty string is an unset field.
@@ -106,6 +117,9 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
 
     let layout = Layout::new(text, &kustomization)?;
     let newline = splice::newline_of(text);
+    if let Some(edited) = in_place(text, &root, &kustomization, &layout, &images, newline)? {
+        return Ok(edited);
+    }
     let mut edits = Vec::new();
     let mut tag_blocks = Vec::new();
     for (index, key) in kustomization.keys.iter().enumerate() {
@@ -122,10 +136,20 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
     match target {
         Some((index, range)) => {
             let indent = layout.key_indent(text, Some(index));
+            // Own-line comments inside the block stay in it, right under its key line (kustomize
+            // moves them above the key; inside, they stay with what they describe).
+            let comments: String = splice::lines(&text[..range.end])
+                .into_iter()
+                .filter(|l| l.start > range.start && splice::is_blank_or_comment(&text[l.clone()]))
+                .map(|l| &text[l])
+                .filter(|l| !splice::content(l).trim().is_empty())
+                .collect();
             let mut block = emit::images_block(&images, indent, newline);
             if range.end == text.len() && !text.ends_with('\n') {
                 block.truncate(block.len() - newline.len());
             }
+            let key_line = block.find('\n').map_or(block.len(), |i| i + 1);
+            block.insert_str(key_line, &comments);
             edits.push(Edit { range, text: block });
         }
         None => {
@@ -155,7 +179,70 @@ fn apply(text: &str, parsed: Vec<Image>) -> Result<Edited, EditError> {
     Ok(Edited {
         changed: new_text != text,
         text: new_text,
+        notes: canonical_notes(&kustomization.images, &images),
     })
+}
+
+/// The minimal edit: only the lines of the `images:` block that must change. `None` when the
+/// file has no block-style `images:` to edit in place (no key, flow style, a deprecated
+/// `imageTags:` to fold in, an unusual layout), when keeping the file's entry order could change
+/// what kustomize builds, or when the result would not read back as intended: the caller then
+/// writes the block in kustomize's form.
+fn in_place(
+    text: &str,
+    root: &Node,
+    kustomization: &read::Kustomization,
+    layout: &Layout,
+    images: &[Image],
+    newline: &str,
+) -> Result<Option<Edited>, EditError> {
+    let Some(index) = kustomization.images_key else {
+        return Ok(None);
+    };
+    if kustomization
+        .keys
+        .iter()
+        .any(|k| k.field == Some("imageTags"))
+    {
+        return Ok(None);
+    }
+    let block = layout.block(text, index)?;
+    let Some(plan) = inplace::plan(text, block, &kustomization.images, images, newline) else {
+        return Ok(None);
+    };
+    let new_text = splice::apply(text, plan.edits);
+    if verify(root, &new_text, &plan.images).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(Edited {
+        changed: new_text != text,
+        text: new_text,
+        notes: plan.notes,
+    }))
+}
+
+/// The quoting notes of a block written in kustomize's form: one for each value that changed
+/// and is quoted because its plain form would read as another type.
+fn canonical_notes(existing: &[Image], images: &[Image]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for image in images {
+        let old = existing.iter().find(|e| e.name == image.name);
+        let fields = [
+            ("name", &image.name, old.map(|o| &o.name)),
+            ("newName", &image.new_name, old.map(|o| &o.new_name)),
+            ("newTag", &image.new_tag, old.map(|o| &o.new_tag)),
+            ("digest", &image.digest, old.map(|o| &o.digest)),
+        ];
+        for (key, new, old) in fields {
+            if new.is_empty() || old == Some(new) {
+                continue;
+            }
+            if let Some(why) = inplace::quote_reason(new) {
+                notes.push(format!("{key} {} is quoted: {why}", emit::scalar(new)));
+            }
+        }
+    }
+    notes
 }
 
 /// Re-reads the new text: it must decode to exactly `images`, with every other top-level field

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gitops_task::kustomize::{PreflightError, preflight};
+use kustomize_set_image::{PreflightError, preflight};
 
 fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
     let path = root.join(rel);

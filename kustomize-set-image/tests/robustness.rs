@@ -2,7 +2,10 @@
 //! files and regexp names (a deterministic generator, so failures reproduce). Where an edit
 //! succeeds, it must be idempotent and keep the text outside the images block.
 
-use gitops_task::kustomize::{image_matches, set_image};
+use kustomize_set_image::{image_matches, set_image};
+use outside_images::without_images_blocks;
+
+mod outside_images;
 
 /// A small deterministic PRNG (xorshift64*), so every run tests the same inputs.
 struct Rng(u64);
@@ -78,6 +81,8 @@ fn set_image_never_panics_and_keeps_its_invariants() {
     // Inputs whose layout the line-based splice cannot place (libyaml ending a document at a
     // dedent, for instance) are refused by the read-back check: safe, but they should be rare.
     let mut unplaceable = Vec::new();
+    let mut kept_outside = 0;
+    let mut outside_changed = Vec::new();
     for i in 0..4000 {
         let seed = SEEDS[i % SEEDS.len()];
         let text = mutate(&mut rng, seed);
@@ -90,6 +95,20 @@ fn set_image_never_panics_and_keeps_its_invariants() {
                 assert!(!again.changed, "not idempotent on input {text:?}");
                 if !edited.changed {
                     assert_eq!(edited.text, text);
+                }
+                // Every byte outside the images blocks is the input's (appending a block to a
+                // file without a final newline adds exactly that line break).
+                let (before, after) = (
+                    without_images_blocks(&text),
+                    without_images_blocks(&edited.text),
+                );
+                let appended = |line_break: &str| after == format!("{before}{line_break}");
+                if after == before
+                    || (!text.ends_with('\n') && (appended("\n") || appended("\r\n")))
+                {
+                    kept_outside += 1;
+                } else {
+                    outside_changed.push((text.clone(), edited.text.clone()));
                 }
             }
             Err(e) => {
@@ -111,6 +130,17 @@ fn set_image_never_panics_and_keeps_its_invariants() {
         "{} inputs refused by the read-back check, e.g. {:?}",
         unplaceable.len(),
         &unplaceable[..unplaceable.len().min(5)]
+    );
+    println!(
+        "outside the images blocks: kept in {kept_outside} edits, changed in {}: {:?}",
+        outside_changed.len(),
+        &outside_changed[..outside_changed.len().min(5)]
+    );
+    assert!(
+        outside_changed.is_empty(),
+        "{} edits changed bytes outside the images blocks, e.g. {:#?}",
+        outside_changed.len(),
+        &outside_changed[..outside_changed.len().min(5)]
     );
     // The generator must exercise both paths to mean anything.
     assert!(ok > 500 && refused > 100, "ok {ok}, refused {refused}");

@@ -60,7 +60,7 @@ pub(crate) fn scalar(s: &str) -> String {
 }
 
 /// yaml.v2 `isBase60Float`: `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`.
-fn is_base60_float(s: &str) -> bool {
+pub(crate) fn is_base60_float(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     if matches!(b.first(), Some(b'+' | b'-')) {
@@ -103,7 +103,7 @@ fn is_base60_float(s: &str) -> bool {
     i == b.len()
 }
 
-fn is_break(c: char) -> bool {
+pub(crate) fn is_break(c: char) -> bool {
     matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
@@ -116,13 +116,13 @@ fn is_printable(c: char) -> bool {
         || ((0xE000..=0xFFFD).contains(&c) && c != 0xFEFF)
 }
 
-struct Analysis {
-    block_plain_allowed: bool,
-    single_quoted_allowed: bool,
+pub(crate) struct Analysis {
+    pub(crate) block_plain_allowed: bool,
+    pub(crate) single_quoted_allowed: bool,
 }
 
 /// yaml.v2 `yaml_emitter_analyze_scalar`, reduced to what block context needs.
-fn analyze(s: &str) -> Analysis {
+pub(crate) fn analyze(s: &str) -> Analysis {
     if s.is_empty() {
         return Analysis {
             block_plain_allowed: true,
@@ -172,7 +172,7 @@ fn analyze(s: &str) -> Analysis {
 
 /// yaml.v2 double-quoted style: `"` and `\` escaped, non-printable characters as `\xXX`,
 /// `\uXXXX`, `\UXXXXXXXX` or their short escapes.
-fn double_quoted(s: &str) -> String {
+pub(crate) fn double_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -2,12 +2,16 @@
 //! `kubectl kustomize` (kustomize v5), and check the image Kubernetes would run is exactly the
 //! one asked for, for the main container and an init container.
 //!
-//! Skipped (with a message) when `kubectl` is not installed.
+//! Requires `kubectl` under `REQUIRE_KUBECTL=1` (scripts/test.sh); otherwise skipped without it,
+//! and the skip is listed (see `tools`).
+
+#[path = "../../task-image/tests/tools/mod.rs"]
+mod tools;
 
 use std::path::Path;
 use std::process::Command;
 
-use gitops_task::kustomize::set_image_file;
+use kustomize_set_image::set_image_file;
 
 const SHA: &str = "8f59df978e3fa133a2ee39ff66b3382342ce958c";
 const DIGEST: &str = "sha256:24a0c4b4a4c0eb97a1aabb8e29f18e917d05abfe1b7a7c07857230879ce7d3d3";
@@ -45,16 +49,6 @@ resources:
 - ../../base   # the shared base
 namePrefix: prod-
 ";
-
-fn kubectl_available() -> bool {
-    match Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-    {
-        Ok(out) => out.status.success(),
-        Err(_) => false,
-    }
-}
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -102,9 +96,8 @@ fn rendered_images(overlay: &Path) -> (Vec<String>, Vec<String>) {
     (images("initContainers"), images("containers"))
 }
 
-fn edit_and_render(args: &[&str]) -> Option<(Vec<String>, Vec<String>, String)> {
-    if !kubectl_available() {
-        eprintln!("SKIP: kubectl is not installed; the kubectl kustomize check did not run");
+fn edit_and_render(test: &str, args: &[&str]) -> Option<(Vec<String>, Vec<String>, String)> {
+    if !tools::kubectl(test) {
         return None;
     }
     let dir = tree();
@@ -120,9 +113,10 @@ fn edit_and_render(args: &[&str]) -> Option<(Vec<String>, Vec<String>, String)> 
 
 #[test]
 fn commit_sha_tag_reaches_the_rendered_deployment() {
-    let Some((init, containers, text)) =
-        edit_and_render(&[&format!("ghcr.io/acme/svc=ghcr.io/acme/svc:{SHA}")])
-    else {
+    let Some((init, containers, text)) = edit_and_render(
+        "commit_sha_tag_reaches_the_rendered_deployment",
+        &[&format!("ghcr.io/acme/svc=ghcr.io/acme/svc:{SHA}")],
+    ) else {
         return;
     };
     let expected = format!("ghcr.io/acme/svc:{SHA}");
@@ -141,7 +135,10 @@ fn commit_sha_tag_reaches_the_rendered_deployment() {
 
 #[test]
 fn all_digit_tag_is_quoted_so_kustomize_reads_a_string() {
-    let Some((init, containers, text)) = edit_and_render(&["ghcr.io/acme/svc:1234"]) else {
+    let Some((init, containers, text)) = edit_and_render(
+        "all_digit_tag_is_quoted_so_kustomize_reads_a_string",
+        &["ghcr.io/acme/svc:1234"],
+    ) else {
         return;
     };
     assert!(text.contains("newTag: \"1234\""), "{text}");
@@ -152,8 +149,10 @@ fn all_digit_tag_is_quoted_so_kustomize_reads_a_string() {
 #[test]
 fn yaml_1_1_lookalike_tags_survive_kustomize() {
     for tag in ["1.10", "yes", "1e3", "0x1F", "2024-06-01"] {
-        let Some((_, containers, _)) = edit_and_render(&[&format!("ghcr.io/acme/svc:{tag}")])
-        else {
+        let Some((_, containers, _)) = edit_and_render(
+            "yaml_1_1_lookalike_tags_survive_kustomize",
+            &[&format!("ghcr.io/acme/svc:{tag}")],
+        ) else {
             return;
         };
         assert_eq!(
@@ -166,9 +165,10 @@ fn yaml_1_1_lookalike_tags_survive_kustomize() {
 
 #[test]
 fn digest_pins_the_image() {
-    let Some((init, containers, _)) =
-        edit_and_render(&[&format!("ghcr.io/acme/svc=ghcr.io/acme/svc@{DIGEST}")])
-    else {
+    let Some((init, containers, _)) = edit_and_render(
+        "digest_pins_the_image",
+        &[&format!("ghcr.io/acme/svc=ghcr.io/acme/svc@{DIGEST}")],
+    ) else {
         return;
     };
     let expected = format!("ghcr.io/acme/svc@{DIGEST}");
@@ -178,8 +178,10 @@ fn digest_pins_the_image() {
 
 #[test]
 fn tag_and_digest_together() {
-    let Some((_, containers, _)) = edit_and_render(&[&format!("ghcr.io/acme/svc:{SHA}@{DIGEST}")])
-    else {
+    let Some((_, containers, _)) = edit_and_render(
+        "tag_and_digest_together",
+        &[&format!("ghcr.io/acme/svc:{SHA}@{DIGEST}")],
+    ) else {
         return;
     };
     assert_eq!(containers[0], format!("ghcr.io/acme/svc:{SHA}@{DIGEST}"));

@@ -36,7 +36,7 @@ pub(crate) fn newline_of(text: &str) -> &'static str {
 }
 
 /// Byte ranges of the lines of `text`, each including its `\n`.
-fn lines(text: &str) -> Vec<Range<usize>> {
+pub(crate) fn lines(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < text.len() {
@@ -49,11 +49,11 @@ fn lines(text: &str) -> Vec<Range<usize>> {
     out
 }
 
-fn content(line: &str) -> &str {
+pub(crate) fn content(line: &str) -> &str {
     line.trim_end_matches(['\n', '\r'])
 }
 
-fn is_blank_or_comment(line: &str) -> bool {
+pub(crate) fn is_blank_or_comment(line: &str) -> bool {
     let t = content(line).trim_start_matches([' ', '\t']);
     t.is_empty() || t.starts_with('#')
 }
@@ -96,7 +96,7 @@ fn line_start(text: &str, offset: usize) -> usize {
         .map_or(0, |i| i + 1)
 }
 
-fn indentation(text: &str, line_start: usize) -> &str {
+pub(crate) fn indentation(text: &str, line_start: usize) -> &str {
     let rest = &text[line_start..];
     let n = rest.len() - rest.trim_start_matches(' ').len();
     &rest[..n]
@@ -247,9 +247,10 @@ impl Layout {
     }
 }
 
-/// Applies non-overlapping edits to `text`.
+/// Applies non-overlapping edits to `text`. At one position, insertions (empty ranges) go
+/// before a replacement, in the order they were planned.
 pub(crate) fn apply(text: &str, mut edits: Vec<Edit>) -> String {
-    edits.sort_by_key(|e| e.range.start);
+    edits.sort_by_key(|e| (e.range.start, e.range.end));
     let mut out = String::with_capacity(text.len() + 256);
     let mut at = 0;
     for edit in edits {

@@ -4,39 +4,22 @@
 //!
 //! Inputs and reviewed expected outputs live in `tests/snapshots/kustomize/` (`<case>.input.yaml`,
 //! `<case>.expected.yaml`), compared byte for byte. Set `UPDATE_SNAPSHOTS=1` to rewrite the
-//! expected files after a deliberate change (then review the diff). Independently of the
+//! expected files after a deliberate change: each case then fails (nothing was checked); review
+//! the diff and run again without it. Independently of the
 //! snapshots, every case checks that the bytes outside the `images:`/`imageTags:` blocks are
 //! unchanged and that a second run changes nothing.
 
 use std::path::PathBuf;
 
-use gitops_task::kustomize::set_image;
+use kustomize_set_image::set_image;
+use outside_images::without_images_blocks;
+
+mod outside_images;
 
 const SHA: &str = "8f59df978e3fa133a2ee39ff66b3382342ce958c";
 
 fn snapshot_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/kustomize")
-}
-
-/// Removes the top-level `images:` and `imageTags:` blocks (key line and the indented or `- `
-/// lines after it), keeping every other byte. Independent of the library's own block finder.
-fn without_images_blocks(text: &str) -> String {
-    let mut out = String::new();
-    let mut in_block = false;
-    for line in text.split_inclusive('\n') {
-        let starts_block = line.starts_with("images:") || line.starts_with("imageTags:");
-        if starts_block {
-            in_block = true;
-            continue;
-        }
-        let item = line.starts_with("- ") || line.trim_end() == "-";
-        if in_block && (line.starts_with(' ') || item) {
-            continue;
-        }
-        in_block = false;
-        out.push_str(line);
-    }
-    out
 }
 
 fn check(case: &str, args: &[&str]) {
@@ -50,8 +33,13 @@ fn check(case: &str, args: &[&str]) {
     let edited = set_image(&input, &args).unwrap_or_else(|e| panic!("{case}: {e}"));
     assert!(edited.changed, "{case}: expected a change");
 
+    // Rewriting then comparing would compare the file with itself: rewrite, then fail.
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&expected_path, &edited.text).expect("write snapshot");
+        panic!(
+            "{case}: UPDATE_SNAPSHOTS is set, so {} was rewritten, not checked; review the diff and run again without it",
+            expected_path.display()
+        );
     }
     let expected = std::fs::read_to_string(&expected_path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", expected_path.display()));
@@ -130,4 +118,30 @@ fn deprecated_image_tags_are_folded_into_images() {
 #[test]
 fn only_the_first_document_is_edited() {
     check("multi-document", &["app:v1"]);
+}
+
+/// Expectations written here by hand rather than read from an expected file (which
+/// `UPDATE_SNAPSHOTS` writes from the code's own output): a change to what the edit writes fails
+/// here even if the snapshots were regenerated.
+#[test]
+fn hand_written_expectations() {
+    let args = |a: &str| vec![a.to_owned()];
+    // No `images:` yet: the block is appended, every other byte kept.
+    let input = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\n";
+    let edited = set_image(input, &args("app=registry.example.com/team/app:1234")).unwrap();
+    assert_eq!(
+        edited.text,
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\nimages:\n- name: app\n  newName: registry.example.com/team/app\n  newTag: \"1234\"\n"
+    );
+    // The deprecated `imageTags:` folded into a sorted `images:` where it stood.
+    let input = std::fs::read_to_string(snapshot_dir().join("image-tags.input.yaml")).unwrap();
+    assert_eq!(
+        input,
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimageTags:\n- name: legacy\n  newTag: \"1.0\"\nresources:\n- deployment.yaml\n"
+    );
+    let edited = set_image(&input, &args("app:3")).unwrap();
+    assert_eq!(
+        edited.text,
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n- name: app\n  newTag: \"3\"\n- name: legacy\n  newTag: \"1.0\"\nresources:\n- deployment.yaml\n"
+    );
 }

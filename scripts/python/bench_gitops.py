@@ -1,0 +1,281 @@
+"""Webhook -> pull request opened, on a small and on a large gitops repository, beside the
+seed's way (full clone + edit + commit + push) on the same repository, in one run.
+
+Usage: python bench_gitops.py <orchestrator binary> <gitops-task binary> [--runs N] [--work DIR]
+
+- The large repository is generated with `git fast-import` (10,000 files in 200 services, 5,000
+  commits; cached in --work between runs) and served through git's server side (`file://`) with
+  `uploadpack.allowFilter` on, as GitHub serves. The small one is the demo's (one service).
+- A GitHub mock (http.server, on 127.0.0.1) answers the pull-request calls the task makes.
+- `orchestrator serve` runs with the real task binary; each run posts a CircleCI orb delivery
+  with a new tag and times POST -> record `succeeded` with its pull request URL.
+- Each repository is timed with GITOPS_CLONE=partial (the default) and =shallow (every file at
+  the tip, the previous behaviour), each run with a new tag.
+- The seed's way: `git clone` (full), rewrite the tag, `git commit -s`, `git push`, timed: git
+  alone, with no server, record or pull request around it.
+Prints one BENCH line per figure and a table; asserts nothing about speed.
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "circleci-orb", "success.json")
+SERVICE = "circleci-samples"
+IMAGE = "eddiewebb/circleci-samples"
+OLD_TAG = "0b5e1f3c9d2a4e6f8a1b3c5d7e9f0a2b4c6d8e0f"
+OVERLAY = f"kustomize/{SERVICE}/overlays/dev/kustomization.yaml"
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
+
+
+def git(*args, cwd=None, stdin=None):
+    env = dict(os.environ, **GIT_ENV)
+    return subprocess.run(["git", *args], cwd=cwd, env=env, input=stdin, check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout
+
+
+def service_files(service, image, tag):
+    base = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n"
+    deployment = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {s}\nspec:\n  selector:\n"
+        "    matchLabels:\n      app: {s}\n  template:\n    metadata:\n      labels:\n        app: {s}\n"
+        "    spec:\n      containers:\n      - name: app\n        image: {i}:{t}\n"
+    ).format(s=service, i=image, t=tag)
+    overlay = (
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\n"
+        "images:\n- name: {i}\n  newTag: {t}\n"
+    ).format(i=image, t=tag)
+    return {
+        f"kustomize/{service}/base/kustomization.yaml": base,
+        f"kustomize/{service}/base/deployment.yaml": deployment,
+        f"kustomize/{service}/overlays/dev/kustomization.yaml": overlay,
+    }
+
+
+def fast_import_stream(files_total, commits):
+    """A history of `commits` commits whose tip holds `files_total` files: the first commit adds
+    every file, each later one rewrites a few (configuration churn, as a busy gitops repo has)."""
+    out = []
+    mark = 0
+    blobs = {}
+
+    def blob(text):
+        nonlocal mark
+        mark += 1
+        data = text.encode()
+        out.append(b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(data), data))
+        return mark
+
+    files = dict(service_files(SERVICE, IMAGE, OLD_TAG))
+    services = 200
+    others = files_total - len(files)
+    for n in range(others):
+        s, f = n % services, n // services
+        # Each file about 3 KiB of distinct text, as real manifests differ.
+        body = "".join(f"# service {s} file {f} line {k}: {os.urandom(12).hex()}\n" for k in range(48))
+        files[f"apps/svc-{s:03}/manifests/config-{f:03}.yaml"] = body
+    ts = 1_700_000_000
+    for c in range(commits):
+        if c == 0:
+            changed = files
+        else:
+            n = c % others
+            path = f"apps/svc-{n % services:03}/manifests/config-{n // services:03}.yaml"
+            files[path] = files[path] + f"# change {c}\n"
+            changed = {path: files[path]}
+        marks = {p: blob(t) for p, t in changed.items()}
+        msg = f"Commit {c}".encode()
+        out.append(b"commit refs/heads/main\n")
+        out.append(b"committer Bench <bench@example.com> %d +0000\n" % (ts + c))
+        out.append(b"data %d\n%s\n" % (len(msg), msg))
+        for p, m in marks.items():
+            out.append(b"M 100644 :%d %s\n" % (m, p.encode()))
+        out.append(b"\n")
+    return b"".join(out)
+
+
+def make_large(path, files_total, commits):
+    if os.path.exists(os.path.join(path, "bench-ready")):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    git("init", "--quiet", "--bare", "-b", "main", path)
+    git("fast-import", "--quiet", cwd=path, stdin=fast_import_stream(files_total, commits))
+    git("gc", "--quiet", cwd=path)
+    open(os.path.join(path, "bench-ready"), "w").close()
+
+
+def make_small(path):
+    shutil.rmtree(path, ignore_errors=True)
+    git("init", "--quiet", "--bare", "-b", "main", path)
+    stream = []
+    for p, t in service_files(SERVICE, IMAGE, OLD_TAG).items():
+        d = t.encode()
+        stream.append(b"M 100644 inline %s\ndata %d\n%s\n" % (p.encode(), len(d), d))
+    msg = b"Sample gitops repository"
+    head = b"commit refs/heads/main\ncommitter Bench <bench@example.com> 1700000000 +0000\ndata %d\n%s\n" % (len(msg), msg)
+    git("fast-import", "--quiet", cwd=path, stdin=head + b"".join(stream) + b"\n")
+
+
+def repo_stats(path):
+    files = len(git("ls-tree", "-r", "--name-only", "main", cwd=path).splitlines())
+    commits = int(git("rev-list", "--count", "main", cwd=path).strip())
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(path, "objects")) for f in fs)
+    return files, commits, size / 1e6
+
+
+class GithubMock(http.server.BaseHTTPRequestHandler):
+    opened = 0
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.answer(200, [])
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.endswith("/pulls"):
+            GithubMock.opened += 1
+            n = GithubMock.opened
+            self.answer(201, {"number": n, "html_url": f"https://github.example/acme/gitops/pull/{n}", "base": {"ref": "main"}})
+        else:
+            self.answer(201, {})
+
+    def do_PATCH(self):
+        self.do_POST()
+
+
+def webhook_to_pr(server_bin, task_bin, repo_url, github_url, runs, work, clone):
+    """Seconds POST -> succeeded with a PR, for `runs` deliveries, with GITOPS_CLONE=`clone`."""
+    payload = json.load(open(FIXTURE))
+    data = tempfile.mkdtemp(dir=work)
+    env = dict(os.environ, PORT="0", DATA_DIR=data, RUST_LOG="warn", GITOPS_REPO_URL=repo_url,
+               GITOPS_BASE_BRANCH="main", GITHUB_API_URL=github_url, GITHUB_REPOSITORY="acme/gitops",
+               GITHUB_TOKEN="bench-token", GITOPS_CLONE=clone)
+    env.pop("INTAKE_TOKEN", None)
+    proc = subprocess.Popen([server_bin, "serve", "--task-binary", task_bin], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    times = []
+    try:
+        host, port = proc.stdout.readline().strip().removeprefix("listening on http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        for i in range(runs):
+            payload["build_num"] = str(50_000 + len(times) + i * 7 + int(time.time() * 1000) % 100_000)
+            payload["vcs_revision"] = os.urandom(20).hex()
+            t0 = time.perf_counter()
+            conn.request("POST", "/pullrequests", body=json.dumps(payload), headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            body = json.loads(r.read())
+            assert r.status == 202, (r.status, body)
+            rid = body["id"]
+            while True:
+                conn.request("GET", f"/pullrequests/{rid}")
+                rec = json.loads(conn.getresponse().read())
+                if rec["status"] not in ("received", "dispatched", "running"):
+                    break
+                if time.perf_counter() - t0 > 300:
+                    raise SystemExit(f"record {rid} still {rec['status']} after 300 s")
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - t0
+            if rec["status"] != "succeeded" or not rec.get("pr_url"):
+                raise SystemExit(f"record {rid} ended {rec['status']}: {rec.get('status_reason')}")
+            times.append(elapsed)
+    finally:
+        proc.terminate()
+        proc.wait()
+    return times
+
+
+def full_clone_way(repo_url, runs, work):
+    """The seed's way: full clone, edit the overlay, signed-off commit, push a branch."""
+    times = []
+    for i in range(runs):
+        d = tempfile.mkdtemp(dir=work)
+        t0 = time.perf_counter()
+        git("clone", "--quiet", "--branch", "main", repo_url, d)
+        path = os.path.join(d, OVERLAY)
+        text = open(path).read()
+        open(path, "w").write(text.replace(f"newTag: {OLD_TAG}", f"newTag: {os.urandom(20).hex()}"))
+        git("commit", "--quiet", "-s", "-am", "Update image", cwd=d)
+        git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/seed-way-{i}", cwd=d)
+        times.append(time.perf_counter() - t0)
+        shutil.rmtree(d)
+    return times
+
+
+def fmt(ts):
+    return f"{statistics.median(ts):.2f} s (min {min(ts):.2f}, max {max(ts):.2f}, n={len(ts)})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("server")
+    ap.add_argument("task")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--work", default=None, help="keeps the generated large repository between runs")
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--commits", type=int, default=5_000)
+    args = ap.parse_args()
+    work = os.path.abspath(args.work or tempfile.mkdtemp())
+    os.makedirs(work, exist_ok=True)
+    large = os.path.join(work, f"large-{args.files}-{args.commits}.git")
+    small = os.path.join(work, "small.git")
+    t0 = time.perf_counter()
+    make_large(large, args.files, args.commits)
+    make_small(small)
+    git("config", "uploadpack.allowFilter", "true", cwd=large)
+    git("config", "uploadpack.allowFilter", "true", cwd=small)
+    files, commits, mb = repo_stats(large)
+    print(f"BENCH gitops large repository: {files} files, {commits} commits, {mb:.1f} MB packed (ready in {time.perf_counter() - t0:.1f} s)")
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GithubMock)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    github_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    rows = []
+    for name, path in (("small (demo)", small), ("large", large)):
+        url = f"file://{path}"
+        partial = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "partial")
+        shallow = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "shallow")
+        seed = full_clone_way(url, args.runs, work)
+        print(f"BENCH gitops {name}: webhook -> PR opened, partial clone (default) {fmt(partial)}")
+        print(f"BENCH gitops {name}: webhook -> PR opened, GITOPS_CLONE=shallow {fmt(shallow)}")
+        print(f"BENCH gitops {name}: full clone + edit + commit + push (the seed's way) {fmt(seed)}")
+        rows.append((name, statistics.median(partial), statistics.median(shallow), statistics.median(seed)))
+    httpd.shutdown()
+
+    print()
+    print("| repository | webhook -> PR opened, partial clone (default) | same, GITOPS_CLONE=shallow | full clone + commit + push, git alone | full clone / partial |")
+    print("|---|---|---|---|---|")
+    for name, partial, shallow, seed in rows:
+        print(f"| {name} | {partial:.2f} s | {shallow:.2f} s | {seed:.2f} s | {seed / partial:.1f}x |")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+//! Fetch only what the edit needs: a partial, shallow, sparse clone of the base branch.
+//!
+//! A `--depth 1` clone is not cheap for the server on a big repository: it packs every blob at
+//! the tip. The task reads one overlay and what that overlay builds from, so it clones with
+//! `--filter=blob:none --depth 1 --sparse` (commits and trees only, no file in the working tree
+//! but the top level), checks out the overlay's directory, and then widens the checkout one
+//! directory at a time while the preflight finds a path it needs that is in the tree but not on
+//! disk (`../../base`, a shared component, a resource file). Git fetches the blobs of each
+//! directory on demand, over the same authenticated remote.
+//!
+//! A server that does not support filters (`uploadpack.allowFilter` off) ignores the filter and
+//! sends a plain shallow clone; git warns, the task logs it, and everything else is the same.
+//! Commit and push work as in a full clone: the overlay is inside the sparse checkout, and a push
+//! sends only the new objects.
+
+use std::path::{Component, Path};
+
+use super::config::CloneMode;
+use super::git::{Git, GitError};
+use kustomize_set_image::{self as kustomize, PreflightError};
+
+/// Widening the checkout stops after this many directories (a kustomization graph is small; a
+/// loop here would be a bug, and the preflight then reports the missing path itself).
+const MAX_WIDEN: usize = 64;
+
+/// What git prints when the server ignores `--filter`, and when the remote is a plain local path
+/// (git then copies the repository whole; `file://` URLs go through the server side).
+const FILTER_IGNORED: [&str; 2] = [
+    "filtering not recognized by server",
+    "--filter is ignored in local clones",
+];
+
+/// Clones `branch` of `url` into `dir` (run from `parent`), shallow. [`CloneMode::Partial`]:
+/// blobs fetched on demand and only the top level checked out (a sparse checkout, even when the
+/// server ignores the filter and sends every blob). Returns whether the server honoured the
+/// filter, for the log.
+pub async fn clone(
+    git: &Git,
+    parent: &Path,
+    dir: &Path,
+    url: &str,
+    branch: &str,
+    mode: CloneMode,
+) -> Result<bool, GitError> {
+    let dir_arg = dir.display().to_string();
+    let mut args = vec!["clone", "--quiet", "--depth", "1"];
+    if mode == CloneMode::Partial {
+        args.extend(["--filter=blob:none", "--sparse"]);
+    }
+    args.extend([
+        "--single-branch",
+        "--no-tags",
+        "--branch",
+        branch,
+        "--",
+        url,
+        &dir_arg,
+    ]);
+    let out = git.run(parent, &args).await?;
+    if mode == CloneMode::Shallow {
+        return Ok(false);
+    }
+    let partial = !FILTER_IGNORED.iter().any(|w| out.stderr.contains(w));
+    if !partial {
+        tracing::info!(
+            "the git server ignores partial-clone filters (uploadpack.allowFilter), or the remote is a local path: cloned every file at the tip instead"
+        );
+    }
+    Ok(partial)
+}
+
+/// Adds `paths` (directories, relative to the repository, `/`-separated) to the sparse checkout.
+pub async fn add(git: &Git, dir: &Path, paths: &[&str]) -> Result<(), GitError> {
+    let input = paths.iter().map(|p| format!("{p}\n")).collect::<String>();
+    git.run_with_input(dir, &["sparse-checkout", "add", "--stdin"], Some(&input))
+        .await?;
+    Ok(())
+}
+
+/// Widens the sparse checkout of `dir` until the preflight of `overlay_file` (a path inside
+/// `dir`) for `image` no longer stops on a path that exists in `HEAD` but not on disk. Returns the
+/// directories added. Any other preflight result is left for the caller's own preflight to
+/// report: this only makes the working tree complete enough for it.
+pub async fn widen_for_preflight(
+    git: &Git,
+    dir: &Path,
+    overlay_file: &Path,
+    image: &str,
+) -> Result<Vec<String>, GitError> {
+    let mut added: Vec<String> = Vec::new();
+    while added.len() < MAX_WIDEN {
+        let Err(PreflightError::Io { path, .. }) = kustomize::preflight(overlay_file, image) else {
+            break;
+        };
+        if path.exists() {
+            break; // present but unreadable: not a sparse-checkout matter
+        }
+        let Some(rel) = repo_relative(dir, &path) else {
+            break; // outside the repository
+        };
+        let Some(widen) = directory_in_head(git, dir, &rel).await? else {
+            break; // not in the commit either: the preflight names it
+        };
+        if widen.is_empty() || added.contains(&widen) {
+            break;
+        }
+        add(git, dir, &[&widen]).await?;
+        tracing::debug!(directory = %widen, "sparse checkout widened for the preflight");
+        added.push(widen);
+    }
+    Ok(added)
+}
+
+/// The directory to check out for `rel` in `HEAD`: `rel` itself when it is a directory, its
+/// parent when it is a file, `None` when `HEAD` has no such path. Reads trees only (a partial
+/// clone has them all), so nothing is fetched.
+async fn directory_in_head(git: &Git, dir: &Path, rel: &str) -> Result<Option<String>, GitError> {
+    let out = git.run(dir, &["ls-tree", "HEAD", "--", rel]).await?;
+    // `<mode> SP <type> SP <object> TAB <path>`, one line for the path itself.
+    let kind = out
+        .stdout
+        .lines()
+        .find(|l| l.split_once('\t').map(|(_, p)| p) == Some(rel))
+        .and_then(|l| l.split_whitespace().nth(1));
+    Ok(match kind {
+        Some("tree") => Some(rel.to_owned()),
+        Some(_) => Some(rel.rsplit_once('/').map_or("", |(d, _)| d).to_owned()),
+        None => None,
+    })
+}
+
+/// `path` relative to `root`, with `.` and `..` resolved lexically and `/` separators; `None` when
+/// it is not under `root` or climbs out of it.
+pub fn repo_relative(root: &Path, path: &Path) -> Option<String> {
+    let rest = path.strip_prefix(root).ok()?;
+    let mut parts: Vec<&str> = Vec::new();
+    for component in rest.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_made_relative_to_the_repository_lexically() {
+        let root = Path::new("/work/clone");
+        let cases = [
+            (
+                "/work/clone/kustomize/svc/overlays/dev/../../base",
+                Some("kustomize/svc/base"),
+            ),
+            ("/work/clone/a/./b/c.yaml", Some("a/b/c.yaml")),
+            ("/work/clone/a/../../outside", None),
+            ("/work/clone", None),
+            ("/elsewhere/a", None),
+            ("/work/clone/a/..", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(
+                repo_relative(root, Path::new(path)).as_deref(),
+                want,
+                "{path}"
+            );
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Outside tools a test needs (kubectl, moto): found, or the check is skipped loudly, or, when the
+//! test command requires the tool (`REQUIRE_KUBECTL=1`, `REQUIRE_MOTO=1`, set by scripts/test.sh),
+//! the test fails. Every skip is also appended to `$SKIPPED_CHECKS_FILE`, which scripts/test.sh
+//! prints at the end, so a skip is never silent.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::process::Command;
+
+/// Records that `test` did not run its check, and why (stderr, and `$SKIPPED_CHECKS_FILE`).
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(path) = std::env::var_os("SKIPPED_CHECKS_FILE") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot append to SKIPPED_CHECKS_FILE {path:?}: {e}"));
+        writeln!(file, "{test}: {why}").expect("write SKIPPED_CHECKS_FILE");
+    }
+}
+
+/// Whether `kubectl` runs here. Without it: panics under `REQUIRE_KUBECTL=1`, else records the
+/// skip of `test` and returns `false`.
+pub fn kubectl(test: &str) -> bool {
+    let runs = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !runs {
+        assert!(
+            std::env::var("REQUIRE_KUBECTL").as_deref() != Ok("1"),
+            "{test}: REQUIRE_KUBECTL=1 but kubectl is not installed (scripts/setup.sh installs it)"
+        );
+        skipped(
+            test,
+            "kubectl is not installed: the `kubectl kustomize` render did not run",
+        );
+    }
+    runs
+}
+
+/// The moto endpoint (`MOTO_ENDPOINT`, set by scripts/test.sh). Without it: panics under
+/// `REQUIRE_MOTO=1`, else records the skip of `test` and returns `None`.
+pub fn moto_endpoint(test: &str) -> Option<String> {
+    match std::env::var("MOTO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var("REQUIRE_MOTO").as_deref() != Ok("1"),
+                "{test}: REQUIRE_MOTO=1 but MOTO_ENDPOINT is not set"
+            );
+            skipped(
+                test,
+                "MOTO_ENDPOINT is not set (scripts/test.sh starts moto)",
+            );
+            None
+        }
+    }
+}

@@ -234,8 +234,10 @@ pub struct Record {
     pub status_reason: Option<String>,
     /// The payload's fields as received (unknown fields included).
     pub payload: serde_json::Value,
-    /// The derived job; absent when nothing could or should be derived.
-    #[serde(default)]
+    /// The derived job; absent when nothing could or should be derived. A stored job whose
+    /// identifiers today's rules refuse (written by an older, laxer intake) reads as absent, so
+    /// the record stays readable and listable; its `payload` still says what arrived.
+    #[serde(default, deserialize_with = "job_as_stored")]
     pub job: Option<Job>,
     /// Identifies one delivery of one event; a second delivery with the same key is a duplicate.
     #[serde(default)]
@@ -333,9 +335,29 @@ pub mod rfc3339 {
     }
 }
 
+/// Reads a stored job, or `None` when it no longer parses (see [`Record::job`]).
+fn job_as_stored<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Job>, D::Error> {
+    let stored = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(stored.and_then(|v| serde_json::from_value(v).ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_job_todays_rules_refuse_reads_as_absent() {
+        let job = Job::parse("shop-api", "acme/shop-api", "dev", "1.2.3").unwrap();
+        let r = Record::received(Source::CircleciOrb, serde_json::json!({"a": 1}), Some(job));
+        let mut doc = serde_json::to_value(&r).unwrap();
+        let back: Record = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(back, r, "a valid job round-trips");
+        doc["job"]["service"] = serde_json::json!("shop..api");
+        let back: Record = serde_json::from_value(doc).unwrap();
+        assert_eq!(back.job, None);
+        assert_eq!(back.payload, serde_json::json!({"a": 1}));
+        assert_eq!(back.id, r.id);
+    }
 
     #[test]
     fn final_states_have_no_way_out() {

@@ -668,38 +668,22 @@ fn served_repo_with_a_shared_resource(allow_filter: bool) -> (GitopsRepo, String
     (repo, url)
 }
 
-/// What a kept clone holds: files on disk, and how many objects of HEAD it never fetched.
-fn clone_contents(clone: &std::path::Path) -> (Vec<&'static str>, usize) {
-    let on_disk = [
-        "README.md",
-        "kustomize/circleci-samples/overlays/dev/kustomization.yaml",
-        "kustomize/circleci-samples/base/deployment.yaml",
-        "platform/common/namespace.yaml",
-        "kustomize/circleci-samples/overlays/prod/kustomization.yaml",
-        "kustomize/other/overlays/dev/kustomization.yaml",
-    ]
-    .into_iter()
-    .filter(|p| clone.join(p).is_file())
-    .collect();
-    let missing = support::git(clone, &["rev-list", "--objects", "--missing=print", "HEAD"])
-        .lines()
-        .filter(|l| l.starts_with('?'))
-        .count();
-    (on_disk, missing)
-}
-
-/// On a server that allows filters, the task fetches only what the edit and the preflight read:
-/// the overlay's directory, then the base and the shared resource the preflight asks for; the
-/// other environment and the other service are neither checked out nor fetched.
-#[tokio::test]
-async fn fetches_only_the_overlay_and_what_it_builds_from() {
-    let (repo, url) = served_repo_with_a_shared_resource(true);
+/// Runs the dev job against the served repository with extra `flags`, keeping the clone; checks
+/// it pushed exactly the overlay; returns what the clone holds: the files on disk (of those the
+/// job could need or not), and how many objects of HEAD it never fetched.
+async fn run_keeping_the_clone(
+    allow_filter: bool,
+    flags: &[&str],
+) -> (GitopsRepo, Vec<&'static str>, usize) {
+    let (repo, url) = served_repo_with_a_shared_resource(allow_filter);
     let store = Store::new();
     let work = tempfile::tempdir().unwrap();
+    let mut args = vec!["--repo-url", url.as_str()];
+    args.extend_from_slice(flags);
     let (id, run) = run(
         &store,
         &job("dev", NEW_TAG),
-        settings(&["--repo-url", &url]),
+        settings(&args),
         FlowOptions {
             work_root: Some(work.path().to_owned()),
             ..FlowOptions::default()
@@ -712,11 +696,37 @@ async fn fetches_only_the_overlay_and_what_it_builds_from() {
         repo.changed_files("main", DEV_BRANCH),
         vec![overlay_path("dev")]
     );
+    let clone = work.path().join(format!("{id}-attempt-1"));
+    let on_disk = [
+        "README.md",
+        "kustomize/circleci-samples/overlays/dev/kustomization.yaml",
+        "kustomize/circleci-samples/base/deployment.yaml",
+        "platform/common/namespace.yaml",
+        "kustomize/circleci-samples/overlays/prod/kustomization.yaml",
+        "kustomize/other/overlays/dev/kustomization.yaml",
+    ]
+    .into_iter()
+    .filter(|p| clone.join(p).is_file())
+    .collect();
+    let missing = support::git(
+        &clone,
+        &["rev-list", "--objects", "--missing=print", "HEAD"],
+    )
+    .lines()
+    .filter(|l| l.starts_with('?'))
+    .count();
+    (repo, on_disk, missing)
+}
+
+/// On a server that allows filters, the task fetches only what the edit and the preflight read:
+/// the overlay's directory, then the base and the shared resource the preflight asks for; the
+/// other environment and the other service are neither checked out nor fetched.
+#[tokio::test]
+async fn fetches_only_the_overlay_and_what_it_builds_from() {
+    let (repo, on_disk, missing) = run_keeping_the_clone(true, &[]).await;
     let pushed = repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap();
     assert!(pushed.contains(&format!("newTag: {NEW_TAG}\n")), "{pushed}");
     assert!(pushed.contains("- ../../../../platform/common/namespace.yaml\n"));
-
-    let (on_disk, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
     assert_eq!(
         on_disk,
         [
@@ -733,25 +743,7 @@ async fn fetches_only_the_overlay_and_what_it_builds_from() {
 /// A server without filter support sends every file at the tip; the job is the same.
 #[tokio::test]
 async fn a_server_without_filters_gets_a_plain_shallow_clone() {
-    let (repo, url) = served_repo_with_a_shared_resource(false);
-    let store = Store::new();
-    let work = tempfile::tempdir().unwrap();
-    let (id, run) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings(&["--repo-url", &url]),
-        FlowOptions {
-            work_root: Some(work.path().to_owned()),
-            ..FlowOptions::default()
-        },
-    )
-    .await;
-    assert!(run.ok(), "{run:#?}");
-    assert_eq!(
-        repo.changed_files("main", DEV_BRANCH),
-        vec![overlay_path("dev")]
-    );
-    let (_, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
+    let (_, _, missing) = run_keeping_the_clone(false, &[]).await;
     assert_eq!(missing, 0, "every object of HEAD is in the clone");
 }
 
@@ -759,25 +751,7 @@ async fn a_server_without_filters_gets_a_plain_shallow_clone() {
 /// allows filters.
 #[tokio::test]
 async fn the_shallow_clone_setting_fetches_every_file() {
-    let (repo, url) = served_repo_with_a_shared_resource(true);
-    let store = Store::new();
-    let work = tempfile::tempdir().unwrap();
-    let (id, run) = run(
-        &store,
-        &job("dev", NEW_TAG),
-        settings(&["--repo-url", &url, "--clone", "shallow"]),
-        FlowOptions {
-            work_root: Some(work.path().to_owned()),
-            ..FlowOptions::default()
-        },
-    )
-    .await;
-    assert!(run.ok(), "{run:#?}");
-    assert_eq!(
-        repo.changed_files("main", DEV_BRANCH),
-        vec![overlay_path("dev")]
-    );
-    let (on_disk, missing) = clone_contents(&work.path().join(format!("{id}-attempt-1")));
+    let (_, on_disk, missing) = run_keeping_the_clone(true, &["--clone", "shallow"]).await;
     assert_eq!(on_disk.len(), 6, "{on_disk:?}");
     assert_eq!(missing, 0);
 }

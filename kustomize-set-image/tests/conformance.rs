@@ -18,7 +18,7 @@ use std::process::Command;
 use kustomize_set_image::set_image_file;
 use serde_json::Value as Json;
 
-#[path = "../../task-image/tests/tools/mod.rs"]
+#[path = "../../tests/support/tools.rs"]
 mod tools;
 
 type Entry = BTreeMap<String, String>;

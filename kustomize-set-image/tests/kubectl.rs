@@ -5,7 +5,7 @@
 //! Requires `kubectl` under `REQUIRE_KUBECTL=1` (scripts/test.sh); otherwise skipped without it,
 //! and the skip is listed (see `tools`).
 
-#[path = "../../task-image/tests/tools/mod.rs"]
+#[path = "../../tests/support/tools.rs"]
 mod tools;
 
 use std::path::Path;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use kustomize_set_image::{set_image, set_image_file};
 
-#[path = "../../task-image/tests/tools/mod.rs"]
+#[path = "../../tests/support/tools.rs"]
 mod tools;
 
 const SHA: &str = "8f59df978e3fa133a2ee39ff66b3382342ce958c";

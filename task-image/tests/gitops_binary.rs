@@ -2,6 +2,7 @@
 //! environment, a SQLite store in DATA_DIR, a local bare gitops repository, GitHub on wiremock.
 
 mod support;
+#[path = "../../tests/support/tools.rs"]
 mod tools;
 
 use std::time::Instant;

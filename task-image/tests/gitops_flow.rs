@@ -3,6 +3,7 @@
 //! data directory, and (where a PR is opened) the real GitHub client against wiremock.
 
 mod support;
+#[path = "../../tests/support/tools.rs"]
 mod tools;
 
 use std::process::Command;

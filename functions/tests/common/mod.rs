@@ -154,40 +154,11 @@ pub async fn port_records(store: &dyn RecordStore) -> Page {
         .unwrap()
 }
 
-/// Records that `test` did not run its check, and why: on stderr, and appended to
-/// `$SKIPPED_CHECKS_FILE`, which scripts/test.sh lists at the end so no skip is silent.
-pub fn skipped(test: &str, why: &str) {
-    use std::io::Write;
-    eprintln!("SKIPPED {test}: {why}");
-    if let Some(path) = std::env::var_os("SKIPPED_CHECKS_FILE") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("cannot append to SKIPPED_CHECKS_FILE {path:?}: {e}"));
-        writeln!(file, "{test}: {why}").expect("write SKIPPED_CHECKS_FILE");
-    }
-}
-
-/// The moto endpoint from `MOTO_ENDPOINT`. `None` (with the skip recorded, see [`skipped`]) when
-/// unset, unless `REQUIRE_MOTO=1` (set by scripts/test.sh), which turns a missing moto into a
-/// failure.
-pub fn moto_endpoint(test: &str) -> Option<String> {
-    match std::env::var("MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            assert!(
-                std::env::var("REQUIRE_MOTO").as_deref() != Ok("1"),
-                "{test}: REQUIRE_MOTO=1 but MOTO_ENDPOINT is not set"
-            );
-            skipped(
-                test,
-                "MOTO_ENDPOINT is not set (scripts/test.sh starts moto)",
-            );
-            None
-        }
-    }
-}
+// Skips are recorded, and required tools enforced, by the helpers all crates' tests share.
+#[path = "../../../tests/support/tools.rs"]
+mod tools;
+#[allow(unused_imports)] // each test binary uses some of the shared helpers
+pub use tools::{moto_endpoint, skipped};
 
 pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

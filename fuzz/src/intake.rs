@@ -130,20 +130,26 @@ pub fn circleci_payload(data: &[u8]) {
 }
 
 /// The `circleci-signature` header. Input: header value, secret, body (NUL-separated).
-/// Whatever the header holds, appending the true `v1` signature makes it verify, and a header
-/// that verifies names at least one `v1` signature.
+/// Whatever the header holds, appending the true `v1` signature makes it verify exactly when the
+/// header has room for one more signature under the cap, and a header that verifies names at
+/// least one `v1` signature.
 pub fn circleci_signature_header(data: &[u8]) {
     let (header, secret, body) = input::signature_input(data);
     let sigs = circleci::v1_signatures(&header);
     if circleci::verify(secret, body, &header) {
-        assert!(!sigs.is_empty(), "verified without a v1 signature");
+        assert!(
+            sigs.as_ref().is_some_and(|s| !s.is_empty()),
+            "verified without a v1 signature"
+        );
     }
     let mut mac = <Hmac256 as KeyInit>::new_from_slice(secret).expect("HMAC takes any key");
     mac.update(body);
     let good = hex::encode(mac.finalize().into_bytes());
-    assert!(
+    let room = sigs.is_some_and(|s| s.len() < circleci::MAX_V1_SIGNATURES);
+    assert_eq!(
         circleci::verify(secret, body, &format!("{header},v1={good}")),
-        "a valid v1 entry after {header:?} was not accepted"
+        room,
+        "a valid v1 entry after {header:?}: accepted must mean there was room under the cap"
     );
 }
 

@@ -13,31 +13,56 @@ use sha2::Sha256;
 use super::PayloadError;
 use super::orb::{is_valid_name, parse_sha};
 
+/// At most this many `v1` signatures are read from one header. CircleCI sends one, two while a
+/// secret rotates; a header with more is refused whole. The MAC is computed once whatever the
+/// header holds, so the check's work does not grow with what a caller sends.
+pub const MAX_V1_SIGNATURES: usize = 4;
+
 /// The `v1` signatures of a `circleci-signature` header (there may be several during a secret
-/// rotation). Entries that are not `v1=<64 hex>` are ignored.
-pub fn v1_signatures(header: &str) -> Vec<[u8; 32]> {
-    header
-        .split(',')
-        .filter_map(|part| {
-            let (version, value) = part.trim().split_once('=')?;
-            if version.trim() != "v1" {
-                return None;
-            }
-            let bytes = hex::decode(value.trim()).ok()?;
-            <[u8; 32]>::try_from(bytes).ok()
-        })
-        .collect()
+/// rotation). Entries that are not `v1=<64 hex>` are ignored; `None` when the header holds more
+/// than [`MAX_V1_SIGNATURES`] of them.
+pub fn v1_signatures(header: &str) -> Option<Vec<[u8; 32]>> {
+    let mut found = Vec::new();
+    for part in header.split(',') {
+        let Some((version, value)) = part.trim().split_once('=') else {
+            continue;
+        };
+        if version.trim() != "v1" {
+            continue;
+        }
+        if found.len() == MAX_V1_SIGNATURES {
+            return None;
+        }
+        if let Some(sig) = hex::decode(value.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        {
+            found.push(sig);
+        }
+    }
+    Some(found)
 }
 
-/// Whether `header` carries a valid `v1` signature of `body` under `secret` (constant time).
+/// Whether `header` carries a valid `v1` signature of `body` under `secret`. The MAC is computed
+/// once, then compared with each candidate in constant time.
 pub fn verify(secret: &[u8], body: &[u8], header: &str) -> bool {
-    v1_signatures(header).iter().any(|sig| {
-        let Ok(mut mac) = <Hmac256 as KeyInit>::new_from_slice(secret) else {
-            return false;
-        };
-        mac.update(body);
-        mac.verify_slice(sig).is_ok()
-    })
+    let Some(candidates) = v1_signatures(header) else {
+        return false;
+    };
+    if candidates.is_empty() {
+        return false;
+    }
+    let Ok(mut mac) = <Hmac256 as KeyInit>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    candidates
+        .iter()
+        .fold(subtle::Choice::from(0), |any, sig| {
+            any | subtle::ConstantTimeEq::ct_eq(expected.as_slice(), sig.as_slice())
+        })
+        .into()
 }
 
 type Hmac256 = hmac::Hmac<Sha256>;
@@ -234,6 +259,37 @@ mod tests {
         assert!(!verify(b"secret", b"x", ""));
         assert!(!verify(b"secret", b"x", "v1="));
         assert!(!verify(b"secret", b"x", "v1=zz"));
+    }
+
+    /// A rotation's two signatures verify whichever is right; a header with more `v1` signatures
+    /// than [`MAX_V1_SIGNATURES`] is refused whole, even when one of them is right.
+    #[test]
+    fn the_number_of_v1_entries_is_capped() {
+        let v: Value = serde_json::from_str(VECTORS).unwrap();
+        let vec = &v["vectors"][0];
+        let (secret, body, sig) = (
+            vec["secret"].as_str().unwrap().as_bytes(),
+            vec["body"].as_str().unwrap().as_bytes(),
+            vec["v1"].as_str().unwrap(),
+        );
+        let wrong = "0".repeat(64);
+        assert!(verify(secret, body, &format!("v1={wrong},v1={sig}")));
+        let at_cap = format!(
+            "{}v1={sig}",
+            format!("v1={wrong},").repeat(MAX_V1_SIGNATURES - 1)
+        );
+        assert!(verify(secret, body, &at_cap));
+        let over_cap = format!(
+            "{}v1={sig}",
+            format!("v1={wrong},").repeat(MAX_V1_SIGNATURES)
+        );
+        assert!(!verify(secret, body, &over_cap));
+        let first_right = format!(
+            "v1={sig}{}",
+            format!(",v1={wrong}").repeat(MAX_V1_SIGNATURES)
+        );
+        assert!(!verify(secret, body, &first_right));
+        assert_eq!(v1_signatures(&over_cap), None);
     }
 
     #[test]

@@ -160,3 +160,43 @@ async fn local_mode_with_a_token_refuses_requests_without_it() {
         "nothing recorded for the 401"
     );
 }
+
+/// Without a token the local server serves loopback only: asked to bind another address, it
+/// refuses to start (before binding anything) and says why. (A server that started instead is
+/// killed after 10 s and the test fails, rather than hanging.)
+#[test]
+fn without_a_token_it_refuses_a_non_loopback_address() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .arg("serve")
+        .env("PORT", "0")
+        .env("BIND_ADDRESS", "0.0.0.0")
+        .env("DATA_DIR", data.path())
+        .env("TASK_BINARY", "/bin/true")
+        .env_remove("INTAKE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started on 0.0.0.0 without a token");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("listening on"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("BIND_ADDRESS 0.0.0.0 is not a loopback address and no INTAKE_TOKEN is set"),
+        "{stderr}"
+    );
+}

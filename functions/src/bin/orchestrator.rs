@@ -71,6 +71,14 @@ async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
         ],
     );
     if settings.token.is_none() {
+        if !local.bind.is_loopback() {
+            bail!(
+                "BIND_ADDRESS {} is not a loopback address and no INTAKE_TOKEN is set: the server \
+                 would accept unauthenticated requests from the network; set INTAKE_TOKEN, or \
+                 keep the default 127.0.0.1",
+                local.bind
+            );
+        }
         tracing::warn!("no INTAKE_TOKEN set: the local server accepts unauthenticated requests");
     }
     let state = AppState {

@@ -39,7 +39,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0} is not configured on this deployment")]
     NotConfigured(&'static str),
-    #[error("the task could not be launched: {reason}")]
+    /// The reason (AWS's error text, which can name accounts and roles) goes to the log and to
+    /// the record, never into the answer.
+    #[error("the task could not be launched; the record (now `dispatch_failed`) says why")]
     DispatchFailed { record_id: RecordId, reason: String },
     #[error("the request took too long")]
     Timeout,
@@ -145,6 +147,9 @@ impl IntoResponse for ApiError {
             match &self {
                 ApiError::Internal(detail) => {
                     tracing::error!(code = self.code(), %detail, "request failed")
+                }
+                ApiError::DispatchFailed { record_id, reason } => {
+                    tracing::error!(code = self.code(), %record_id, %reason, "request failed")
                 }
                 other => tracing::error!(code = other.code(), error = %other, "request failed"),
             }

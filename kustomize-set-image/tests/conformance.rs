@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kustomize_set_image::set_image_file;
 use serde_json::Value as Json;
@@ -160,18 +159,7 @@ fn render(dir: &Path, images_block: &str, names: &[String]) -> Result<String, St
         format!("resources:\n- deployment.json\n{images_block}"),
     )
     .map_err(|e| e.to_string())?;
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("cannot run kubectl kustomize: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "kubectl kustomize failed: {}\n{images_block}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    String::from_utf8(out.stdout).map_err(|e| e.to_string())
+    tools::kustomize_build(dir).map_err(|e| format!("{e}\n{images_block}"))
 }
 
 /// Every name and new name of the entries: the images the rendering Deployment uses.

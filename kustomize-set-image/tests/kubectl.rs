@@ -9,7 +9,6 @@
 mod tools;
 
 use std::path::Path;
-use std::process::Command;
 
 use kustomize_set_image::set_image_file;
 
@@ -72,17 +71,7 @@ fn tree() -> tempfile::TempDir {
 
 /// `(init container images, container images)` of the rendered Deployment.
 fn rendered_images(overlay: &Path) -> (Vec<String>, Vec<String>) {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(overlay)
-        .output()
-        .expect("run kubectl kustomize");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8 output");
+    let text = tools::kustomize_build(overlay).unwrap_or_else(|e| panic!("{e}"));
     let doc: yaml_serde::Value = yaml_serde::from_str(&text).expect("one rendered document");
     assert_eq!(doc["kind"].as_str(), Some("Deployment"));
     let images = |key: &str| -> Vec<String> {

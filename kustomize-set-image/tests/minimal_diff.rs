@@ -93,18 +93,8 @@ fn diff(old: &Path, new: &Path) -> (String, Vec<String>) {
 
 /// The images `kubectl kustomize` builds for the Deployment's containers.
 fn rendered_images(overlay: &Path) -> Vec<String> {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(overlay)
-        .output()
-        .expect("run kubectl kustomize");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: yaml_serde::Value =
-        yaml_serde::from_str(&String::from_utf8(out.stdout).expect("utf-8")).expect("yaml");
+    let text = tools::kustomize_build(overlay).unwrap_or_else(|e| panic!("{e}"));
+    let doc: yaml_serde::Value = yaml_serde::from_str(&text).expect("yaml");
     doc["spec"]["template"]["spec"]["containers"]
         .as_sequence()
         .expect("containers")

@@ -6,7 +6,6 @@ mod support;
 #[path = "../../tests/support/tools.rs"]
 mod tools;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -169,17 +168,9 @@ async fn the_pushed_overlay_renders_the_new_image_with_kustomize() {
                 dir.to_str().unwrap(),
             ],
         );
-        let out = Command::new("kubectl")
-            .args(["kustomize"])
-            .arg(dir.join(format!("kustomize/{SERVICE}/overlays/{env}")))
-            .output()
-            .unwrap();
-        let rendered = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let rendered =
+            tools::kustomize_build(&dir.join(format!("kustomize/{SERVICE}/overlays/{env}")))
+                .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             rendered.contains(&format!("image: {image}\n")),
             "{env}: {image} not in\n{rendered}"

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Command;
 
 /// Records that `test` did not run its check, and why (stderr, and `$SKIPPED_CHECKS_FILE`).
@@ -58,4 +59,20 @@ pub fn moto_endpoint(test: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// `kubectl kustomize <dir>`: the rendered YAML, or why it could not render (kubectl's stderr).
+pub fn kustomize_build(dir: &Path) -> Result<String, String> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("cannot run kubectl kustomize: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "kubectl kustomize failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("kubectl kustomize printed non-UTF-8: {e}"))
 }

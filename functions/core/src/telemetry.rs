@@ -38,34 +38,24 @@ fn payload_free(level: tracing::Level, target: &str) -> bool {
 
 /// Installs the global subscriber. `json` picks machine-readable output.
 pub fn init(json: bool) {
-    let env = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let result = if json {
-        let layer = tracing_subscriber::fmt::layer()
-            .json()
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let format = if json {
+        fmt.json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_writer(std::io::stderr);
-        tracing_subscriber::registry()
-            .with(
-                layer
-                    .with_filter(env())
-                    .with_filter(filter_fn(|m| payload_free(*m.level(), m.target()))),
-            )
-            .try_init()
+            .boxed()
     } else {
-        let layer = tracing_subscriber::fmt::layer()
-            .compact()
-            .with_writer(std::io::stderr);
-        tracing_subscriber::registry()
-            .with(
-                layer
-                    .with_filter(env())
-                    .with_filter(filter_fn(|m| payload_free(*m.level(), m.target()))),
-            )
-            .try_init()
+        fmt.compact().boxed()
     };
     // A second init (tests) keeps the first subscriber.
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(
+            format
+                .with_filter(env)
+                .with_filter(filter_fn(|m| payload_free(*m.level(), m.target()))),
+        )
+        .try_init();
 }
 
 /// JSON when running on Lambda (or when `LOG_FORMAT=json`).

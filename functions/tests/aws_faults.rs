@@ -58,8 +58,9 @@ async fn post_orb(state: AppState) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn run_task_request_has_token_network_and_overrides() {
-    let c = contract();
-    let expected_token = c.record_id.to_string();
+    let c = contract().with_attempt(3);
+    let expected_token = format!("{}-3", c.record_id);
+    let expected_started_by = c.record_id.to_string();
     let rule = mock!(aws_sdk_ecs::Client::run_task)
         .match_requests(move |r| {
             let vpc = r
@@ -70,14 +71,14 @@ async fn run_task_request_has_token_network_and_overrides() {
                 && r.launch_type() == Some(&aws_sdk_ecs::types::LaunchType::Fargate)
                 && r.cluster() == Some("orchestrator")
                 && r.task_definition() == Some("gitops-task:3")
-                && r.started_by() == Some("gitops-orchestrator")
+                && r.started_by() == Some(expected_started_by.as_str())
                 && vpc.subnets() == ["subnet-1"]
                 && vpc.security_groups() == ["sg-1"]
                 && vpc.assign_public_ip() == Some(&aws_sdk_ecs::types::AssignPublicIp::Disabled)
                 && r.overrides().unwrap().container_overrides()[0]
                     .environment()
                     .len()
-                    == 6
+                    == 7
         })
         .then_output(|| {
             RunTaskOutput::builder()
@@ -297,7 +298,10 @@ async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
     let none_live = mock!(aws_sdk_ecs::Client::list_tasks)
         .then_output(|| aws_sdk_ecs::operation::list_tasks::ListTasksOutput::builder().build());
     let dir = tempfile::tempdir().unwrap();
-    let (state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule, &none_live]), &dir);
+    let (state, store) = sqlite_state(
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &none_live]),
+        &dir,
+    );
     let stuck = orchestrator_core::Record::received(
         orchestrator_core::Source::CircleciOrb,
         serde_json::json!({}),

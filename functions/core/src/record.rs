@@ -286,7 +286,7 @@ pub struct Record {
     pub attempt: u32,
     /// For a `dispatch_failed` record whose cause may pass (capacity, throttling, timeouts): when
     /// the recovery sweeper launches it again. `None` otherwise: the failure is final.
-    #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "rfc3339_opt")]
     pub retry_at: Option<DateTime<Utc>>,
     /// Every status change and every recovery decision, oldest first (at most
     /// [`HISTORY_LIMIT`] entries: the oldest are dropped).

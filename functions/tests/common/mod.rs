@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use orchestrator::launch::ecs::{EcsLauncher, EcsSettings, STARTED_BY};
+use orchestrator::launch::ecs::{EcsLauncher, EcsSettings};
 use orchestrator::launch::{
     LaunchError, Launched, LiveTask, TaskInspector, TaskLauncher, TaskState,
 };
@@ -259,12 +259,12 @@ impl MotoAws {
         dynamo_store(&self.config, "records").await
     }
 
-    /// ListTasks: the tasks the orchestrator started (`startedBy`) in this cluster.
+    /// ListTasks: the tasks running in this test's cluster (the orchestrator starts each with
+    /// `startedBy` = its record id).
     pub async fn started_tasks(&self) -> aws_sdk_ecs::operation::list_tasks::ListTasksOutput {
         self.ecs
             .list_tasks()
             .cluster(&self.cluster)
-            .started_by(STARTED_BY)
             .send()
             .await
             .unwrap()

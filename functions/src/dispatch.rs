@@ -195,7 +195,11 @@ pub fn failed_launch(
     Transition {
         to,
         retry_at: Some(retry_at),
-        ..Transition::default().reason(reason).at_attempt(n)
+        // In the history too when the status stays `dispatch_failed` (a retry that failed).
+        ..Transition::default()
+            .reason(reason.clone())
+            .note(reason)
+            .at_attempt(n)
     }
 }
 

@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use orchestrator_core::store::{ListQuery, MAX_PAGE, RecordStore, StoreError, Transition};
 use orchestrator_core::{Record, RecordId, Status};
 use serde::Serialize;
@@ -38,6 +39,8 @@ pub struct RecoveryPolicy {
     pub retry: RetryPolicy,
     /// Pages of [`MAX_PAGE`] records read per status and pass.
     pub max_pages: u32,
+    /// Records handled at once.
+    pub concurrency: usize,
 }
 
 impl Default for RecoveryPolicy {
@@ -47,6 +50,7 @@ impl Default for RecoveryPolicy {
             stuck_after: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
             max_pages: 10,
+            concurrency: 8,
         }
     }
 }
@@ -75,6 +79,18 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
+    fn merge(&mut self, other: SweepReport) {
+        self.examined += other.examined;
+        self.launched += other.launched;
+        self.adopted += other.adopted;
+        self.retry_scheduled += other.retry_scheduled;
+        self.gave_up += other.gave_up;
+        self.failed += other.failed;
+        self.still_running += other.still_running;
+        self.raced += other.raced;
+        self.errors.extend(other.errors);
+    }
+
     /// Records the sweeper changed.
     pub fn acted(&self) -> usize {
         self.launched + self.adopted + self.retry_scheduled + self.gave_up + self.failed
@@ -90,35 +106,68 @@ pub async fn sweep(
 ) -> SweepReport {
     let mut report = SweepReport::default();
     let age = |t: DateTime<Utc>| (now - t).to_std().unwrap_or_default();
+    let at_once = policy.concurrency.max(1);
 
-    for record in candidates(store, Status::Received, policy, &mut report).await {
-        if age(record.updated_at) < policy.received_after {
-            continue;
-        }
-        let why = format!(
-            "recovery: `received` for {} with no launch recorded",
-            human_duration(age(record.updated_at))
-        );
-        relaunch(store, tasks, policy, &record, &why, &mut report).await;
+    // Records are listed from the newest created before the threshold: none younger can qualify.
+    let created_before = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or_default();
+    let stuck_received: Vec<Record> = candidates(
+        store,
+        Status::Received,
+        created_before(policy.received_after),
+        policy,
+        &mut report,
+    )
+    .await
+    .into_iter()
+    .filter(|r| age(r.updated_at) >= policy.received_after)
+    .collect();
+    let due_retries: Vec<Record> =
+        candidates(store, Status::DispatchFailed, now, policy, &mut report)
+            .await
+            .into_iter()
+            .filter(|r| r.retry_at.is_some_and(|due| due <= now))
+            .collect();
+    let relaunches = stuck_received
+        .into_iter()
+        .chain(due_retries)
+        .map(|record| async move {
+            let why = match record.status {
+                Status::Received => format!(
+                    "recovery: `received` for {} with no launch recorded",
+                    human_duration(age(record.updated_at))
+                ),
+                _ => format!("recovery: retry of launch attempt {}", record.attempt),
+            };
+            relaunch(store, tasks, policy, &record, &why).await
+        });
+    let mut done = futures_util::stream::iter(relaunches).buffer_unordered(at_once);
+    while let Some(r) = done.next().await {
+        report.merge(r);
     }
 
-    for record in candidates(store, Status::DispatchFailed, policy, &mut report).await {
-        let Some(due) = record.retry_at else { continue };
-        if due > now {
-            continue;
-        }
-        let why = format!("recovery: retry of launch attempt {}", record.attempt);
-        relaunch(store, tasks, policy, &record, &why, &mut report).await;
-    }
-
+    let mut stuck = Vec::new();
     for status in [Status::Dispatched, Status::Running] {
-        for record in candidates(store, status, policy, &mut report).await {
-            if age(record.updated_at) < policy.stuck_after {
-                continue;
-            }
-            check_task(store, tasks, &record, age(record.updated_at), &mut report).await;
-        }
+        stuck.extend(
+            candidates(
+                store,
+                status,
+                created_before(policy.stuck_after),
+                policy,
+                &mut report,
+            )
+            .await
+            .into_iter()
+            .filter(|r| age(r.updated_at) >= policy.stuck_after),
+        );
     }
+    let checks = stuck.into_iter().map(|record| async move {
+        check_task(store, tasks, &record, age(record.updated_at)).await
+    });
+    let mut done = futures_util::stream::iter(checks).buffer_unordered(at_once);
+    while let Some(r) = done.next().await {
+        report.merge(r);
+    }
+
     if report.acted() > 0 || !report.errors.is_empty() {
         tracing::info!(report = ?report, "recovery pass");
     } else {
@@ -127,11 +176,13 @@ pub async fn sweep(
     report
 }
 
-/// The records in `status`, newest first, at most `max_pages` pages. A `dispatch_failed` record
-/// older than the retry window has no retry pending; reading stops there.
+/// The records in `status` created before `before`, newest first, at most `max_pages` pages. A
+/// `dispatch_failed` record older than the retry window has no retry pending; reading stops
+/// there.
 async fn candidates(
     store: &dyn RecordStore,
     status: Status,
+    before: DateTime<Utc>,
     policy: &RecoveryPolicy,
     report: &mut SweepReport,
 ) -> Vec<Record> {
@@ -139,6 +190,7 @@ async fn candidates(
     let mut query = ListQuery {
         limit: MAX_PAGE,
         status: Some(status),
+        after: Some(RecordId::first_at(before)),
         ..ListQuery::default()
     };
     let oldest_retry = orchestrator_core::record::now()
@@ -184,8 +236,8 @@ async fn relaunch(
     policy: &RecoveryPolicy,
     record: &Record,
     why: &str,
-    report: &mut SweepReport,
-) {
+) -> SweepReport {
+    let mut report = SweepReport::default();
     let id = record.id;
     match dispatch::relaunch(store, tasks, policy.retry, record, why).await {
         Ok(r) if r.status == Status::Dispatched && r.attempt == record.attempt => {
@@ -206,13 +258,14 @@ async fn relaunch(
                 .reason(format!("nothing to launch: {why}"))
                 .at_attempt(record.attempt)
                 .note("recovery: the record has no job and no actions");
-            end(store, id, &change, report).await;
+            end(store, id, &change, &mut report).await;
         }
         Err(e) => {
             tracing::warn!(record_id = %id, error = %e, "recovery: cannot relaunch");
             report.errors.push(format!("{id}: {e}"));
         }
     }
+    report
 }
 
 async fn check_task(
@@ -220,8 +273,8 @@ async fn check_task(
     tasks: &dyn Tasks,
     record: &Record,
     idle: Duration,
-    report: &mut SweepReport,
-) {
+) -> SweepReport {
+    let mut report = SweepReport::default();
     let id = record.id;
     let state = match &record.task_arn {
         Some(arn) => tasks.describe(arn).await,
@@ -235,7 +288,7 @@ async fn check_task(
         Err(e) => {
             tracing::warn!(record_id = %id, error = %e, "recovery: cannot describe the task");
             report.errors.push(format!("{id}: {e}"));
-            return;
+            return report;
         }
     };
     let task = record.task_arn.as_deref().unwrap_or("(no task recorded)");
@@ -256,7 +309,7 @@ async fn check_task(
                     tracing::info!(record_id = %id, error = %e, "recovery: note not written");
                 }
             }
-            return;
+            return report;
         }
         TaskState::Stopped(how) => Transition::to(Status::Failed)
             .reason(format!(
@@ -271,7 +324,8 @@ async fn check_task(
                 "recovery: no progress for {quiet}; the task {task} is gone: {why}"
             )),
     };
-    end(store, id, &change.at_attempt(record.attempt), report).await;
+    end(store, id, &change.at_attempt(record.attempt), &mut report).await;
+    report
 }
 
 async fn end(store: &dyn RecordStore, id: RecordId, change: &Transition, report: &mut SweepReport) {

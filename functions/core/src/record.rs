@@ -29,6 +29,13 @@ impl RecordId {
     pub fn as_uuid(&self) -> &Uuid {
         &self.0
     }
+
+    /// The smallest id of a record created at `t` (or later): every record created before `t` has
+    /// a smaller id. A listing cursor ([`crate::store::ListQuery::after`]) that starts at `t`.
+    pub fn first_at(t: DateTime<Utc>) -> Self {
+        let ms = u64::try_from(t.timestamp_millis()).unwrap_or_default();
+        Self(uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid())
+    }
 }
 
 impl Default for RecordId {
@@ -506,6 +513,17 @@ mod tests {
                 serde_json::json!(s.as_str())
             );
         }
+    }
+
+    #[test]
+    fn first_at_sorts_before_every_later_record_and_after_every_earlier_one() {
+        let before = RecordId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let cut = RecordId::first_at(now());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = RecordId::new();
+        assert!(before.to_string() < cut.to_string(), "{before} {cut}");
+        assert!(cut.to_string() < after.to_string(), "{cut} {after}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   and the Kafka batch loop alike), with its own error type.
 //! - [`launch`]: the launcher port and its ECS and local-process adapters.
 //! - [`lifecycle`]: ECS task state changes applied to records (the `lifecycle` Lambda).
+//! - [`events`]: AWS events and schedule runs (the `events` Lambda, `orchestrator schedule fire`).
 //! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).
 //! - [`config`]: settings from flags and environment, read once at start.
 //! - [`init_error`]: a Lambda binary's unusable configuration, reported to the Runtime API.
@@ -32,6 +33,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub mod api;
 pub mod config;
 pub mod dispatch;
+pub mod events;
 pub mod init_error;
 pub mod intake;
 pub mod launch;

@@ -319,6 +319,10 @@ mod tests {
         );
         assert_eq!(e.envelope["region"], "us-east-1");
         assert_eq!(e.envelope["account"], "123456789012");
+        // What the task's tests use as a schedule run's record payload.
+        let golden: Value =
+            serde_json::from_slice(&fixture("scheduler-run.envelope.json")).unwrap();
+        assert_eq!(e.envelope, golden);
         // The scheduler's placeholders left unreplaced do not identify a run.
         let s = Schedule {
             name: "n".into(),

@@ -64,6 +64,8 @@ def main():
     for f in sorted((FIX / "port").glob("*.json")):
         if f.name != "signature-vectors.json":
             write("port_payload", f.stem, f.read_bytes())
+    for f in sorted((FIX / "eventbridge").glob("*.json")):
+        write("events_payload", f.stem, f.read_bytes())
     write("port_kafka_batch", "port-batch", (FIX / "kafka" / "port-batch.json").read_bytes())
     vectors = json.loads((FIX / "port" / "signature-vectors.json").read_text())
     for i, v in enumerate(vectors["vectors"]):

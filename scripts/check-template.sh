@@ -62,7 +62,7 @@ echo "cfn-lint: clean"
 step "2/4 policy check self-test (each injected bad template must be caught)"
 "$python" scripts/python/check_template_policies.py --self-test
 
-step "3/4 policy check on $template (no wildcard resources on RunTask/PassRole/DynamoDB/secrets; RunTask/PassRole conditions; table retained, protected, PITR)"
+step "3/4 policy check on $template (no wildcard resources on RunTask/PassRole/DynamoDB/secrets; RunTask/PassRole conditions; EC2 instance actions only on opted-in instances, CreateTags only with ec2:CreateAction; table retained, protected, PITR)"
 "$python" scripts/python/check_template_policies.py "$template"
 
 step "4/4 sam validate --lint --template $template (SAM transform + cfn-lint, offline)"

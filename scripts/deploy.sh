@@ -67,6 +67,18 @@ set to an empty string to clear an optional value):
                                  on-failure queue, default 10                    -> PortKafkaMaxRetryAttempts
   PORT_KAFKA_SASL_SECRET_ARN     Secrets Manager ARN of the SASL/SCRAM-512 credentials, JSON
                                  {"username","password"} (required with brokers) -> PortKafkaSaslSecretArn
+  EVENTS_INSTANCE_REBOOTS        enabled|disabled (default): EC2 reboots (CloudTrail RebootInstances,
+                                 AWS Health maintenance) to the events function  -> EventsInstanceReboots
+  EVENTS_INSTANCE_STATES         EC2 states whose state changes go to it, e.g. stopped,running
+                                                                                 -> EventsInstanceStates
+  SCHEDULE1_NAME / SCHEDULE2_NAME  EventBridge Scheduler schedules (empty: none)  -> Schedule1Name / Schedule2Name
+  SCHEDULE1_EXPRESSION / SCHEDULE2_EXPRESSION  cron(...)/rate(...), default cron(0 3 * * ? *)
+                                                                                 -> Schedule1Expression / ...
+  SCHEDULE1_INPUT / SCHEDULE2_INPUT  the run's input (JSON), default {}          -> Schedule1Input / ...
+  SCHEDULE_TIMEZONE              default UTC                                      -> ScheduleTimezone
+  INSTANCE_OPT_IN_TAG_VALUE      value of the tag orchestrator:remediate an instance needs for
+                                 aws.ec2.* steps, default true                   -> InstanceOptInTagValue
+                                 (AWS events and schedules need PORT_RULES; docs/events.md)
   CIRCLECI_WEBHOOK_SECRET_ARN    Secrets Manager ARN of CircleCI's webhook signing secret (optional;
                                  unset: POST /webhooks/circleci answers 503)     -> CircleciWebhookSecretArn
   CIRCLECI_WORKFLOWS             workflows that roll out, comma-separated, default *  -> CircleciWorkflows
@@ -157,6 +169,16 @@ params=(
   PORT_KAFKA_BATCH_SIZE:PortKafkaBatchSize
   PORT_KAFKA_MAX_RETRY_ATTEMPTS:PortKafkaMaxRetryAttempts
   PORT_KAFKA_SASL_SECRET_ARN:PortKafkaSaslSecretArn
+  EVENTS_INSTANCE_REBOOTS:EventsInstanceReboots
+  EVENTS_INSTANCE_STATES:EventsInstanceStates
+  SCHEDULE1_NAME:Schedule1Name
+  SCHEDULE1_EXPRESSION:Schedule1Expression
+  SCHEDULE1_INPUT:Schedule1Input
+  SCHEDULE2_NAME:Schedule2Name
+  SCHEDULE2_EXPRESSION:Schedule2Expression
+  SCHEDULE2_INPUT:Schedule2Input
+  SCHEDULE_TIMEZONE:ScheduleTimezone
+  INSTANCE_OPT_IN_TAG_VALUE:InstanceOptInTagValue
   LOG_RETENTION_DAYS:LogRetentionDays
   LOG_LEVEL:LogLevel
 )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `sam build` only: compiles the Lambda binaries (api, lifecycle, port-kafka) for arm64 with Cargo Lambda and
+# `sam build` only: compiles the Lambda binaries (api, lifecycle, port-kafka, events) for arm64 with Cargo Lambda and
 # writes .aws-sam/build/. Installs the missing Rust target and Cargo Lambda first.
 set -euo pipefail
 

@@ -57,14 +57,13 @@ pub struct RetryPolicy {
     /// No call starts once this much time has passed since the attempt's first.
     pub budget: Duration,
     /// The wait before the sweeper's first new attempt; it doubles with each attempt, up to
-    /// [`MAX_RETRY_DELAY`].
+    /// [`Self::max_retry_delay`].
     pub retry_after: Duration,
+    /// The longest wait between two launch attempts of one record.
+    pub max_retry_delay: Duration,
     /// No new attempt is scheduled once this much time has passed since the event arrived.
     pub give_up_after: Duration,
 }
-
-/// The longest wait between two launch attempts of one record.
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -73,6 +72,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(250),
             budget: Duration::from_secs(10),
             retry_after: Duration::from_secs(30),
+            max_retry_delay: Duration::from_secs(300),
             give_up_after: Duration::from_secs(30 * 60),
         }
     }
@@ -84,7 +84,7 @@ impl RetryPolicy {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
         self.retry_after
             .saturating_mul(factor)
-            .min(MAX_RETRY_DELAY.max(self.retry_after))
+            .min(self.max_retry_delay.max(self.retry_after))
     }
 }
 

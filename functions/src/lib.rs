@@ -15,6 +15,7 @@
 //! - [`lifecycle`]: ECS task state changes applied to records (the `lifecycle` Lambda).
 //! - [`recovery`]: the sweeper that brings stuck records to a final state (the `recovery` Lambda,
 //!   and a timer in the local server).
+//! - [`events`]: AWS events and schedule runs (the `events` Lambda, `orchestrator schedule fire`).
 //! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).
 //! - [`config`]: settings from flags and environment, read once at start.
 //! - [`init_error`]: a Lambda binary's unusable configuration, reported to the Runtime API.
@@ -34,6 +35,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub mod api;
 pub mod config;
 pub mod dispatch;
+pub mod events;
 pub mod init_error;
 pub mod intake;
 pub mod launch;

@@ -195,7 +195,7 @@ async fn candidates(
     };
     let oldest_retry = orchestrator_core::record::now()
         - chrono::Duration::from_std(
-            policy.retry.give_up_after + dispatch::MAX_RETRY_DELAY + policy.retry.budget,
+            policy.retry.give_up_after + policy.retry.max_retry_delay + policy.retry.budget,
         )
         .unwrap_or_else(|_| chrono::Duration::days(1));
     for _ in 0..policy.max_pages {

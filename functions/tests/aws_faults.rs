@@ -119,6 +119,7 @@ fn fast_retry() -> IntakeSettings {
             initial_backoff: Duration::from_millis(5),
             budget: Duration::from_secs(5),
             retry_after: Duration::from_secs(30),
+            max_retry_delay: Duration::from_secs(300),
             give_up_after: Duration::from_secs(600),
         },
         ..IntakeSettings::default()

@@ -39,6 +39,7 @@ const TARGETS: &[(&str, Body)] = &[
         intake::circleci_signature_header,
     ),
     ("port_payload", intake::port_payload),
+    ("events_payload", intake::events_payload),
     ("port_kafka_batch", intake::port_kafka_batch),
     ("port_signature_header", intake::port_signature_header),
 ];
@@ -89,6 +90,11 @@ fn circleci_signature_header() {
 #[test]
 fn port_payload() {
     replay("port_payload");
+}
+
+#[test]
+fn events_payload() {
+    replay("events_payload");
 }
 
 #[test]

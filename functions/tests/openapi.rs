@@ -626,12 +626,19 @@ fn status_and_source_enums_match_the_code() {
     }
     // Exhaustive on purpose: a new source fails to compile here until it is documented.
     let all = |s: Source| match s {
-        Source::CircleciOrb | Source::CircleciNative | Source::Port => s.as_str().to_owned(),
+        Source::CircleciOrb | Source::CircleciNative | Source::Port | Source::Eventbridge => {
+            s.as_str().to_owned()
+        }
     };
-    let from_code: Vec<String> = [Source::CircleciOrb, Source::CircleciNative, Source::Port]
-        .into_iter()
-        .map(all)
-        .collect();
+    let from_code: Vec<String> = [
+        Source::CircleciOrb,
+        Source::CircleciNative,
+        Source::Port,
+        Source::Eventbridge,
+    ]
+    .into_iter()
+    .map(all)
+    .collect();
     assert_eq!(sources, from_code, "Source enum");
     let action_types: Vec<String> = ActionType::ALL
         .iter()

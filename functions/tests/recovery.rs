@@ -120,6 +120,7 @@ fn policy() -> RecoveryPolicy {
             initial_backoff: Duration::from_millis(1),
             budget: Duration::from_secs(1),
             retry_after: Duration::from_secs(10),
+            max_retry_delay: Duration::from_secs(300),
             give_up_after: Duration::from_secs(600),
         },
         max_pages: 10,
@@ -657,7 +658,10 @@ async fn a_thousand_deliveries_with_faults_end_final_or_dispatched_to_one_task()
         initial_backoff: Duration::from_millis(5),
         budget: Duration::from_secs(2),
         retry_after: Duration::from_millis(200),
-        give_up_after: Duration::from_secs(30),
+        max_retry_delay: Duration::from_secs(2),
+        // Until every record whose outage passes is dispatched; then the window closes (below)
+        // and the records whose capacity never returns give up at their next failure.
+        give_up_after: Duration::from_secs(600),
     };
     let state = AppState {
         store: store.clone(),
@@ -679,16 +683,22 @@ async fn a_thousand_deliveries_with_faults_end_final_or_dispatched_to_one_task()
     let started = Instant::now();
     // The sweeper runs beside the deliveries, as the schedule would.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let window_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sweeper = {
         let (store, tasks, stop) = (store.clone(), tasks.clone(), stop.clone());
+        let window_closed = window_closed.clone();
         tokio::spawn(async move {
             let mut passes = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let t = Instant::now();
+                let mut policy = recovery;
+                if window_closed.load(std::sync::atomic::Ordering::Relaxed) {
+                    policy.retry.give_up_after = Duration::ZERO;
+                }
                 let report = sweep(
                     store.as_ref(),
                     tasks.as_ref(),
-                    &recovery,
+                    &policy,
                     orchestrator_core::record::now(),
                 )
                 .await;
@@ -737,21 +747,30 @@ async fn a_thousand_deliveries_with_faults_end_final_or_dispatched_to_one_task()
     }
     let delivered = started.elapsed();
 
-    // Wait (sweeping) until every record is settled or dispatched.
-    let deadline = Instant::now() + Duration::from_secs(180);
+    // Wait (sweeping) until every record whose outage passes is dispatched, then close the
+    // retry window and wait until every record is settled or dispatched.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut window_closed_after = None;
     let records = loop {
         let records = all_records(store.as_ref()).await;
-        let open = records
+        let open = |r: &&Record| !r.is_settled() && r.status != Status::Dispatched;
+        let waiting = records
             .iter()
-            .filter(|r| !r.is_settled() && r.status != Status::Dispatched)
+            .filter(|r| faults.fault(r.id) != Fault::CapacityNeverReturns)
+            .filter(|r| r.status != Status::Dispatched)
             .count();
-        if open == 0 && records.len() == n {
+        if window_closed_after.is_none() && waiting == 0 && records.len() == n {
+            window_closed.store(true, std::sync::atomic::Ordering::Relaxed);
+            window_closed_after = Some(started.elapsed());
+        }
+        if window_closed_after.is_some() && !records.iter().any(|r| open(&r)) {
             break records;
         }
         assert!(
             Instant::now() < deadline,
-            "{open} of {} records still open after 180 s",
-            records.len()
+            "after 300 s: {} records, {waiting} with a passing fault not dispatched, {} open",
+            records.len(),
+            records.iter().filter(open).count()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

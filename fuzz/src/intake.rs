@@ -16,6 +16,7 @@ use hmac::{KeyInit, Mac};
 use orchestrator::api::auth;
 use orchestrator::intake::circleci::{self, NativeFilter};
 use orchestrator::intake::derive::{DeriveConfig, Vars};
+use orchestrator::intake::events;
 use orchestrator::intake::orb;
 use orchestrator::intake::port::{self, SignatureError, kafka};
 use orchestrator::rules::RuleSet;
@@ -181,6 +182,35 @@ pub fn port_payload(data: &[u8]) {
     );
     let record = event.to_record(rules());
     assert_eq!(record.source, Source::Port);
+    assert!(matches!(record.status, Status::Received | Status::Ignored));
+    assert_eq!(record.rule.is_some(), record.status == Status::Received);
+}
+
+fn events_rules() -> &'static RuleSet {
+    static RULES: OnceLock<RuleSet> = OnceLock::new();
+    RULES.get_or_init(|| {
+        RuleSet::from_yaml(include_str!("../../examples/events.yaml"))
+            .expect("the example event rules load")
+    })
+}
+
+/// `POST /events` body (and the `events` Lambda's payload): an EventBridge envelope or a schedule
+/// run, then the rules. An accepted event has an id and is keyed by it; its envelope, parsed
+/// again, is the same event (so a schedule run recorded and read back keeps its key).
+pub fn events_payload(data: &[u8]) {
+    let Ok(event) = events::parse(data) else {
+        return;
+    };
+    assert!(!event.id.is_empty() && !event.source.is_empty() && !event.detail_type.is_empty());
+    assert!(event.dedupe_key().ends_with(&format!(":{}", event.id)));
+    let again = events::from_value(event.envelope.clone()).expect("the envelope parses");
+    assert_eq!(
+        (again.source.as_str(), again.detail_type.as_str()),
+        (event.source.as_str(), event.detail_type.as_str())
+    );
+    assert_eq!(again.id, event.id);
+    let record = event.to_record(events_rules());
+    assert_eq!(record.source, Source::Eventbridge);
     assert!(matches!(record.status, Status::Received | Status::Ignored));
     assert_eq!(record.rule.is_some(), record.status == Status::Received);
 }

@@ -19,6 +19,13 @@ Checks (exit 1 with one line per finding, naming the resource, the statement and
 4. Every Allow statement granting ecs:RunTask has an `ecs:cluster` condition (our tasks run on
    our cluster only), and every one granting iam:PassRole an `iam:PassedToService` condition
    (the roles go to ECS only): in each function and role that launches tasks.
+5. EC2 instance actions (ec2:CreateSnapshots, ec2:CreateSnapshot, ec2:RebootInstances,
+   ec2:CreateReplaceRootVolumeTask, ec2:StopInstances, ec2:StartInstances, ec2:TerminateInstances,
+   or a wildcard covering one): never on Resource "*" or NotResource, and every Allow statement
+   whose Resource may name an instance (`...:instance/...`, or an ARN the check cannot read) has
+   an `aws:ResourceTag/<key>` condition: the task acts only on instances carrying the opt-in tag.
+6. Every Allow statement granting ec2:CreateTags (or a wildcard covering it) has an
+   `ec2:CreateAction` condition: tags go only on what the same call creates.
 
 The template is loaded with cfn-lint's own YAML loader (short tags !Ref, !Sub, !GetAtt, !If ...
 become their long forms), or, without cfn-lint, with PyYAML and an equivalent tag constructor.
@@ -54,6 +61,17 @@ REQUIRED_CONDITION_KEYS = {
     "ecs:runtask": "ecs:cluster",
     "iam:passrole": "iam:passedtoservice",
 }
+# EC2 actions that change an instance (lower case): only on opted-in instances.
+EC2_INSTANCE_ACTIONS = [
+    "ec2:createsnapshots",
+    "ec2:createsnapshot",
+    "ec2:rebootinstances",
+    "ec2:createreplacerootvolumetask",
+    "ec2:stopinstances",
+    "ec2:startinstances",
+    "ec2:terminateinstances",
+]
+EC2_TAGGING_ACTIONS = ["ec2:createtags"]
 IAM_POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
 SAM_FUNCTION_TYPES = {"AWS::Serverless::Function"}
 
@@ -271,6 +289,71 @@ def check_policies(template: dict) -> list[str]:
     return errors
 
 
+def covered(action: Any, actions: list[str]) -> list[str]:
+    """The actions of `actions` an action pattern grants."""
+    if not isinstance(action, str):
+        return []
+    pattern = action.strip().lower()
+    return [a for a in actions if fnmatch.fnmatchcase(a, pattern)]
+
+
+def resource_text(value: Any) -> str | None:
+    """The ARN text of a Resource entry (a string or an Fn::Sub), or None when unreadable."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1 and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        text = sub[0] if isinstance(sub, list) and sub else sub
+        return text if isinstance(text, str) else None
+    return None
+
+
+def may_name_instance(value: Any) -> bool:
+    text = resource_text(value)
+    return text is None or text.strip() == "*" or ":instance/" in text or text.rstrip().endswith(":*")
+
+
+def check_ec2(template: dict) -> list[str]:
+    errors: list[str] = []
+    resources = template.get("Resources") or {}
+    for name, where, stmt in iter_policy_statements(template):
+        rtype = resources.get(name, {}).get("Type", "?")
+        if str(stmt.get("Effect", "")).strip() != "Allow":
+            continue
+        if "NotAction" in stmt:
+            granted = [("NotAction", EC2_INSTANCE_ACTIONS + EC2_TAGGING_ACTIONS)]
+        else:
+            granted = [(a, covered(a, EC2_INSTANCE_ACTIONS + EC2_TAGGING_ACTIONS))
+                       for a in flat_values(stmt.get("Action"))]
+        granted = [(a, hits) for a, hits in granted if hits]
+        if not granted:
+            continue
+        tested = condition_keys(stmt.get("Condition"))
+        targets = list(flat_values(stmt.get("Resource")))
+        for action, hits in granted:
+            instance_hits = [h for h in hits if h in EC2_INSTANCE_ACTIONS]
+            if instance_hits:
+                if "NotResource" in stmt or any(is_star(r) for r in targets):
+                    errors.append(
+                        f"{name} ({rtype}) {where}: action {action} (covers {instance_hits[0]}) is "
+                        "allowed on every resource; scope it to instance/volume/snapshot ARNs"
+                    )
+                elif any(may_name_instance(r) for r in targets) and not any(
+                    k.startswith("aws:resourcetag/") for k in tested
+                ):
+                    errors.append(
+                        f"{name} ({rtype}) {where}: action {action} (covers {instance_hits[0]}) on "
+                        "instances has no aws:ResourceTag/<key> condition; only opted-in "
+                        "instances may be acted on"
+                    )
+            if "ec2:createtags" in hits and "ec2:createaction" not in tested:
+                errors.append(
+                    f"{name} ({rtype}) {where}: action {action} (covers ec2:CreateTags) has no "
+                    "ec2:CreateAction condition; tag only what the same call creates"
+                )
+    return errors
+
+
 def check_tables(template: dict) -> list[str]:
     errors: list[str] = []
     tables = {
@@ -300,7 +383,7 @@ def check_tables(template: dict) -> list[str]:
 
 
 def check(template: dict) -> list[str]:
-    return check_policies(template) + check_tables(template)
+    return check_policies(template) + check_ec2(template) + check_tables(template)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,6 +413,25 @@ def _good() -> dict:
                                     {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": table_arn},
                                     {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
                                     {"Effect": "Deny", "Action": "*", "Resource": "*"},
+                                    {"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+                                    {
+                                        "Effect": "Allow",
+                                        "Action": ["ec2:CreateSnapshots", "ec2:RebootInstances"],
+                                        "Resource": {"Fn::Sub": "arn:aws:ec2:r:1:instance/*"},
+                                        "Condition": {"StringEquals": {"aws:ResourceTag/opt-in": "true"}},
+                                    },
+                                    {
+                                        "Effect": "Allow",
+                                        "Action": "ec2:CreateSnapshots",
+                                        "Resource": [{"Fn::Sub": "arn:aws:ec2:r:1:volume/*"},
+                                                     {"Fn::Sub": "arn:aws:ec2:r::snapshot/*"}],
+                                    },
+                                    {
+                                        "Effect": "Allow",
+                                        "Action": "ec2:CreateTags",
+                                        "Resource": {"Fn::Sub": "arn:aws:ec2:r::snapshot/*"},
+                                        "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}},
+                                    },
                                 ]
                             },
                         }
@@ -413,6 +515,20 @@ def _bad_cases() -> list[tuple[str, Any, str]]:
         ("ecs:* on the task definition without a condition", mut(lambda t: _role_stmt(t).append(
             {"Effect": "Allow", "Action": "ecs:*", "Resource": {"Fn::Sub": "arn:aws:ecs:r:1:task-definition/f:*"}})),
          "action ecs:* has no ecs:cluster condition"),
+        ("ec2:RebootInstances on instances without a tag condition", mut(lambda t: _role_stmt(t)[4].pop(
+            "Condition")), "has no aws:ResourceTag/<key> condition"),
+        ("ec2:CreateSnapshots on instances with a condition on another key", mut(lambda t: _role_stmt(t)[4].update(
+            {"Condition": {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}})),
+         "has no aws:ResourceTag/<key> condition"),
+        ("ec2:* on Resource *", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "ec2:*", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/opt-in": "true"}}})),
+         "is allowed on every resource"),
+        ("ec2:Reboot* on an ARN the check cannot read", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "ec2:Reboot*", "Resource": {"Ref": "SomeArn"}})),
+         "has no aws:ResourceTag/<key> condition"),
+        ("ec2:CreateTags without ec2:CreateAction", mut(lambda t: _role_stmt(t)[6].pop("Condition")),
+         "has no ec2:CreateAction condition"),
         ("table without DeletionPolicy", mut(lambda t: t["Resources"]["Table"].pop("DeletionPolicy")),
          "DeletionPolicy"),
         ("table with UpdateReplacePolicy Delete", mut(lambda t: t["Resources"]["Table"].update(
@@ -504,7 +620,8 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"{path}: OK ({statements} IAM statements checked; no wildcard resource on RunTask, "
           "PassRole, DynamoDB or GetSecretValue; RunTask only with ecs:cluster, PassRole only with "
-          "iam:PassedToService; no Scan; table retained, protected, PITR on)")
+          "iam:PassedToService; EC2 instance actions only with aws:ResourceTag, CreateTags only "
+          "with ec2:CreateAction; no Scan; table retained, protected, PITR on)")
     return 0
 
 

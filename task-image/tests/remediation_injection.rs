@@ -41,6 +41,9 @@ fn settings(port: &str, slack: Option<String>, exec_dir: &Path) -> Settings {
             exec_commands_dir: exec_dir.to_owned(),
             exec_run_as: None,
             http_timeout_secs: 5,
+            ec2_opt_in_tag_key: "orchestrator:remediate".into(),
+            ec2_opt_in_tag_value: "true".into(),
+            aws_poll_interval_ms: 5000,
         },
         Some("https://orchestrator.example"),
     )

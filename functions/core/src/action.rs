@@ -26,14 +26,26 @@ pub enum ActionType {
     /// Open (or update) the gitops pull request that sets an image tag.
     #[serde(rename = "gitops.set_image")]
     GitopsSetImage,
+    /// Snapshot every EBS volume of an EC2 instance (CreateSnapshots), and wait for them.
+    #[serde(rename = "aws.ec2.snapshot_instance")]
+    Ec2SnapshotInstance,
+    /// Reboot an EC2 instance (RebootInstances).
+    #[serde(rename = "aws.ec2.reboot_instance")]
+    Ec2RebootInstance,
+    /// Replace an EC2 instance's root volume (CreateReplaceRootVolumeTask), and wait for it.
+    #[serde(rename = "aws.ec2.reset_instance")]
+    Ec2ResetInstance,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 4] = [
+    pub const ALL: [ActionType; 7] = [
         ActionType::PortPatchEntity,
         ActionType::SlackPost,
         ActionType::Exec,
         ActionType::GitopsSetImage,
+        ActionType::Ec2SnapshotInstance,
+        ActionType::Ec2RebootInstance,
+        ActionType::Ec2ResetInstance,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -42,6 +54,9 @@ impl ActionType {
             ActionType::SlackPost => "slack.post",
             ActionType::Exec => "exec",
             ActionType::GitopsSetImage => "gitops.set_image",
+            ActionType::Ec2SnapshotInstance => "aws.ec2.snapshot_instance",
+            ActionType::Ec2RebootInstance => "aws.ec2.reboot_instance",
+            ActionType::Ec2ResetInstance => "aws.ec2.reset_instance",
         }
     }
 }
@@ -141,6 +156,83 @@ pub struct SetImageParams {
     pub tag: String,
 }
 
+/// Longest time an `aws.ec2.*` step may be given.
+pub const MAX_AWS_TIMEOUT_SECS: u64 = 3 * 3600;
+
+/// `aws.ec2.snapshot_instance`: one snapshot of each EBS volume attached to the instance, taken
+/// together (CreateSnapshots with the instance specification), tagged with the instance's tags
+/// and the record id; the step waits until every snapshot is `completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2SnapshotParams {
+    /// Template: the instance id (`i-...`).
+    pub instance_id: String,
+    /// Leave the root volume out.
+    #[serde(default)]
+    pub exclude_boot_volume: bool,
+    /// Template of the snapshots' description. Default: names the instance and the record.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Time limit in seconds (the call and the wait), 1 to [`MAX_AWS_TIMEOUT_SECS`].
+    #[serde(default = "default_snapshot_timeout")]
+    pub timeout_seconds: u64,
+}
+
+/// `aws.ec2.reboot_instance`: RebootInstances for one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2RebootParams {
+    /// Template: the instance id (`i-...`).
+    pub instance_id: String,
+    /// Time limit in seconds, 1 to [`MAX_AWS_TIMEOUT_SECS`].
+    #[serde(default = "default_reboot_timeout")]
+    pub timeout_seconds: u64,
+}
+
+/// `aws.ec2.reset_instance`: replace the instance's root volume, from its launch state (the
+/// default), a snapshot or an image (CreateReplaceRootVolumeTask); the step waits until the
+/// replacement task `succeeded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2ResetParams {
+    /// Template: the instance id (`i-...`).
+    pub instance_id: String,
+    /// Template: restore from this snapshot (`snap-...`) instead of the launch state.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// Template: restore from this image (`ami-...`) instead of the launch state.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// Delete the replaced root volume once the task succeeds (default: keep it).
+    #[serde(default)]
+    pub delete_replaced_root_volume: bool,
+    /// Time limit in seconds (the call and the wait), 1 to [`MAX_AWS_TIMEOUT_SECS`].
+    #[serde(default = "default_reset_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_snapshot_timeout() -> u64 {
+    1800
+}
+
+fn default_reboot_timeout() -> u64 {
+    120
+}
+
+fn default_reset_timeout() -> u64 {
+    1800
+}
+
+fn check_aws_timeout(secs: u64) -> Result<(), String> {
+    if (1..=MAX_AWS_TIMEOUT_SECS).contains(&secs) {
+        Ok(())
+    } else {
+        Err(format!(
+            "timeout_seconds must be from 1 to {MAX_AWS_TIMEOUT_SECS}"
+        ))
+    }
+}
+
 /// A step's parameters, checked for its type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionParams {
@@ -148,6 +240,9 @@ pub enum ActionParams {
     SlackPost(SlackParams),
     Exec(ExecParams),
     GitopsSetImage(SetImageParams),
+    Ec2SnapshotInstance(Ec2SnapshotParams),
+    Ec2RebootInstance(Ec2RebootParams),
+    Ec2ResetInstance(Ec2ResetParams),
 }
 
 /// Whether `s` is a CEL identifier (and so a usable step id or variable name).
@@ -210,6 +305,26 @@ impl ActionSpec {
                 Ok(ActionParams::Exec(p))
             }
             ActionType::GitopsSetImage => typed(self).map(ActionParams::GitopsSetImage),
+            ActionType::Ec2SnapshotInstance => {
+                let p: Ec2SnapshotParams = typed(self)?;
+                check_aws_timeout(p.timeout_seconds)?;
+                Ok(ActionParams::Ec2SnapshotInstance(p))
+            }
+            ActionType::Ec2RebootInstance => {
+                let p: Ec2RebootParams = typed(self)?;
+                check_aws_timeout(p.timeout_seconds)?;
+                Ok(ActionParams::Ec2RebootInstance(p))
+            }
+            ActionType::Ec2ResetInstance => {
+                let p: Ec2ResetParams = typed(self)?;
+                check_aws_timeout(p.timeout_seconds)?;
+                if p.snapshot_id.is_some() && p.image_id.is_some() {
+                    return Err(
+                        "aws.ec2.reset_instance takes snapshot_id or image_id, not both".into(),
+                    );
+                }
+                Ok(ActionParams::Ec2ResetInstance(p))
+            }
         }
     }
 }
@@ -261,6 +376,11 @@ mod tests {
             json!({"type": "port.patch_entity", "with": {}}),
             json!({"type": "slack.post", "with": {"webhook_env": "not a name"}}),
             json!({"type": "gitops.set_image", "with": {"service": "s"}}),
+            json!({"type": "aws.ec2.snapshot_instance", "with": {}}),
+            json!({"type": "aws.ec2.snapshot_instance", "with": {"instance_id": "i-1", "timeout_seconds": 0}}),
+            json!({"type": "aws.ec2.reboot_instance", "with": {"instance_id": "i-1", "force": true}}),
+            json!({"type": "aws.ec2.reset_instance", "with": {"instance_id": "i-1", "snapshot_id": "snap-1", "image_id": "ami-1"}}),
+            json!({"type": "aws.ec2.reset_instance", "with": {"instance_id": "i-1", "timeout_seconds": 100000}}),
         ];
         for b in bad {
             assert!(spec(b.clone()).unwrap().params().is_err(), "{b}");

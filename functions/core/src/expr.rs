@@ -280,6 +280,52 @@ pub fn event_scope(
         .with("after", payload.pointer("/diff/after").unwrap_or(&null))
 }
 
+/// Variables a rule condition over an EventBridge event reads: the envelope's fields (`detailType`
+/// is `detail-type`, which is no CEL identifier) and `event`, the whole envelope.
+pub const AWS_EVENT_VARIABLES: [&str; 9] = [
+    "event",
+    "id",
+    "source",
+    "detailType",
+    "time",
+    "region",
+    "account",
+    "resources",
+    "detail",
+];
+
+/// Variables an action's templates read for an EventBridge event: the condition's, plus
+/// `record` and `steps`.
+pub const AWS_ACTION_VARIABLES: [&str; 11] = [
+    "event",
+    "id",
+    "source",
+    "detailType",
+    "time",
+    "region",
+    "account",
+    "resources",
+    "detail",
+    "record",
+    "steps",
+];
+
+/// The [`AWS_EVENT_VARIABLES`] of an EventBridge envelope (absent fields are null).
+pub fn aws_event_scope(envelope: &serde_json::Value) -> Scope {
+    let null = serde_json::Value::Null;
+    let field = |k: &str| envelope.get(k).unwrap_or(&null);
+    Scope::new()
+        .with("event", envelope)
+        .with("id", field("id"))
+        .with("source", field("source"))
+        .with("detailType", field("detail-type"))
+        .with("time", field("time"))
+        .with("region", field("region"))
+        .with("account", field("account"))
+        .with("resources", field("resources"))
+        .with("detail", field("detail"))
+}
+
 /// JSON to CEL, numbers as doubles.
 pub fn to_cel(v: &serde_json::Value) -> Value {
     use serde_json::Value as J;

@@ -68,6 +68,9 @@ pub enum Source {
     CircleciNative,
     /// Port changelog events (webhook or Kafka).
     Port,
+    /// AWS events through EventBridge rules, and EventBridge Scheduler runs (`POST /events`,
+    /// the `events` function).
+    Eventbridge,
 }
 
 impl Source {
@@ -76,6 +79,7 @@ impl Source {
             Source::CircleciOrb => "circleci_orb",
             Source::CircleciNative => "circleci_native",
             Source::Port => "port",
+            Source::Eventbridge => "eventbridge",
         }
     }
 }
@@ -87,6 +91,7 @@ impl FromStr for Source {
             "circleci_orb" => Ok(Source::CircleciOrb),
             "circleci_native" => Ok(Source::CircleciNative),
             "port" => Ok(Source::Port),
+            "eventbridge" => Ok(Source::Eventbridge),
             other => Err(format!("unknown source `{other}`")),
         }
     }

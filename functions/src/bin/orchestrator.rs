@@ -1,6 +1,7 @@
 //! The local orchestrator: `serve` runs the same Router as the Lambda on 127.0.0.1, with the
-//! embedded SQLite store and the task binary as a child process; `create-table` creates the
-//! DynamoDB table.
+//! embedded SQLite store and the task binary as a child process; `schedule fire` runs one
+//! EventBridge Scheduler schedule now, against the same store and task binary; `create-table`
+//! creates the DynamoDB table.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,32 @@ enum Command {
         #[command(flatten)]
         dynamo: DynamoArgs,
     },
+    /// EventBridge Scheduler schedules, locally.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Run schedule NAME once, as the scheduler would: its input through the rules, recorded in
+    /// DATA_DIR's store, its task started (prints the record id and status as JSON).
+    Fire {
+        /// The schedule's name, as declared in SCHEDULES.
+        name: String,
+        /// The run's execution id (default: a new one). The same id twice is one run.
+        #[arg(long)]
+        execution_id: Option<String>,
+        /// The schedules: a JSON list of {name, expression, input} (template.yaml declares the
+        /// same on AWS).
+        #[arg(long, env = "SCHEDULES", default_value = "")]
+        schedules: String,
+        #[command(flatten)]
+        local: LocalArgs,
+        #[command(flatten)]
+        intake: Box<IntakeArgs>,
+    },
 }
 
 fn default_task_binary() -> anyhow::Result<PathBuf> {
@@ -45,13 +72,12 @@ fn default_task_binary() -> anyhow::Result<PathBuf> {
     Ok(me.with_file_name(format!("gitops-task{}", std::env::consts::EXE_SUFFIX)))
 }
 
-async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let settings = intake.settings().map_err(anyhow::Error::msg)?;
+/// The embedded store in DATA_DIR and the task binary as a child process.
+fn local_adapters(local: &LocalArgs) -> anyhow::Result<(SqliteStore, ProcessLauncher, PathBuf)> {
     let data_dir = std::path::absolute(&local.data_dir).context("DATA_DIR")?;
     let db = SqliteStore::file_in(&data_dir);
     let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    let task_binary = match local.task_binary {
+    let task_binary = match local.task_binary.clone() {
         Some(p) => p,
         None => default_task_binary()?,
     };
@@ -70,6 +96,42 @@ async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
             ("DATA_DIR".into(), data_dir.display().to_string()),
         ],
     );
+    Ok((store, launcher, db))
+}
+
+async fn fire(
+    name: &str,
+    execution_id: Option<&str>,
+    schedules: &str,
+    local: LocalArgs,
+    intake: IntakeArgs,
+) -> anyhow::Result<()> {
+    let schedules = orchestrator::intake::events::parse_schedules(schedules)
+        .map_err(|e| anyhow::anyhow!("SCHEDULES: {e}"))?;
+    let settings = intake.settings().map_err(anyhow::Error::msg)?;
+    let Some(rules) = settings.port.rules.as_deref() else {
+        bail!("RULES_FILE or RULES must be set: a schedule run goes through the rules");
+    };
+    let (store, launcher, _) = local_adapters(&local)?;
+    let report = orchestrator::events::fire(
+        &store,
+        &launcher,
+        settings.retry,
+        rules,
+        &schedules,
+        name,
+        execution_id,
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let settings = intake.settings().map_err(anyhow::Error::msg)?;
+    let (store, launcher, db) = local_adapters(&local)?;
+    let task_binary = launcher.program().to_owned();
     if settings.token.is_none() {
         if !local.bind.is_loopback() {
             bail!(
@@ -122,6 +184,16 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(telemetry::wants_json());
     match cli.command {
         Command::Serve { local, intake } => serve(local, *intake).await,
+        Command::Schedule {
+            command:
+                ScheduleCommand::Fire {
+                    name,
+                    execution_id,
+                    schedules,
+                    local,
+                    intake,
+                },
+        } => fire(&name, execution_id.as_deref(), &schedules, local, *intake).await,
         Command::CreateTable { dynamo } => {
             let aws = aws_config::load_from_env().await;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), dynamo.names());

@@ -1,11 +1,16 @@
-//! Rules: which Port changelog events need a remediation, and the actions it runs.
+//! Rules: which Port changelog events and which AWS events (EventBridge, and EventBridge
+//! Scheduler runs) need a remediation, and the actions it runs.
 //!
 //! A rules file (YAML; `RULES_FILE`, or inline in `RULES`) is a list of rules, tried in order;
-//! the first that matches wins. A rule matches on the event's `resourceType`, `action` and
+//! the first that matches wins. A Port rule matches on the event's `resourceType`, `action` and
 //! blueprint (each a name, a list of names, or `"*"`), then on an optional CEL `condition` over
-//! the event (`before`, `after`, `action`, `resourceType`, `blueprint`, `entity`, `event`). Its
-//! `actions` run in order in the task (see `orchestrator_core::action`). The format is documented
-//! in `docs/rules.md`; `examples/rules.yaml` holds the two seed scenarios.
+//! the event (`before`, `after`, `action`, `resourceType`, `blueprint`, `entity`, `event`). An
+//! EventBridge rule (its `match` names `source` and `detail-type`) matches an EventBridge
+//! envelope, its condition reading `detail`, `resources`, `region`, `account`, ... (see
+//! [`AWS_CONDITION_VARIABLES`]); Port events are only tried against Port rules, and AWS events
+//! against EventBridge rules. Its `actions` run in order in the task (see
+//! `orchestrator_core::action`). The format is documented in `docs/rules.md` and
+//! `docs/events.md`; `examples/` holds the seed scenarios.
 //!
 //! Everything is checked when the file is loaded, at start: YAML shape, unique rule names and
 //! step ids, each action's parameters, every condition and template compiling and reading only
@@ -26,6 +31,12 @@ pub const CONDITION_VARIABLES: [&str; 7] = expr::EVENT_VARIABLES;
 /// Variables an action's templates read: the condition's, plus the record (`record.id`,
 /// `record.url`) and what earlier steps reported (`steps.<id>`).
 pub const TEMPLATE_VARIABLES: [&str; 9] = expr::ACTION_VARIABLES;
+
+/// Variables the condition of an EventBridge rule reads.
+pub const AWS_CONDITION_VARIABLES: [&str; 9] = expr::AWS_EVENT_VARIABLES;
+
+/// Variables the templates of an EventBridge rule's actions read.
+pub const AWS_TEMPLATE_VARIABLES: [&str; 11] = expr::AWS_ACTION_VARIABLES;
 
 /// Most rules in one file.
 pub const MAX_RULES: usize = 500;
@@ -65,14 +76,24 @@ struct MatchDoc {
     blueprint: Names,
 }
 
+/// The `match` of an EventBridge rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsMatchDoc {
+    source: Names,
+    #[serde(rename = "detail-type")]
+    detail_type: Names,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleDoc {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// A Port [`MatchDoc`], or an [`AwsMatchDoc`] when it names `source` or `detail-type`.
     #[serde(rename = "match")]
-    matcher: MatchDoc,
+    matcher: yaml_serde::Value,
     #[serde(default)]
     condition: Option<String>,
     actions: Vec<ActionSpec>,
@@ -126,16 +147,37 @@ impl Selector {
     }
 }
 
+/// What a rule's `match` selects.
+#[derive(Debug)]
+enum Matcher {
+    Port {
+        resource_types: Selector,
+        actions_sel: Selector,
+        blueprints: Selector,
+    },
+    Aws {
+        sources: Selector,
+        detail_types: Selector,
+    },
+}
+
 /// A checked rule.
 #[derive(Debug)]
 pub struct Rule {
     pub name: String,
     pub description: Option<String>,
-    resource_types: Selector,
-    actions_sel: Selector,
-    blueprints: Selector,
+    matcher: Matcher,
     condition: Option<Expression>,
     pub actions: Vec<ActionSpec>,
+}
+
+/// The facts of one EventBridge envelope that rules look at.
+#[derive(Debug, Clone, Copy)]
+pub struct AwsFacts<'a> {
+    pub source: &'a str,
+    pub detail_type: &'a str,
+    /// The whole envelope (`detail`, `resources`, `region`, `account`, ... are read from it).
+    pub envelope: &'a serde_json::Value,
 }
 
 /// The facts of one event that rules look at.
@@ -169,32 +211,72 @@ pub enum Decision {
 }
 
 impl Rule {
-    /// `Ok(())` when the rule matches; otherwise why not.
+    /// Whether the rule is for EventBridge events (else for Port events).
+    pub fn is_aws(&self) -> bool {
+        matches!(self.matcher, Matcher::Aws { .. })
+    }
+
+    /// `Ok(())` when the Port rule matches; otherwise why not.
     fn check(&self, facts: &EventFacts<'_>, scope: &Scope) -> Result<(), String> {
-        if !self
-            .resource_types
-            .matches(Some(facts.resource_type), false)
-        {
+        let Matcher::Port {
+            resource_types,
+            actions_sel,
+            blueprints,
+        } = &self.matcher
+        else {
+            return Err("an EventBridge rule".into());
+        };
+        if !resource_types.matches(Some(facts.resource_type), false) {
             return Err(format!(
                 "resourceType `{}` is not {}",
                 facts.resource_type,
-                self.resource_types.describe()
+                resource_types.describe()
             ));
         }
-        if !self.actions_sel.matches(Some(facts.action), true) {
+        if !actions_sel.matches(Some(facts.action), true) {
             return Err(format!(
                 "action `{}` is not {}",
                 facts.action,
-                self.actions_sel.describe()
+                actions_sel.describe()
             ));
         }
-        if !self.blueprints.matches(facts.blueprint, false) {
+        if !blueprints.matches(facts.blueprint, false) {
             return Err(format!(
                 "blueprint `{}` is not {}",
                 facts.blueprint.unwrap_or("(none)"),
-                self.blueprints.describe()
+                blueprints.describe()
             ));
         }
+        self.check_condition(scope)
+    }
+
+    /// `Ok(())` when the EventBridge rule matches; otherwise why not.
+    fn check_aws(&self, facts: &AwsFacts<'_>, scope: &Scope) -> Result<(), String> {
+        let Matcher::Aws {
+            sources,
+            detail_types,
+        } = &self.matcher
+        else {
+            return Err("a Port rule".into());
+        };
+        if !sources.matches(Some(facts.source), false) {
+            return Err(format!(
+                "source `{}` is not {}",
+                facts.source,
+                sources.describe()
+            ));
+        }
+        if !detail_types.matches(Some(facts.detail_type), false) {
+            return Err(format!(
+                "detail-type `{}` is not {}",
+                facts.detail_type,
+                detail_types.describe()
+            ));
+        }
+        self.check_condition(scope)
+    }
+
+    fn check_condition(&self, scope: &Scope) -> Result<(), String> {
         match &self.condition {
             None => Ok(()),
             Some(c) => match c.eval_bool(scope) {
@@ -233,15 +315,20 @@ fn check_expression(e: &Expression, known: &[&str], what: &str) -> Result<(), St
     }
 }
 
-/// Checks one step's parameters and templates. `earlier` holds the ids of the steps before it.
-fn check_action(spec: &ActionSpec, earlier: &BTreeSet<String>) -> Result<(), String> {
+/// Checks one step's parameters and templates. `earlier` holds the ids of the steps before it;
+/// `known` the variables its templates may read.
+fn check_action(
+    spec: &ActionSpec,
+    earlier: &BTreeSet<String>,
+    known: &[&str],
+) -> Result<(), String> {
     let step = format!("step `{}` ({})", spec.id, spec.kind);
     let params = spec.params().map_err(|e| format!("{step}: {e}"))?;
     let with = serde_json::Value::Object(spec.with.clone());
     let templates = expr::templates_in(&with).map_err(|e| format!("{step}: {e}"))?;
     for (path, t) in &templates {
         for e in t.expressions() {
-            check_expression(e, &TEMPLATE_VARIABLES, &format!("{step} `{path}`"))?;
+            check_expression(e, known, &format!("{step} `{path}`"))?;
         }
         check_step_references(t, earlier).map_err(|e| format!("{step} `{path}`: {e}"))?;
     }
@@ -271,18 +358,40 @@ fn check_step_references(t: &Template, earlier: &BTreeSet<String>) -> Result<(),
     Ok(())
 }
 
+/// The checked `match`: an EventBridge one when it names `source` or `detail-type`.
+fn build_matcher(doc: yaml_serde::Value) -> Result<Matcher, String> {
+    let is_aws = ["source", "detail-type"]
+        .iter()
+        .any(|k| doc.get(*k).is_some());
+    if is_aws {
+        let m: AwsMatchDoc =
+            yaml_serde::from_value(doc).map_err(|e| format!("match (EventBridge): {e}"))?;
+        return Ok(Matcher::Aws {
+            sources: Selector::from_doc("source", m.source)?,
+            detail_types: Selector::from_doc("detail-type", m.detail_type)?,
+        });
+    }
+    let m: MatchDoc = yaml_serde::from_value(doc).map_err(|e| format!("match: {e}"))?;
+    Ok(Matcher::Port {
+        resource_types: Selector::from_doc("resourceType", m.resource_type)?,
+        actions_sel: Selector::from_doc("action", m.action)?,
+        blueprints: Selector::from_doc("blueprint", m.blueprint)?,
+    })
+}
+
 fn build_rule(doc: RuleDoc) -> Result<Rule, RulesError> {
     let name = doc.name.trim().to_owned();
     let err = |reason: String| rule_error(&name, reason);
-    let resource_types =
-        Selector::from_doc("resourceType", doc.matcher.resource_type).map_err(err)?;
-    let actions_sel = Selector::from_doc("action", doc.matcher.action).map_err(err)?;
-    let blueprints = Selector::from_doc("blueprint", doc.matcher.blueprint).map_err(err)?;
+    let matcher = build_matcher(doc.matcher).map_err(err)?;
+    let (condition_vars, template_vars): (&[&str], &[&str]) = match matcher {
+        Matcher::Aws { .. } => (&AWS_CONDITION_VARIABLES, &AWS_TEMPLATE_VARIABLES),
+        Matcher::Port { .. } => (&CONDITION_VARIABLES, &TEMPLATE_VARIABLES),
+    };
     let condition = match doc.condition.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(src) => {
             let e = Expression::compile(src).map_err(|e| err(format!("condition: {e}")))?;
-            check_expression(&e, &CONDITION_VARIABLES, "condition").map_err(err)?;
+            check_expression(&e, condition_vars, "condition").map_err(err)?;
             Some(e)
         }
     };
@@ -307,16 +416,14 @@ fn build_rule(doc: RuleDoc) -> Result<Rule, RulesError> {
         if earlier.contains(&spec.id) {
             return Err(err(format!("step id `{}` is used twice", spec.id)));
         }
-        check_action(&spec, &earlier).map_err(err)?;
+        check_action(&spec, &earlier, template_vars).map_err(err)?;
         earlier.insert(spec.id.clone());
         actions.push(spec);
     }
     Ok(Rule {
         name,
         description: doc.description,
-        resource_types,
-        actions_sel,
-        blueprints,
+        matcher,
         condition,
         actions,
     })
@@ -393,17 +500,34 @@ impl RuleSet {
         &self.rules
     }
 
-    /// The first rule that matches `facts`, or why none did.
+    /// The first Port rule that matches `facts`, or why none did.
     pub fn decide(&self, facts: &EventFacts<'_>) -> Decision {
-        if self.rules.is_empty() {
+        let scope = facts.scope();
+        self.first_match(false, |rule| rule.check(facts, &scope))
+    }
+
+    /// The first EventBridge rule that matches `facts`, or why none did.
+    pub fn decide_aws(&self, facts: &AwsFacts<'_>) -> Decision {
+        let scope = expr::aws_event_scope(facts.envelope);
+        self.first_match(true, |rule| rule.check_aws(facts, &scope))
+    }
+
+    /// The first rule of the kind (`aws` or Port) that `check` accepts.
+    fn first_match(&self, aws: bool, check: impl Fn(&Rule) -> Result<(), String>) -> Decision {
+        let candidates: Vec<&Rule> = self.rules.iter().filter(|r| r.is_aws() == aws).collect();
+        if candidates.is_empty() {
+            let kind = if aws { "EventBridge" } else { "Port" };
             return Decision::NoMatch {
-                reason: "no rule matched: there are no rules".into(),
+                reason: if self.rules.is_empty() {
+                    "no rule matched: there are no rules".into()
+                } else {
+                    format!("no rule matched: there are no {kind} rules")
+                },
             };
         }
-        let scope = facts.scope();
         let mut why = Vec::new();
-        for rule in &self.rules {
-            match rule.check(facts, &scope) {
+        for rule in candidates {
+            match check(rule) {
                 Ok(()) => {
                     return Decision::Matched {
                         rule: rule.name.clone(),

@@ -195,3 +195,163 @@ rules:
         other => panic!("{other:?}"),
     }
 }
+
+fn events_example() -> RuleSet {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events.yaml");
+    RuleSet::load(&path).unwrap()
+}
+
+fn aws_fixture(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/eventbridge")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn decide_aws(rules: &RuleSet, envelope: &serde_json::Value) -> Decision {
+    rules.decide_aws(&AwsFacts {
+        source: envelope["source"].as_str().unwrap(),
+        detail_type: envelope["detail-type"].as_str().unwrap(),
+        envelope,
+    })
+}
+
+fn matched(d: Decision) -> (String, Vec<ActionType>) {
+    match d {
+        Decision::Matched { rule, actions } => (rule, actions.iter().map(|a| a.kind).collect()),
+        other => panic!("expected a match: {other:?}"),
+    }
+}
+
+#[test]
+fn the_events_example_matches_each_documented_event_shape() {
+    let rules = events_example();
+    let reboot = aws_fixture("cloudtrail-reboot-instances.json");
+    assert_eq!(
+        matched(decide_aws(&rules, &reboot)),
+        (
+            "instance-rebooted-snapshot".into(),
+            vec![ActionType::Ec2SnapshotInstance]
+        )
+    );
+    assert_eq!(
+        matched(decide_aws(
+            &rules,
+            &aws_fixture("health-instance-reboot-maintenance.json")
+        ))
+        .0,
+        "maintenance-reboot-snapshot"
+    );
+    assert_eq!(
+        matched(decide_aws(
+            &rules,
+            &aws_fixture("ec2-instance-state-stopped.json")
+        ))
+        .0,
+        "instance-stopped-notify"
+    );
+    let run = crate::intake::events::parse(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/eventbridge/scheduler-run.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        matched(decide_aws(&rules, &run.envelope)),
+        (
+            "nightly-reset-web".into(),
+            vec![ActionType::Ec2ResetInstance]
+        )
+    );
+    // The task's own reboot does not trigger a snapshot, and another call matches nothing.
+    let mut own = reboot.clone();
+    own["detail"]["userIdentity"]["arn"] =
+        json!("arn:aws:sts::123456789012:assumed-role/gitops-orchestrator-TaskRole-AbC/task-1");
+    let Decision::NoMatch { reason } = decide_aws(&rules, &own) else {
+        panic!("the task's own reboot matched");
+    };
+    assert!(
+        reason.contains("`instance-rebooted-snapshot`: condition is false"),
+        "{reason}"
+    );
+    let mut stop = reboot;
+    stop["detail"]["eventName"] = json!("StopInstances");
+    assert!(matches!(
+        decide_aws(&rules, &stop),
+        Decision::NoMatch { .. }
+    ));
+}
+
+#[test]
+fn port_and_aws_rules_share_a_file_and_never_cross() {
+    let yaml = r#"
+rules:
+  - name: port-any
+    match: { resourceType: "*", action: "*", blueprint: "*" }
+    actions: [{ type: slack.post }]
+  - name: aws-any
+    match: { source: "*", detail-type: "*" }
+    condition: region == 'us-east-1' && size(resources) > 0
+    actions:
+      - type: aws.ec2.reboot_instance
+        with: { instance_id: "{{ detail['instance-id'] }}" }
+"#;
+    let rules = RuleSet::from_yaml(yaml).unwrap();
+    assert_eq!(
+        matched(decide_aws(
+            &rules,
+            &aws_fixture("ec2-instance-state-stopped.json")
+        ))
+        .0,
+        "aws-any"
+    );
+    assert_eq!(
+        matched(decide(
+            &rules,
+            &fixture("changelog-vm-free-storage-low.json")
+        ))
+        .0,
+        "port-any"
+    );
+    let only_port = RuleSet::from_yaml(
+        "rules:\n  - name: p\n    match: { resourceType: '*', action: '*', blueprint: '*' }\n    actions: [{ type: slack.post }]\n",
+    )
+    .unwrap();
+    match decide_aws(&only_port, &aws_fixture("ec2-instance-state-stopped.json")) {
+        Decision::NoMatch { reason } => {
+            assert!(reason.contains("no EventBridge rules"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn aws_rules_read_only_the_envelopes_variables() {
+    for (yaml, wanted) in [
+        (
+            "rules:\n  - name: a\n    match: { source: aws.ec2, detail-type: x }\n    condition: after.x == 1\n    actions: [{ type: slack.post }]\n",
+            "unknown variable(s) after",
+        ),
+        (
+            "rules:\n  - name: a\n    match: { source: aws.ec2, detail-type: x }\n    actions:\n      - type: aws.ec2.snapshot_instance\n        with: { instance_id: '{{ entity }}' }\n",
+            "unknown variable(s) entity",
+        ),
+        (
+            "rules:\n  - name: a\n    match: { source: aws.ec2 }\n    actions: [{ type: slack.post }]\n",
+            "detail-type",
+        ),
+        (
+            "rules:\n  - name: a\n    match: { source: aws.ec2, detail-type: x, blueprint: vm }\n    actions: [{ type: slack.post }]\n",
+            "blueprint",
+        ),
+        (
+            "rules:\n  - name: a\n    match: { resourceType: entity, action: UPDATE, blueprint: vm }\n    condition: detail.x == 1\n    actions: [{ type: slack.post }]\n",
+            "unknown variable(s) detail",
+        ),
+    ] {
+        let err = load_err(yaml);
+        assert!(err.contains(wanted), "{yaml}\n=> {err}");
+    }
+}

@@ -15,6 +15,7 @@
 //! a variant of `orchestrator_core::Source` for its records; its path in `openapi.json`.
 
 pub mod circleci;
+pub mod events;
 pub mod orb;
 pub mod port;
 
@@ -88,6 +89,7 @@ pub fn register(router: Router<AppState>) -> Router<AppState> {
         .route("/pullrequests", post(receive::<orb::Orb>))
         .route("/webhooks/circleci", post(receive::<circleci::Native>))
         .route("/webhooks/port", post(receive::<port::Port>))
+        .route("/events", post(receive::<events::Events>))
 }
 
 /// What the intake needs to know, beside its adapters.

@@ -271,8 +271,9 @@ impl MotoAws {
     }
 }
 
-/// Calls moto's EC2 query API directly. Why not aws-sdk-ec2: the product never talks to EC2, and
-/// that crate alone would add minutes to every clean build; tests only need three calls here.
+/// Calls moto's EC2 query API directly. Why not aws-sdk-ec2: these functions never talk to EC2
+/// (only the task does), and that crate alone would add minutes to this crate's clean build;
+/// tests only need a few calls here.
 pub async fn ec2(endpoint: &str, params: &[(&str, &str)]) -> String {
     let mut form: Vec<(&str, &str)> = vec![("Version", "2016-11-15")];
     form.extend_from_slice(params);

@@ -1,5 +1,5 @@
-//! The remediation job: run the actions of the rule a Port event matched, in order, and report
-//! each step to the record.
+//! The remediation job: run the actions of the rule a Port event or an AWS event (EventBridge,
+//! a schedule run) matched, in order, and report each step to the record.
 //!
 //! The launch contract carries only the record id (`ORCH_JOB_KIND=remediation`); the event, the
 //! rule's name and its actions are read from the record, never from the environment overrides.
@@ -11,6 +11,8 @@
 //! - [`port`]: Port's REST API (client-credentials token, PATCH entity).
 //! - [`slack`]: a Slack incoming-webhook message.
 //! - [`gitops`]: `gitops.set_image`, through the gitops pull request flow ([`crate::gitops::Flow`]).
+//! - [`ec2`]: `aws.ec2.snapshot_instance`, `.reboot_instance`, `.reset_instance` (AWS SDK), on
+//!   instances carrying the opt-in tag only.
 //! - [`failure`] and [`settings`]: the step failure type and the checked settings every action
 //!   uses. Dependencies point one way: `mod` → [`steps`] → the actions → [`failure`], [`settings`].
 //!
@@ -25,6 +27,7 @@
 //! checked where it crosses into another language: a command's arguments (no option by
 //! accident), Port's URL path (one identifier per segment), Slack's markup (escaped).
 
+pub mod ec2;
 pub mod exec;
 pub mod failure;
 pub mod gitops;
@@ -60,9 +63,9 @@ impl JobRun {
 }
 
 fn check_record(record: &Record) -> Result<(), String> {
-    if record.source != Source::Port {
+    if !matches!(record.source, Source::Port | Source::Eventbridge) {
         return Err(format!(
-            "record {} comes from {}, not from Port",
+            "record {} comes from {}, not from Port or EventBridge",
             record.id,
             record.source.as_str()
         ));

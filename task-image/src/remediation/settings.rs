@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use orchestrator_core::{RecordId, Secret};
 
+use super::ec2::OptInTag;
 use super::exec::{RunAs, running_as_root};
 
 /// Port's EU API (the default).
@@ -48,6 +49,19 @@ pub struct RemediationArgs {
     /// Seconds one Port or Slack request may take.
     #[arg(long, env = "REMEDIATION_HTTP_TIMEOUT_SECS", default_value_t = 30)]
     pub http_timeout_secs: u64,
+
+    /// The tag key an EC2 instance must carry for `aws.ec2.*` steps to act on it.
+    #[arg(long, env = "EC2_OPT_IN_TAG_KEY", default_value = super::ec2::DEFAULT_OPT_IN_KEY)]
+    pub ec2_opt_in_tag_key: String,
+
+    /// The value that tag must have.
+    #[arg(long, env = "EC2_OPT_IN_TAG_VALUE", default_value = "true")]
+    pub ec2_opt_in_tag_value: String,
+
+    /// Milliseconds between two status reads while an `aws.ec2.*` step waits (snapshots,
+    /// root volume replacement).
+    #[arg(long, env = "AWS_POLL_INTERVAL_MS", default_value_t = 5000)]
+    pub aws_poll_interval_ms: u64,
 }
 
 /// The checked settings.
@@ -63,6 +77,9 @@ pub struct Settings {
     pub http_timeout: Duration,
     /// The orchestrator API, for links to the record (`<base>/pullrequests/<id>`).
     pub record_base_url: Option<String>,
+    /// The tag an EC2 instance must carry for `aws.ec2.*` steps.
+    pub ec2_opt_in: OptInTag,
+    pub aws_poll_interval: Duration,
 }
 
 impl Settings {
@@ -81,6 +98,13 @@ impl Settings {
             })?;
         if !(1..=600).contains(&args.http_timeout_secs) {
             return Err("REMEDIATION_HTTP_TIMEOUT_SECS: must be from 1 to 600".into());
+        }
+        if !(10..=60_000).contains(&args.aws_poll_interval_ms) {
+            return Err("AWS_POLL_INTERVAL_MS: must be from 10 to 60000".into());
+        }
+        let key = args.ec2_opt_in_tag_key.trim();
+        if key.is_empty() || key.starts_with("aws:") {
+            return Err("EC2_OPT_IN_TAG_KEY: must be a tag key (not empty, not aws:...)".into());
         }
         let exec_run_as = match args.exec_run_as.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -108,6 +132,11 @@ impl Settings {
             record_base_url: record_base_url
                 .map(|u| u.trim().trim_end_matches('/').to_owned())
                 .filter(|u| !u.is_empty()),
+            ec2_opt_in: OptInTag {
+                key: key.to_owned(),
+                value: args.ec2_opt_in_tag_value.clone(),
+            },
+            aws_poll_interval: Duration::from_millis(args.aws_poll_interval_ms),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The sequence of a rule's actions: each step's templates are rendered just before it runs,
-//! against the event (`event`, `action`, `resourceType`, `blueprint`, `entity`, `before`,
-//! `after`), the record (`record.id`, `record.url`) and the earlier steps (`steps.<id>.status`,
+//! against the event (a Port event's `event`, `action`, `resourceType`, `blueprint`, `entity`,
+//! `before`, `after`; an EventBridge envelope's `event`, `id`, `source`, `detailType`, `time`,
+//! `region`, `account`, `resources`, `detail`), the record (`record.id`, `record.url`) and the earlier steps (`steps.<id>.status`,
 //! `.exit_code`, `.outputs.<key>`, `.http_status`, ...). The first failure stops the sequence;
 //! the steps after it are reported `skipped`.
 
@@ -8,10 +9,11 @@ use std::time::Instant;
 
 use orchestrator_core::action::{ActionParams, ActionSpec};
 use orchestrator_core::expr::{self, Scope, Template};
-use orchestrator_core::{Job, Record, RecordId, Status};
+use orchestrator_core::{Job, Record, RecordId, Source, Status};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::ec2::Ec2;
 use super::failure::StepFailure;
 use super::gitops::ImageUpdater;
 use super::port::PortClient;
@@ -104,6 +106,8 @@ pub struct Runner<'a> {
     images: &'a dyn ImageUpdater,
     port: PortClient,
     http: reqwest::Client,
+    /// The EC2 client of `aws.ec2.*` steps: built from the environment on first use, or given.
+    ec2: tokio::sync::OnceCell<Ec2>,
 }
 
 impl std::fmt::Debug for Runner<'_> {
@@ -146,13 +150,45 @@ impl<'a> Runner<'a> {
             images,
             port: PortClient::new(http.clone(), settings),
             http,
+            ec2: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Uses `client` for `aws.ec2.*` steps instead of one built from the environment.
+    pub fn with_ec2_client(self, client: aws_sdk_ec2::Client) -> Self {
+        let ec2 = Ec2::new(
+            client,
+            self.settings.ec2_opt_in.clone(),
+            self.settings.aws_poll_interval,
+        );
+        Self {
+            ec2: tokio::sync::OnceCell::new_with(Some(ec2)),
+            ..self
+        }
+    }
+
+    /// The EC2 actions (the client built from the task's environment: its role, AWS_REGION,
+    /// AWS_ENDPOINT_URL).
+    async fn ec2(&self) -> &Ec2 {
+        self.ec2
+            .get_or_init(|| async {
+                let aws = aws_config::load_from_env().await;
+                Ec2::new(
+                    aws_sdk_ec2::Client::new(&aws),
+                    self.settings.ec2_opt_in.clone(),
+                    self.settings.aws_poll_interval,
+                )
+            })
+            .await
     }
 
     /// Runs every step of `record` in order, stopping at the first failure.
     pub async fn run(&self, record: &Record, started: Instant) -> Outcome {
         let (blueprint, entity) = entity_of(record);
-        let mut scope = expr::event_scope(&record.payload, blueprint.as_deref(), entity.as_deref());
+        let mut scope = match record.source {
+            Source::Eventbridge => expr::aws_event_scope(&record.payload),
+            _ => expr::event_scope(&record.payload, blueprint.as_deref(), entity.as_deref()),
+        };
         scope.set(
             "record",
             &json!({"id": record.id.to_string(), "url": self.settings.record_url(record.id)}),
@@ -307,6 +343,60 @@ impl<'a> Runner<'a> {
                 let name = p.webhook_env.as_deref().unwrap_or("SLACK_WEBHOOK_URL");
                 let url = url.ok_or_else(|| StepFailure::new(format!("{name} is not set")))?;
                 slack::post(&self.http, &url, &text).await
+            }
+            ActionParams::Ec2SnapshotInstance(p) => {
+                let instance = render(&p.instance_id, scope)?;
+                let description = match &p.description {
+                    Some(t) => render(t, scope)?,
+                    None => format!(
+                        "Snapshot of {instance} by the gitops orchestrator, record {}",
+                        record.id
+                    ),
+                };
+                self.ec2()
+                    .await
+                    .snapshot_instance(
+                        record.id,
+                        instance.trim(),
+                        p.exclude_boot_volume,
+                        &description,
+                        std::time::Duration::from_secs(p.timeout_seconds),
+                    )
+                    .await
+            }
+            ActionParams::Ec2RebootInstance(p) => {
+                let instance = render(&p.instance_id, scope)?;
+                self.ec2()
+                    .await
+                    .reboot_instance(
+                        instance.trim(),
+                        std::time::Duration::from_secs(p.timeout_seconds),
+                    )
+                    .await
+            }
+            ActionParams::Ec2ResetInstance(p) => {
+                let instance = render(&p.instance_id, scope)?;
+                let snapshot = p
+                    .snapshot_id
+                    .as_deref()
+                    .map(|t| render(t, scope))
+                    .transpose()?;
+                let image = p
+                    .image_id
+                    .as_deref()
+                    .map(|t| render(t, scope))
+                    .transpose()?;
+                self.ec2()
+                    .await
+                    .reset_instance(
+                        record.id,
+                        instance.trim(),
+                        snapshot.as_deref().map(str::trim).filter(|s| !s.is_empty()),
+                        image.as_deref().map(str::trim).filter(|s| !s.is_empty()),
+                        p.delete_replaced_root_volume,
+                        std::time::Duration::from_secs(p.timeout_seconds),
+                    )
+                    .await
             }
             ActionParams::GitopsSetImage(p) => {
                 let (service, image, environment, tag) = (

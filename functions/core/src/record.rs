@@ -270,6 +270,42 @@ pub struct Record {
     /// task reads them from here, never from its launch contract.
     #[serde(default)]
     pub actions: Vec<ActionSpec>,
+    /// The Port action run a Port automation or self-service action invocation belongs to: the
+    /// task and the lifecycle function report progress to it.
+    #[serde(default)]
+    pub port_run: Option<PortRun>,
+}
+
+/// A Port action run (an automation's or a self-service action's execution).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRun {
+    /// Port's run id (`r_...`): `PATCH /v1/actions/runs/{id}` reports to it.
+    pub id: String,
+    /// What Port ran: an automation or a self-service action.
+    pub kind: PortRunKind,
+    /// The automation's or the action's identifier, when the payload names it.
+    #[serde(default)]
+    pub identifier: Option<String>,
+    /// Who ran a self-service action (an e-mail or a user id), when the payload says.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// What started a [`PortRun`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortRunKind {
+    Automation,
+    Action,
+}
+
+impl PortRunKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PortRunKind::Automation => "automation",
+            PortRunKind::Action => "action",
+        }
+    }
 }
 
 /// A Port catalog entity: its blueprint and its identifier.
@@ -302,6 +338,7 @@ impl Record {
             entity: None,
             rule: None,
             actions: Vec::new(),
+            port_run: None,
         }
     }
 }

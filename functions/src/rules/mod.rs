@@ -1,8 +1,10 @@
-//! Rules: which Port changelog events need a remediation, and the actions it runs.
+//! Rules: which Port events (changelog events, automation and self-service action invocations)
+//! need a remediation, and the actions it runs.
 //!
 //! A rules file (YAML; `RULES_FILE`, or inline in `RULES`) is a list of rules, tried in order;
 //! the first that matches wins. A rule matches on the event's `resourceType`, `action` and
-//! blueprint (each a name, a list of names, or `"*"`), then on an optional CEL `condition` over
+//! blueprint (each a name, a list of names, or `"*"`), and optionally on an invocation's `trigger`
+//! type and automation or action `identifier`, then on an optional CEL `condition` over
 //! the event (`before`, `after`, `action`, `resourceType`, `blueprint`, `entity`, `event`). Its
 //! `actions` run in order in the task (see `orchestrator_core::action`). The format is documented
 //! in `docs/rules.md`; `examples/rules.yaml` holds the two seed scenarios.
@@ -63,6 +65,12 @@ struct MatchDoc {
     resource_type: Names,
     action: Names,
     blueprint: Names,
+    /// Port automation trigger type (`ENTITY_UPDATED`, ...) or `SELF_SERVICE`; absent: any.
+    #[serde(default)]
+    trigger: Option<Names>,
+    /// The automation's or self-service action's identifier; absent: any.
+    #[serde(default)]
+    identifier: Option<Names>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +142,8 @@ pub struct Rule {
     resource_types: Selector,
     actions_sel: Selector,
     blueprints: Selector,
+    triggers: Selector,
+    identifiers: Selector,
     condition: Option<Expression>,
     pub actions: Vec<ActionSpec>,
 }
@@ -147,6 +157,11 @@ pub struct EventFacts<'a> {
     pub entity: Option<&'a str>,
     /// The whole event (`diff.before` and `diff.after` are read from it).
     pub payload: &'a serde_json::Value,
+    /// The Port automation trigger type, or `SELF_SERVICE` (invocations only; `None` for a
+    /// changelog event, which a rule naming triggers does not match).
+    pub trigger: Option<&'a str>,
+    /// The automation's or the action's identifier (invocations only).
+    pub identifier: Option<&'a str>,
 }
 
 impl EventFacts<'_> {
@@ -193,6 +208,20 @@ impl Rule {
                 "blueprint `{}` is not {}",
                 facts.blueprint.unwrap_or("(none)"),
                 self.blueprints.describe()
+            ));
+        }
+        if !self.triggers.matches(facts.trigger, true) {
+            return Err(format!(
+                "trigger `{}` is not {}",
+                facts.trigger.unwrap_or("(none: a changelog event)"),
+                self.triggers.describe()
+            ));
+        }
+        if !self.identifiers.matches(facts.identifier, false) {
+            return Err(format!(
+                "automation or action `{}` is not {}",
+                facts.identifier.unwrap_or("(none)"),
+                self.identifiers.describe()
             ));
         }
         match &self.condition {
@@ -278,6 +307,14 @@ fn build_rule(doc: RuleDoc) -> Result<Rule, RulesError> {
         Selector::from_doc("resourceType", doc.matcher.resource_type).map_err(err)?;
     let actions_sel = Selector::from_doc("action", doc.matcher.action).map_err(err)?;
     let blueprints = Selector::from_doc("blueprint", doc.matcher.blueprint).map_err(err)?;
+    let triggers = match doc.matcher.trigger {
+        None => Selector::Any,
+        Some(names) => Selector::from_doc("trigger", names).map_err(err)?,
+    };
+    let identifiers = match doc.matcher.identifier {
+        None => Selector::Any,
+        Some(names) => Selector::from_doc("identifier", names).map_err(err)?,
+    };
     let condition = match doc.condition.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(src) => {
@@ -317,6 +354,8 @@ fn build_rule(doc: RuleDoc) -> Result<Rule, RulesError> {
         resource_types,
         actions_sel,
         blueprints,
+        triggers,
+        identifiers,
         condition,
         actions,
     })

@@ -172,12 +172,16 @@ impl PortArgs {
         Ok(PortSettings {
             secret: self.port_client_secret.clone(),
             rules: rules.map(Arc::new),
-            deploy_actions: self
-                .port_deploy_actions
-                .iter()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            deploy_actions: self.settings_deploy_actions(),
         })
+    }
+
+    /// The deploy action identifiers, trimmed, without empty entries.
+    pub fn settings_deploy_actions(&self) -> Vec<String> {
+        self.port_deploy_actions
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }

@@ -18,6 +18,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use orchestrator_core::Secret;
+/// The HTTP client this crate is built on, for callers that build the [`reqwest::Client`].
+pub use reqwest;
 use serde_json::{Value, json};
 
 /// Characters of an answer kept in a problem.

@@ -437,7 +437,7 @@ mod tests {
     fn records_written_before_port_fields_still_parse() {
         let r = Record::received(Source::CircleciOrb, serde_json::json!({"a": 1}), None);
         let mut doc = serde_json::to_value(&r).unwrap();
-        for k in ["entity", "rule", "actions"] {
+        for k in ["entity", "rule", "actions", "port_run"] {
             doc.as_object_mut().unwrap().remove(k);
         }
         let back: Record = serde_json::from_value(doc).unwrap();

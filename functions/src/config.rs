@@ -10,8 +10,10 @@ use clap::Args;
 use orchestrator_core::Secret;
 use orchestrator_core::store::dynamodb::TableNames;
 
+use crate::dispatch::RetryPolicy;
 use crate::intake::port::PortSettings;
 use crate::launch::ecs::EcsSettings;
+use crate::recovery::RecoveryPolicy;
 use crate::rules::RuleSet;
 pub use crate::sources::{IntakeArgs, IntakeSettings};
 
@@ -90,6 +92,68 @@ impl EcsArgs {
     }
 }
 
+/// How launch failures are retried: within the request, then by the recovery sweeper.
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    /// RunTask calls per launch attempt for capacity or throttling failures, the first included.
+    #[arg(long, env = "DISPATCH_MAX_ATTEMPTS", default_value_t = 4)]
+    pub dispatch_max_attempts: u32,
+
+    /// Total seconds one launch attempt may spend retrying (keep under the API Gateway timeout,
+    /// 29 s).
+    #[arg(long, env = "DISPATCH_BUDGET_SECS", default_value_t = 10)]
+    pub dispatch_budget_secs: u64,
+
+    /// Seconds before the recovery sweeper's first new attempt after a launch failure that may
+    /// pass; the wait doubles with each attempt, up to 5 minutes.
+    #[arg(long, env = "DISPATCH_RETRY_AFTER_SECS", default_value_t = 30)]
+    pub dispatch_retry_after_secs: u64,
+
+    /// Seconds after an event arrived when launch failures stop being retried: the record's
+    /// `dispatch_failed` becomes final ("gave up after N launch attempts over T").
+    #[arg(long, env = "DISPATCH_GIVE_UP_AFTER_SECS", default_value_t = 1800)]
+    pub dispatch_give_up_after_secs: u64,
+}
+
+impl RetryArgs {
+    pub fn policy(&self) -> RetryPolicy {
+        use std::time::Duration;
+        RetryPolicy {
+            max_attempts: self.dispatch_max_attempts.max(1),
+            budget: Duration::from_secs(self.dispatch_budget_secs),
+            retry_after: Duration::from_secs(self.dispatch_retry_after_secs),
+            give_up_after: Duration::from_secs(self.dispatch_give_up_after_secs),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// When the recovery sweeper acts (see `recovery`).
+#[derive(Debug, Clone, Args)]
+pub struct RecoveryArgs {
+    /// Seconds a record may stay `received` (no launch recorded) before the sweeper adopts its
+    /// live task or launches it again.
+    #[arg(long, env = "RECOVERY_RECEIVED_AFTER_SECS", default_value_t = 120)]
+    pub recovery_received_after_secs: u64,
+
+    /// Seconds a `dispatched` or `running` record may go without a change (the task's time limit)
+    /// before the sweeper describes its task and ends the record `failed` if the task is gone.
+    #[arg(long, env = "RECOVERY_STUCK_AFTER_SECS", default_value_t = 3600)]
+    pub recovery_stuck_after_secs: u64,
+}
+
+impl RecoveryArgs {
+    pub fn policy(&self, retry: RetryPolicy) -> RecoveryPolicy {
+        use std::time::Duration;
+        RecoveryPolicy {
+            received_after: Duration::from_secs(self.recovery_received_after_secs),
+            stuck_after: Duration::from_secs(self.recovery_stuck_after_secs),
+            retry,
+            ..RecoveryPolicy::default()
+        }
+    }
+}
+
 /// The local server.
 #[derive(Debug, Clone, Args)]
 pub struct LocalArgs {
@@ -105,6 +169,11 @@ pub struct LocalArgs {
     /// The task binary to run for each job (default: `gitops-task` beside this program).
     #[arg(long, env = "TASK_BINARY")]
     pub task_binary: Option<PathBuf>,
+    /// Seconds between two passes of the recovery sweeper (0: no sweeper).
+    #[arg(long, env = "RECOVERY_INTERVAL_SECS", default_value_t = 30)]
+    pub recovery_interval_secs: u64,
+    #[command(flatten)]
+    pub recovery: RecoveryArgs,
 }
 
 /// Port changelog intake: the webhook secret and the rules (read and checked at start: a rule

@@ -1,24 +1,31 @@
 //! The application layer: record first, then launch, then record the launch. The one path every
-//! intake source takes (the webhook handlers and the Kafka batch loop), with no HTTP in it: it
-//! returns [`DispatchError`], which `api` maps to status codes and the Kafka function to its
-//! per-record report ([`process_batch`]).
+//! intake source takes (the webhook handlers and the Kafka batch loop) and the recovery sweeper
+//! ([`crate::recovery`]) reuses, with no HTTP in it: it returns [`DispatchError`], which `api`
+//! maps to status codes and the Kafka function to its per-record report ([`process_batch`]).
 //!
 //! - The record is written before anything starts (conditionally on its dedupe key: a redelivery
 //!   gets the existing record back and launches nothing).
-//! - Launch failures that may pass (capacity, throttling) are retried with exponential backoff
-//!   within a total time budget; others (parameters, permissions, missing resources) are not.
-//! - Every accepted record ends `dispatched`, `dispatch_failed` or `ignored`. If the process dies
-//!   between the write and the launch, the record stays `received` and [`redispatch`] launches it
-//!   later with the same ECS `clientToken` (the record id), so it still starts at most one task.
+//! - Each launch is an attempt with its own number ([`Record::attempt`], in the contract and in
+//!   ECS's `clientToken`); the launch is recorded only while its attempt is the record's current
+//!   one, and a task of another attempt does no work, so at most one task ever does the work.
+//! - Launch failures that may pass (capacity, throttling, timeouts) are retried with exponential
+//!   backoff within a time budget; if they still fail, the record is `dispatch_failed` with a
+//!   pending retry (`retry_at`) that the sweeper carries out, until [`RetryPolicy::give_up_after`]
+//!   has passed since the event arrived; then the failure is final ("gave up after N attempts
+//!   over T"). Other failures (parameters, permissions, missing resources) are final at once.
+//! - [`relaunch`] starts a new attempt for a record left `received` (a crash between the write
+//!   and the launch, or a lost `dispatched` write) or `dispatch_failed`: it first adopts a live
+//!   task of the record's current attempt, if ECS has one, instead of launching.
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use orchestrator_core::store::{Created, RecordStore, StoreError, Transition};
 use orchestrator_core::{LaunchContract, Record, RecordId, Status};
 use serde::Serialize;
 
 use crate::intake::port::kafka::{self, Coordinates, Decoded, NotKafka};
-use crate::launch::{LaunchError, Launched, TaskLauncher};
+use crate::launch::{LaunchError, Launched, TaskLauncher, Tasks};
 use crate::rules::RuleSet;
 
 /// Why an accepted event or a redispatch did not end as asked.
@@ -26,27 +33,38 @@ use crate::rules::RuleSet;
 pub enum DispatchError {
     #[error("record {0} not found")]
     NotFound(RecordId),
-    /// The record is not in a state that allows it (only `received` records are launched again),
-    /// or it has nothing to launch.
+    /// The record is not in a state that allows it (only `received` and `dispatch_failed`
+    /// records are launched again), or it has nothing to launch.
     #[error("{0}")]
     Conflict(String),
-    /// The launch failed (after the retries its failure allowed); recorded as `dispatch_failed`.
+    /// The launch failed for good (after the retries its failure allowed); recorded as
+    /// `dispatch_failed` with no retry pending.
     #[error("the task could not be launched: {reason}")]
     LaunchFailed { record_id: RecordId, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// How launch failures are retried.
+/// How launch failures are retried: at once, within the request ([`Self::max_attempts`],
+/// [`Self::budget`]), then later by the recovery sweeper ([`Self::retry_after`],
+/// [`Self::give_up_after`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included.
+    /// Calls in one launch attempt, the first included.
     pub max_attempts: u32,
-    /// The first wait; each next wait doubles.
+    /// The first wait between calls; each next wait doubles.
     pub initial_backoff: Duration,
-    /// No retry starts once this much time has passed since the first attempt.
+    /// No call starts once this much time has passed since the attempt's first.
     pub budget: Duration,
+    /// The wait before the sweeper's first new attempt; it doubles with each attempt, up to
+    /// [`MAX_RETRY_DELAY`].
+    pub retry_after: Duration,
+    /// No new attempt is scheduled once this much time has passed since the event arrived.
+    pub give_up_after: Duration,
 }
+
+/// The longest wait between two launch attempts of one record.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -54,27 +72,42 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             initial_backoff: Duration::from_millis(250),
             budget: Duration::from_secs(10),
+            retry_after: Duration::from_secs(30),
+            give_up_after: Duration::from_secs(30 * 60),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after launch attempt `attempt` failed.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.retry_after
+            .saturating_mul(factor)
+            .min(MAX_RETRY_DELAY.max(self.retry_after))
     }
 }
 
 /// What became of an accepted delivery.
 #[derive(Debug)]
 pub enum Accepted {
-    /// A new record; launched (or ignored, when the record says so).
+    /// A new record; launched (or ignored, when the record says so, or `dispatch_failed` with a
+    /// retry pending).
     New(Record),
     /// A redelivery of an event already recorded: nothing was launched.
     Duplicate(Record),
 }
 
-/// The job the task must run for `record`, if any: the gitops pull request of a derived job, or
-/// the remediation of a matched rule's actions (which the task reads from the record).
+/// The job the task must run for `record`, at its current attempt, if any: the gitops pull
+/// request of a derived job, or the remediation of a matched rule's actions (which the task reads
+/// from the record).
 pub fn contract_for(record: &Record) -> Option<LaunchContract> {
-    match &record.job {
-        Some(job) => Some(LaunchContract::gitops_pr(record.id, job.clone())),
-        None if !record.actions.is_empty() => Some(LaunchContract::remediation(record.id)),
-        None => None,
-    }
+    let contract = match &record.job {
+        Some(job) => LaunchContract::gitops_pr(record.id, job.clone()),
+        None if !record.actions.is_empty() => LaunchContract::remediation(record.id),
+        None => return None,
+    };
+    Some(contract.with_attempt(record.attempt))
 }
 
 /// Launches with bounded, classified retries.
@@ -85,71 +118,142 @@ pub async fn launch_with_retries(
 ) -> Result<Launched, LaunchError> {
     let started = Instant::now();
     let mut backoff = policy.initial_backoff;
-    let mut attempt = 1;
+    let mut call = 1;
     loop {
         match launcher.launch(contract).await {
             Ok(l) => return Ok(l),
             Err(e) => {
                 let out_of_time = started.elapsed() + backoff > policy.budget;
-                if !e.retryable || attempt >= policy.max_attempts || out_of_time {
+                if !e.retryable || call >= policy.max_attempts || out_of_time {
                     let why = if !e.retryable {
                         "not retryable"
                     } else if out_of_time {
                         "retry budget spent"
                     } else {
-                        "attempts exhausted"
+                        "calls exhausted"
                     };
                     return Err(LaunchError {
                         retryable: e.retryable,
-                        reason: format!("{} (after {attempt} attempt(s), {why})", e.reason),
+                        reason: format!("{} (after {call} call(s), {why})", e.reason),
                     });
                 }
-                tracing::warn!(record_id = %contract.record_id, attempt, reason = %e.reason, "launch failed; retrying");
+                tracing::warn!(record_id = %contract.record_id, attempt = contract.attempt, call, reason = %e.reason, "launch failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
-                attempt += 1;
+                call += 1;
             }
         }
     }
 }
 
-/// Launches the task of a `received` record and records the outcome.
-async fn launch_and_record(
+/// A duration for people: `45 s`, `12 min`, `2 h 5 min`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The change that records a failed launch attempt of `record`: a pending retry while the cause
+/// may pass and the event is young enough, a final failure otherwise.
+pub fn failed_launch(
+    record: &Record,
+    e: &LaunchError,
+    policy: RetryPolicy,
+    now: DateTime<Utc>,
+) -> Transition {
+    let age = (now - record.received_at).to_std().unwrap_or_default();
+    let to = (record.status != Status::DispatchFailed).then_some(Status::DispatchFailed);
+    let n = record.attempt;
+    let (retry_at, reason) = if !e.retryable {
+        (None, e.reason.clone())
+    } else if age >= policy.give_up_after {
+        (
+            None,
+            format!(
+                "{}; gave up after {n} launch attempt(s) over {}",
+                e.reason,
+                human_duration(age)
+            ),
+        )
+    } else {
+        let at = now
+            + chrono::Duration::from_std(policy.delay_after(n))
+                .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        (
+            Some(at),
+            format!(
+                "{}; launch attempt {n} failed, attempt {} at {}",
+                e.reason,
+                n + 1,
+                orchestrator_core::record::rfc3339::format(&at)
+            ),
+        )
+    };
+    Transition {
+        to,
+        retry_at: Some(retry_at),
+        // In the history too when the status stays `dispatch_failed` (a retry that failed).
+        ..Transition::default()
+            .reason(reason.clone())
+            .note(reason)
+            .at_attempt(n)
+    }
+}
+
+/// Launches the task of `record` (`received` or `dispatch_failed`) at its current attempt and
+/// records the outcome. A failure that will be retried returns the record (`dispatch_failed`,
+/// `retry_at` set); a final one is [`DispatchError::LaunchFailed`].
+pub async fn launch_and_record(
     store: &dyn RecordStore,
     launcher: &dyn TaskLauncher,
     policy: RetryPolicy,
     record: &Record,
-    contract: LaunchContract,
 ) -> Result<Record, DispatchError> {
+    let contract = contract_for(record).ok_or_else(|| {
+        DispatchError::Conflict(format!("record {} has no job to dispatch", record.id))
+    })?;
     match launch_with_retries(launcher, &contract, policy).await {
         Ok(launched) => {
-            let updated = store
-                .transition(
-                    record.id,
-                    &Transition::to(Status::Dispatched).task_arn(launched.task_arn),
-                )
-                .await?;
-            tracing::info!(record_id = %record.id, task = updated.task_arn.as_deref().unwrap_or(""), "dispatched");
-            Ok(updated)
+            let change = Transition::to(Status::Dispatched)
+                .task_arn(launched.task_arn.clone())
+                .at_attempt(record.attempt);
+            match store.transition(record.id, &change).await {
+                Ok(updated) => {
+                    tracing::info!(record_id = %record.id, attempt = record.attempt, task = %launched.task_arn, "dispatched");
+                    Ok(updated)
+                }
+                // The task reported first (`running`), or another attempt began: the record
+                // already says what happens; the task of a superseded attempt does no work.
+                Err(e @ (StoreError::Conflict(_) | StoreError::Superseded { .. })) => {
+                    tracing::info!(record_id = %record.id, attempt = record.attempt, task = %launched.task_arn, reason = %e, "launch not recorded: the record moved on");
+                    store
+                        .get(record.id)
+                        .await?
+                        .ok_or(DispatchError::NotFound(record.id))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Err(e) => {
-            tracing::warn!(record_id = %record.id, reason = %e.reason, "dispatch failed");
-            store
-                .transition(
-                    record.id,
-                    &Transition::to(Status::DispatchFailed).reason(e.reason.clone()),
-                )
-                .await?;
-            Err(DispatchError::LaunchFailed {
-                record_id: record.id,
-                reason: e.reason,
-            })
+            let change = failed_launch(record, &e, policy, orchestrator_core::record::now());
+            let updated = store.transition(record.id, &change).await?;
+            tracing::warn!(record_id = %record.id, attempt = record.attempt, retry_at = ?updated.retry_at, reason = %e.reason, "dispatch failed");
+            match updated.retry_at {
+                Some(_) => Ok(updated),
+                None => Err(DispatchError::LaunchFailed {
+                    record_id: record.id,
+                    reason: updated.status_reason.unwrap_or(e.reason),
+                }),
+            }
         }
     }
 }
 
 /// Writes `record`; when it is `received` with a job, launches the task and records the outcome.
-/// A launch failure is recorded as `dispatch_failed` and returned as
+/// A final launch failure is recorded as `dispatch_failed` and returned as
 /// [`DispatchError::LaunchFailed`].
 pub async fn record_and_launch(
     store: &dyn RecordStore,
@@ -162,32 +266,77 @@ pub async fn record_and_launch(
         return Ok(Accepted::Duplicate(*existing));
     }
     tracing::info!(record_id = %record.id, source = record.source.as_str(), status = %record.status, "recorded");
-    let (Status::Received, Some(contract)) = (record.status, contract_for(&record)) else {
+    if record.status != Status::Received || contract_for(&record).is_none() {
         return Ok(Accepted::New(record));
-    };
-    launch_and_record(store, launcher, policy, &record, contract)
+    }
+    launch_and_record(store, launcher, policy, &record)
         .await
         .map(Accepted::New)
 }
 
-/// Launches a record left in `received` (a crash between the write and the launch), with the
-/// same client token as the first attempt would have used.
+/// Launches a record again: `received` (never launched, or its launch never recorded) or
+/// `dispatch_failed`. A live task of its current attempt is adopted (`dispatched`, nothing
+/// launched); otherwise a new attempt begins and is launched. `why` goes to the history.
+pub async fn relaunch(
+    store: &dyn RecordStore,
+    tasks: &dyn Tasks,
+    policy: RetryPolicy,
+    record: &Record,
+    why: &str,
+) -> Result<Record, DispatchError> {
+    let id = record.id;
+    if !matches!(record.status, Status::Received | Status::DispatchFailed) {
+        return Err(DispatchError::Conflict(format!(
+            "record {id} is `{}`; only `received` and `dispatch_failed` records can be dispatched again",
+            record.status
+        )));
+    }
+    if contract_for(record).is_none() {
+        return Err(DispatchError::Conflict(format!(
+            "record {id} has no job to dispatch"
+        )));
+    }
+    let live = tasks.live_tasks(id).await.map_err(|e| {
+        DispatchError::Store(StoreError::Backend(format!(
+            "cannot look for the record's tasks: {e}"
+        )))
+    })?;
+    if let Some(task) = live
+        .iter()
+        .find(|t| t.attempt.unwrap_or(1) == record.attempt)
+    {
+        let change = Transition::to(Status::Dispatched)
+            .task_arn(task.task_arn.clone())
+            .at_attempt(record.attempt)
+            .note(format!(
+                "{why}: adopted the live task {} of attempt {}",
+                task.task_arn, record.attempt
+            ));
+        let adopted = store.transition(id, &change).await?;
+        tracing::info!(record_id = %id, attempt = record.attempt, task = %task.task_arn, why, "adopted a live task");
+        return Ok(adopted);
+    }
+    let next = record.attempt + 1;
+    let change = Transition {
+        attempt: Some(next),
+        ..Transition::default()
+            .at_attempt(record.attempt)
+            .note(format!("{why}: launching attempt {next}"))
+    };
+    let current = store.transition(id, &change).await?;
+    tracing::info!(record_id = %id, attempt = next, why, "launching a new attempt");
+    launch_and_record(store, tasks, policy, &current).await
+}
+
+/// The operator's re-dispatch of record `id` ([`relaunch`]).
 pub async fn redispatch(
     store: &dyn RecordStore,
-    launcher: &dyn TaskLauncher,
+    tasks: &dyn Tasks,
     policy: RetryPolicy,
     id: RecordId,
 ) -> Result<Record, DispatchError> {
     let record = store.get(id).await?.ok_or(DispatchError::NotFound(id))?;
-    if record.status != Status::Received {
-        return Err(DispatchError::Conflict(format!(
-            "record {id} is `{}`; only `received` records can be dispatched again",
-            record.status
-        )));
-    }
-    let contract = contract_for(&record)
-        .ok_or_else(|| DispatchError::Conflict(format!("record {id} has no job to dispatch")))?;
-    launch_and_record(store, launcher, policy, &record, contract).await
+    relaunch(store, tasks, policy, &record, "re-dispatch requested").await
 }
 
 /// The `status` of an item whose record could not be written.
@@ -271,7 +420,7 @@ impl BatchReport {
 /// see [`BatchReport::item_failures`] for what must be delivered again.
 pub async fn process_batch(
     store: &dyn RecordStore,
-    launcher: &dyn TaskLauncher,
+    launcher: &dyn Tasks,
     policy: RetryPolicy,
     rules: &RuleSet,
     event: &serde_json::Value,
@@ -283,7 +432,7 @@ pub async fn process_batch(
 /// [`ITEM_DEFERRED`], for the event source to deliver again.
 pub async fn process_batch_until(
     store: &dyn RecordStore,
-    launcher: &dyn TaskLauncher,
+    launcher: &dyn Tasks,
     policy: RetryPolicy,
     rules: &RuleSet,
     event: &serde_json::Value,
@@ -303,7 +452,7 @@ pub struct RunsIntake {
 /// [`process_batch_until`], with the deploy actions of the runs topic.
 pub async fn process_batch_with(
     store: &dyn RecordStore,
-    launcher: &dyn TaskLauncher,
+    launcher: &dyn Tasks,
     policy: RetryPolicy,
     rules: &RuleSet,
     runs: &RunsIntake,
@@ -342,15 +491,21 @@ pub async fn process_batch_with(
         };
         let outcome = match record_and_launch(store, launcher, policy, record).await {
             // A redelivered record still `received`: the invocation that wrote it stopped before
-            // launching (a Lambda timeout, say), and Kafka delivered the batch again. Launch it now,
-            // with the same client token; otherwise it would wait forever.
+            // recording a launch (a Lambda timeout, say), and Kafka delivered the batch again.
+            // Adopt its task or launch it now rather than wait for the sweeper.
             Ok(Accepted::Duplicate(r))
                 if r.status == Status::Received && contract_for(&r).is_some() =>
             {
                 tracing::info!(record_id = %r.id, "redelivered record was never launched; dispatching it");
-                redispatch(store, launcher, policy, r.id)
-                    .await
-                    .map(Accepted::Duplicate)
+                relaunch(
+                    store,
+                    launcher,
+                    policy,
+                    &r,
+                    "redelivered by Kafka, never launched",
+                )
+                .await
+                .map(Accepted::Duplicate)
             }
             other => other,
         };

@@ -13,6 +13,8 @@
 //!   and the Kafka batch loop alike), with its own error type.
 //! - [`launch`]: the launcher port and its ECS and local-process adapters.
 //! - [`lifecycle`]: ECS task state changes applied to records (the `lifecycle` Lambda).
+//! - [`recovery`]: the sweeper that brings stuck records to a final state (the `recovery` Lambda,
+//!   and a timer in the local server).
 //! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).
 //! - [`config`]: settings from flags and environment, read once at start.
 //! - [`init_error`]: a Lambda binary's unusable configuration, reported to the Runtime API.
@@ -36,13 +38,14 @@ pub mod init_error;
 pub mod intake;
 pub mod launch;
 pub mod lifecycle;
+pub mod recovery;
 pub mod rules;
 pub mod secrets;
 pub mod sources;
 
 use api::error::ApiError;
 pub use config::IntakeSettings;
-use launch::TaskLauncher;
+use launch::Tasks;
 /// Logging set-up, shared with the task binary.
 pub use orchestrator_core::telemetry;
 
@@ -53,7 +56,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Arc<dyn RecordStore>,
-    pub launcher: Arc<dyn TaskLauncher>,
+    pub launcher: Arc<dyn Tasks>,
     pub intake: Arc<IntakeSettings>,
 }
 

@@ -1,13 +1,18 @@
 //! ECS "Task State Change" events (EventBridge) → record status.
 //!
-//! - `RUNNING`: a `dispatched` record becomes `running`.
+//! - `RUNNING`: a `dispatched` record becomes `running`; so does a `received` one (its launch was
+//!   never recorded), taking the event's task ARN.
 //! - `STOPPED`: the exit code, stop code and reason are kept on the record. A record the task
 //!   already finished (`succeeded`, `no_change`, `failed`) keeps its outcome; one still
-//!   `dispatched`/`running` (the task died before reporting) becomes `failed` with the stop reason.
+//!   `received`/`dispatched`/`running` (the task died before reporting) becomes `failed` with the
+//!   stop reason.
+//! - Only the task of the record's current launch attempt (`ORCH_ATTEMPT` in its overrides) moves
+//!   the record: a task of a superseded attempt does no work, and its events change nothing.
 //! - Duplicate and out-of-order events are dropped: each event carries `detail.version`, and a
 //!   record only accepts a version newer than the last one applied (checked inside the store's
 //!   atomic update, so concurrent deliveries cannot both win).
-//! - Events for other clusters, for tasks we did not start, or without our record id are ignored.
+//! - Events for other clusters, for tasks we did not start (`startedBy` is the record id, or the
+//!   name earlier versions used), or without our record id are ignored.
 //! - A record Port invoked (`port_run`) that this function fails is reported to its Port run
 //!   ([`apply_and_report`]): a log line with the stop reason and `FAILURE` with the record's link;
 //!   what Port refused goes to the record's `outcome.port_report`, and never fails the event.
@@ -17,7 +22,7 @@ use orchestrator_core::store::{RecordStore, StoreError, Transition};
 use orchestrator_core::{RecordId, Status};
 use serde_json::{Value, json};
 
-use crate::launch::ecs::STARTED_BY;
+use crate::launch::ecs::{STARTED_BY, started_by};
 
 /// What an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +42,19 @@ pub enum LifecycleError {
     Store(#[from] StoreError),
 }
 
-fn record_id(detail: &Value) -> Option<RecordId> {
+/// The value of contract variable `name` in the task's overrides.
+fn contract_var<'a>(detail: &'a Value, name: &str) -> Option<&'a str> {
     detail["overrides"]["containerOverrides"]
         .as_array()?
         .iter()
         .filter_map(|c| c["environment"].as_array())
         .flatten()
-        .find(|kv| kv["name"] == vars::RECORD_ID)
+        .find(|kv| kv["name"] == name)
         .and_then(|kv| kv["value"].as_str())
-        .and_then(|v| v.parse().ok())
+}
+
+fn record_id(detail: &Value) -> Option<RecordId> {
+    contract_var(detail, vars::RECORD_ID).and_then(|v| v.parse().ok())
 }
 
 fn cluster_matches(detail: &Value, cluster: Option<&str>) -> bool {
@@ -71,16 +80,21 @@ pub async fn apply(
     if !cluster_matches(detail, cluster) {
         return Ok(Applied::Skipped("another cluster".into()));
     }
-    if detail["startedBy"] != STARTED_BY {
-        return Ok(Applied::Skipped(
-            "task not started by the orchestrator".into(),
-        ));
-    }
     let Some(id) = record_id(detail) else {
         return Ok(Applied::Skipped(
             "no record id in the task overrides".into(),
         ));
     };
+    let by = detail["startedBy"].as_str().unwrap_or_default();
+    if by != STARTED_BY && by != started_by(id) {
+        return Ok(Applied::Skipped(
+            "task not started by the orchestrator".into(),
+        ));
+    }
+    // A task launched before attempts existed carries none: it was attempt 1.
+    let attempt = contract_var(detail, vars::ATTEMPT)
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
     let Some(version) = detail["version"].as_i64() else {
         return Err(LifecycleError::NotAnEcsEvent(
             "detail.version is missing".into(),
@@ -89,13 +103,25 @@ pub async fn apply(
     let Some(record) = store.get(id).await? else {
         return Ok(Applied::Skipped(format!("record {id} no longer exists")));
     };
+    if attempt != record.attempt {
+        return Ok(Applied::Skipped(format!(
+            "task of attempt {attempt}; record {id} is at attempt {}",
+            record.attempt
+        )));
+    }
     let last = detail["lastStatus"].as_str().unwrap_or_default();
     let mut change = Transition {
         task_version: Some(version),
+        expect_attempt: Some(attempt),
         ..Transition::default()
     };
     match last {
-        "RUNNING" if record.status == Status::Dispatched => change.to = Some(Status::Running),
+        "RUNNING" if matches!(record.status, Status::Received | Status::Dispatched) => {
+            change.to = Some(Status::Running);
+            if record.task_arn.is_none() {
+                change.task_arn = detail["taskArn"].as_str().map(str::to_owned);
+            }
+        }
         "STOPPED" => {
             let container = detail["containers"]
                 .as_array()
@@ -108,7 +134,10 @@ pub async fn apply(
                 "container_reason": container.map(|c| c["reason"].clone()).unwrap_or(Value::Null),
             });
             change.task_stop = Some(stop);
-            if matches!(record.status, Status::Dispatched | Status::Running) {
+            if matches!(
+                record.status,
+                Status::Received | Status::Dispatched | Status::Running
+            ) {
                 change.to = Some(Status::Failed);
                 change.reason = Some(format!(
                     "the task stopped before reporting an outcome: {} ({}), exit code {}",
@@ -129,6 +158,7 @@ pub async fn apply(
         ))),
         // The task reported first (e.g. `running` arrived after `succeeded`): keep its outcome.
         Err(StoreError::Conflict(e)) => Ok(Applied::Skipped(e.to_string())),
+        Err(e @ StoreError::Superseded { .. }) => Ok(Applied::Skipped(e.to_string())),
         Err(e) => Err(e.into()),
     }
 }
@@ -158,7 +188,10 @@ pub async fn apply_and_report(
     };
     let applied = apply(store, event, cluster).await?;
     let failed_here = applied == Applied::Updated(Status::Failed)
-        && matches!(before, Some(Status::Dispatched | Status::Running));
+        && matches!(
+            before,
+            Some(Status::Received | Status::Dispatched | Status::Running)
+        );
     let (true, Some(id)) = (failed_here, id) else {
         return Ok(applied);
     };

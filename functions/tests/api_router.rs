@@ -80,6 +80,7 @@ async fn orb_success_is_recorded_dispatched_and_located() {
     let expected: std::collections::BTreeMap<String, String> = [
         ("ORCH_RECORD_ID", id),
         ("ORCH_JOB_KIND", "gitops_pr"),
+        ("ORCH_ATTEMPT", "1"),
         ("ORCH_SERVICE", "circleci-samples"),
         ("ORCH_IMAGE", "eddiewebb/circleci-samples"),
         ("ORCH_TAG", SHA),
@@ -374,7 +375,9 @@ async fn the_token_is_required_when_configured() {
 #[tokio::test]
 async fn a_launch_failure_is_recorded_and_answered_502() {
     let t = sqlite_app(IntakeSettings::default());
-    *t.launcher.fail_with.lock().unwrap() = Some(LaunchError::retryable(
+    // A failure that cannot pass (a retryable one is answered 202 with a retry pending: see
+    // aws_faults.rs).
+    *t.launcher.fail_with.lock().unwrap() = Some(LaunchError::permanent(
         "RunTask started no task: Capacity is unavailable at this time",
     ));
     let (status, _, body) = send(

@@ -58,8 +58,9 @@ async fn post_orb(state: AppState) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn run_task_request_has_token_network_and_overrides() {
-    let c = contract();
-    let expected_token = c.record_id.to_string();
+    let c = contract().with_attempt(3);
+    let expected_token = format!("{}-3", c.record_id);
+    let expected_started_by = c.record_id.to_string();
     let rule = mock!(aws_sdk_ecs::Client::run_task)
         .match_requests(move |r| {
             let vpc = r
@@ -70,14 +71,14 @@ async fn run_task_request_has_token_network_and_overrides() {
                 && r.launch_type() == Some(&aws_sdk_ecs::types::LaunchType::Fargate)
                 && r.cluster() == Some("orchestrator")
                 && r.task_definition() == Some("gitops-task:3")
-                && r.started_by() == Some("gitops-orchestrator")
+                && r.started_by() == Some(expected_started_by.as_str())
                 && vpc.subnets() == ["subnet-1"]
                 && vpc.security_groups() == ["sg-1"]
                 && vpc.assign_public_ip() == Some(&aws_sdk_ecs::types::AssignPublicIp::Disabled)
                 && r.overrides().unwrap().container_overrides()[0]
                     .environment()
                     .len()
-                    == 6
+                    == 7
         })
         .then_output(|| {
             RunTaskOutput::builder()
@@ -117,6 +118,8 @@ fn fast_retry() -> IntakeSettings {
             max_attempts: 4,
             initial_backoff: Duration::from_millis(5),
             budget: Duration::from_secs(5),
+            retry_after: Duration::from_secs(30),
+            give_up_after: Duration::from_secs(600),
         },
         ..IntakeSettings::default()
     }
@@ -151,7 +154,7 @@ fn token_recorder() -> (
 }
 
 #[tokio::test]
-async fn capacity_failures_are_retried_with_the_same_client_token() {
+async fn capacity_failures_are_retried_with_the_attempts_client_token() {
     let (tokens, matcher) = token_recorder();
     let rule = mock!(aws_sdk_ecs::Client::run_task)
         .match_requests(matcher)
@@ -169,15 +172,15 @@ async fn capacity_failures_are_retried_with_the_same_client_token() {
     let id = body["id"].as_str().unwrap();
     assert_eq!(
         *tokens.lock().unwrap(),
-        vec![id.to_owned(); 3],
-        "one token: at most one task"
+        vec![format!("{id}-1"); 3],
+        "one token per launch attempt: at most one task"
     );
     let rec = store.get(id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(rec.task_arn.as_deref(), Some("arn:task/1"));
 }
 
 #[tokio::test]
-async fn failures_without_a_task_end_dispatch_failed_after_bounded_attempts() {
+async fn capacity_that_does_not_come_back_in_the_request_is_retried_later() {
     let rule = mock!(aws_sdk_ecs::Client::run_task)
         .sequence()
         .output(capacity_failure)
@@ -185,6 +188,42 @@ async fn failures_without_a_task_end_dispatch_failed_after_bounded_attempts() {
         .build();
     let dir = tempfile::tempdir().unwrap();
     let (state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let before = orchestrator_core::record::now();
+    let (status, body) = post_orb(state).await;
+    // Accepted: the event is recorded and the sweeper launches it again later.
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "dispatch_failed");
+    assert_eq!(rule.num_calls(), 4);
+    let id = body["id"].as_str().unwrap().parse().unwrap();
+    let rec = store.get(id).await.unwrap().unwrap();
+    let retry_at = rec.retry_at.expect("a retry is pending");
+    let wait = (retry_at - before).num_seconds();
+    assert!(
+        (29..=31).contains(&wait),
+        "first retry after 30 s, got {wait} s"
+    );
+    assert!(!rec.is_settled());
+    let reason = rec.status_reason.unwrap();
+    assert!(
+        reason.contains("Capacity is unavailable")
+            && reason.contains("after 4 call(s)")
+            && reason.contains("launch attempt 1 failed, attempt 2 at"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn failures_without_a_task_past_the_retry_window_end_dispatch_failed() {
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .sequence()
+        .output(capacity_failure)
+        .repeatedly()
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let mut settings = fast_retry();
+    settings.retry.give_up_after = Duration::ZERO;
+    state.intake = Arc::new(settings);
     let (status, body) = post_orb(state).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"]["code"], "dispatch_failed");
@@ -198,9 +237,12 @@ async fn failures_without_a_task_end_dispatch_failed_after_bounded_attempts() {
     let id = body["record_id"].as_str().unwrap().parse().unwrap();
     let rec = store.get(id).await.unwrap().unwrap();
     assert_eq!(rec.status, orchestrator_core::Status::DispatchFailed);
+    assert!(rec.is_settled(), "no retry pending: {rec:?}");
     let reason = rec.status_reason.unwrap();
     assert!(
-        reason.contains("Capacity is unavailable") && reason.contains("after 4 attempt(s)"),
+        reason.contains("Capacity is unavailable")
+            && reason.contains("after 4 call(s)")
+            && reason.contains("gave up after 1 launch attempt(s) over 0 s"),
         "{reason}"
     );
 }
@@ -252,8 +294,14 @@ async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
     let rule = mock!(aws_sdk_ecs::Client::run_task)
         .match_requests(matcher)
         .then_output(started);
+    // No task of the record is running: nothing to adopt.
+    let none_live = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_output(|| aws_sdk_ecs::operation::list_tasks::ListTasksOutput::builder().build());
     let dir = tempfile::tempdir().unwrap();
-    let (state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let (state, store) = sqlite_state(
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &none_live]),
+        &dir,
+    );
     let stuck = orchestrator_core::Record::received(
         orchestrator_core::Source::CircleciOrb,
         serde_json::json!({}),
@@ -265,7 +313,7 @@ async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
         .unwrap();
     let resp = app(state.clone()).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    assert_eq!(*tokens.lock().unwrap(), vec![stuck.id.to_string()]);
+    assert_eq!(*tokens.lock().unwrap(), vec![format!("{}-2", stuck.id)]);
     assert_eq!(
         store.get(stuck.id).await.unwrap().unwrap().status,
         orchestrator_core::Status::Dispatched

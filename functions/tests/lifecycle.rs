@@ -156,3 +156,85 @@ async fn other_clusters_strangers_and_non_ecs_events_are_not_applied() {
         Status::Dispatched
     );
 }
+
+/// A `received` record: written, its launch never recorded.
+async fn received(store: &SqliteStore) -> orchestrator_core::Record {
+    let job = orchestrator_core::Job::parse(
+        "circleci-samples",
+        "eddiewebb/circleci-samples",
+        "dev",
+        "8f59df9",
+    )
+    .unwrap();
+    let r = orchestrator_core::Record::received(
+        orchestrator_core::Source::CircleciOrb,
+        serde_json::json!({}),
+        Some(job),
+    );
+    store.create(&r).await.unwrap();
+    r
+}
+
+#[tokio::test]
+async fn the_task_of_an_unrecorded_launch_moves_a_received_record() {
+    let (_d, store) = store();
+    let r = received(&store).await;
+    let running = event("task-state-change-running.json", &r, 2);
+    assert_eq!(
+        apply(&store, &running, CLUSTER).await.unwrap(),
+        Applied::Updated(Status::Running)
+    );
+    let rec = store.get(r.id).await.unwrap().unwrap();
+    assert_eq!(
+        rec.task_arn.as_deref(),
+        running["detail"]["taskArn"].as_str(),
+        "the task named by ECS is recorded"
+    );
+
+    let r = received(&store).await;
+    assert_eq!(
+        apply(
+            &store,
+            &event("task-state-change-stopped.json", &r, 4),
+            CLUSTER
+        )
+        .await
+        .unwrap(),
+        Applied::Updated(Status::Failed)
+    );
+}
+
+#[tokio::test]
+async fn events_of_a_superseded_attempt_change_nothing() {
+    let (_d, store) = store();
+    let r = received(&store).await;
+    // Recovery started attempt 2; the event is of attempt 1's task (no ORCH_ATTEMPT: attempt 1).
+    let bump = Transition {
+        attempt: Some(2),
+        ..Transition::default().at_attempt(1)
+    };
+    let before = store.transition(r.id, &bump).await.unwrap();
+    for name in [
+        "task-state-change-running.json",
+        "task-state-change-stopped.json",
+    ] {
+        let applied = apply(&store, &event(name, &r, 7), CLUSTER).await.unwrap();
+        assert!(
+            matches!(&applied, Applied::Skipped(why) if why.contains("attempt 1") && why.contains("attempt 2")),
+            "{applied:?}"
+        );
+    }
+    assert_eq!(store.get(r.id).await.unwrap().unwrap(), before);
+
+    // Attempt 2's task, started by record id, is applied.
+    let mut current = event("task-state-change-running.json", &r, 1);
+    current["detail"]["startedBy"] = r.id.to_string().into();
+    current["detail"]["overrides"]["containerOverrides"][0]["environment"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "ORCH_ATTEMPT", "value": "2"}));
+    assert_eq!(
+        apply(&store, &current, CLUSTER).await.unwrap(),
+        Applied::Updated(Status::Running)
+    );
+}

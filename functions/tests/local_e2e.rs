@@ -117,6 +117,7 @@ async fn orb_delivery_to_local_task_process() {
     assert_eq!(
         contract,
         [
+            "ORCH_ATTEMPT=1".to_owned(),
             "ORCH_ENVIRONMENT=dev".to_owned(),
             "ORCH_IMAGE=eddiewebb/circleci-samples".to_owned(),
             "ORCH_JOB_KIND=gitops_pr".to_owned(),

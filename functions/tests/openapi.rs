@@ -542,6 +542,14 @@ fn full_record() -> Record {
         entity: "vm-1".into(),
     });
     r.rule = Some("vm-free-storage-low".into());
+    r.attempt = 2;
+    r.retry_at = Some(r.received_at);
+    r.history = vec![orchestrator_core::HistoryEntry {
+        at: r.received_at,
+        status: Status::DispatchFailed,
+        attempt: 1,
+        note: Some("capacity".into()),
+    }];
     r.actions = vec![ActionSpec {
         id: "notify".into(),
         kind: ActionType::SlackPost,
@@ -572,6 +580,10 @@ fn record_job_and_page_schemas_have_exactly_the_serialised_fields() {
         (
             "EntityRef",
             serde_json::to_value(full_record().entity.unwrap()).unwrap(),
+        ),
+        (
+            "HistoryEntry",
+            serde_json::to_value(&full_record().history[0]).unwrap(),
         ),
         (
             "PortRun",

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator::dispatch::{self, RetryPolicy};
-use orchestrator::launch::{LaunchError, Launched, TaskLauncher};
+use orchestrator::launch::{
+    LaunchError, Launched, LiveTask, TaskInspector, TaskLauncher, TaskState,
+};
 use orchestrator::rules::RuleSet;
-use orchestrator_core::LaunchContract;
+use orchestrator_core::{LaunchContract, RecordId};
 use serde_json::Value;
 
 /// A launcher that takes `delay` per launch, then records the contract.
@@ -21,6 +23,17 @@ use serde_json::Value;
 struct SlowLauncher {
     inner: common::RecordingLauncher,
     delay: Duration,
+}
+
+#[async_trait]
+impl TaskInspector for SlowLauncher {
+    async fn live_tasks(&self, record: RecordId) -> Result<Vec<LiveTask>, LaunchError> {
+        self.inner.live_tasks(record).await
+    }
+
+    async fn describe(&self, task_arn: &str) -> Result<TaskState, LaunchError> {
+        self.inner.describe(task_arn).await
+    }
 }
 
 #[async_trait]

@@ -168,11 +168,12 @@ async fn matched_events_launch_a_remediation_with_the_rule_and_actions_recorded(
         contracts[0].record_id.to_string(),
         rec["id"].as_str().unwrap()
     );
-    // Identifiers only: the record id and the kind, nothing of the event.
+    // Identifiers only: the record id, the kind and the attempt, nothing of the event.
     let env = contracts[0].to_map();
     assert_eq!(
         env.into_iter().collect::<Vec<_>>(),
         [
+            ("ORCH_ATTEMPT".to_owned(), "1".to_owned()),
             ("ORCH_JOB_KIND".to_owned(), "remediation".to_owned()),
             (
                 "ORCH_RECORD_ID".to_owned(),

@@ -1569,11 +1569,12 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
             .map(|kv| (kv.name().unwrap(), kv.value().unwrap()))
             .collect();
         assert_eq!(env["ORCH_RECORD_ID"], rec["id"].as_str().unwrap());
-        // The contract's names, written by hand: a gitops job has all six, a remediation two.
+        // The contract's names, written by hand: a gitops job has all seven, a remediation three.
         let names: Vec<&str> = env.keys().copied().collect();
         assert!(
             names
                 == [
+                    "ORCH_ATTEMPT",
                     "ORCH_ENVIRONMENT",
                     "ORCH_IMAGE",
                     "ORCH_JOB_KIND",
@@ -1581,7 +1582,7 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
                     "ORCH_SERVICE",
                     "ORCH_TAG"
                 ]
-                || names == ["ORCH_JOB_KIND", "ORCH_RECORD_ID"],
+                || names == ["ORCH_ATTEMPT", "ORCH_JOB_KIND", "ORCH_RECORD_ID"],
             "not exactly the contract's identifiers: {names:?}"
         );
         scan.check(

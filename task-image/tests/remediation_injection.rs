@@ -13,7 +13,7 @@ use gitops_task::remediation::{
 };
 use orchestrator_core::action::ActionSpec;
 use orchestrator_core::store::{RecordStore, Transition};
-use orchestrator_core::{EntityRef, Job, Record, RecordId, Source, Status};
+use orchestrator_core::{EntityRef, Job, LaunchContract, Record, RecordId, Source, Status};
 use serde_json::{Value, json};
 use support::Store;
 use tempfile::TempDir;
@@ -117,7 +117,13 @@ async fn an_event_value_that_renders_to_an_option_never_reaches_the_command() {
                     "with": {"command": ["argv", "{{ entity }}", "{{ after.properties.note }}"]}}]),
         )
         .await;
-        let run = run_job(r.id, &store.store, Ok(s.clone()), &NoImages).await;
+        let run = run_job(
+            &LaunchContract::remediation(r.id),
+            &store.store,
+            Ok(s.clone()),
+            &NoImages,
+        )
+        .await;
         let o = &run.outcome;
         assert_eq!(o.status, Status::Failed, "{o:?}");
         assert_eq!(o.failed_step.as_deref(), Some("run"));
@@ -139,7 +145,13 @@ async fn an_event_value_that_renders_to_an_option_never_reaches_the_command() {
                 "with": {"command": ["argv", "--entity={{ entity }}", "-v", "--", "{{ after.properties.note }}"]}}]),
     )
     .await;
-    let run = run_job(r.id, &store.store, Ok(s), &NoImages).await;
+    let run = run_job(
+        &LaunchContract::remediation(r.id),
+        &store.store,
+        Ok(s),
+        &NoImages,
+    )
+    .await;
     assert_eq!(run.outcome.status, Status::Succeeded, "{:?}", run.outcome);
     assert_eq!(
         std::fs::read_to_string(&argv).unwrap(),
@@ -178,7 +190,13 @@ async fn a_port_identifier_that_changes_the_path_sends_nothing() {
         ("vm", "a\\b"),
     ] {
         let r = record(&store, blueprint, entity, "x", patch.clone()).await;
-        let run = run_job(r.id, &store.store, Ok(s.clone()), &NoImages).await;
+        let run = run_job(
+            &LaunchContract::remediation(r.id),
+            &store.store,
+            Ok(s.clone()),
+            &NoImages,
+        )
+        .await;
         let o = &run.outcome;
         assert_eq!(o.status, Status::Failed, "{entity}: {o:?}");
         assert_eq!(o.failed_step.as_deref(), Some("patch"));
@@ -199,7 +217,13 @@ async fn a_port_identifier_that_changes_the_path_sends_nothing() {
                 "with": {"entity": "{{ after.properties.note }}", "properties": {"note": "seen"}}}]),
     )
     .await;
-    let run = run_job(r.id, &store.store, Ok(s.clone()), &NoImages).await;
+    let run = run_job(
+        &LaunchContract::remediation(r.id),
+        &store.store,
+        Ok(s.clone()),
+        &NoImages,
+    )
+    .await;
     assert!(
         run.outcome.reason.as_deref().unwrap().contains("empty"),
         "{:?}",
@@ -209,7 +233,13 @@ async fn a_port_identifier_that_changes_the_path_sends_nothing() {
 
     // A plain identifier is patched (the refusals above are the check's doing).
     let r = record(&store, "vm", "vm-1.eu", "x", patch).await;
-    let run = run_job(r.id, &store.store, Ok(s), &NoImages).await;
+    let run = run_job(
+        &LaunchContract::remediation(r.id),
+        &store.store,
+        Ok(s),
+        &NoImages,
+    )
+    .await;
     assert_eq!(run.outcome.status, Status::Succeeded, "{:?}", run.outcome);
     let paths: Vec<String> = port
         .received_requests()
@@ -255,7 +285,13 @@ async fn slack_messages_escape_event_data_and_keep_the_rules_links() {
         ]),
     )
     .await;
-    let run = run_job(r.id, &store.store, Ok(s), &NoImages).await;
+    let run = run_job(
+        &LaunchContract::remediation(r.id),
+        &store.store,
+        Ok(s),
+        &NoImages,
+    )
+    .await;
     assert_eq!(run.outcome.status, Status::Succeeded, "{:?}", run.outcome);
     assert!(
         run.outcome
@@ -329,7 +365,13 @@ async fn a_command_leaves_no_process_behind() {
         json!([{"id": "linger", "type": "exec", "with": {"command": ["linger"]}}]),
     )
     .await;
-    let run = run_job(r.id, &store.store, Ok(s), &NoImages).await;
+    let run = run_job(
+        &LaunchContract::remediation(r.id),
+        &store.store,
+        Ok(s),
+        &NoImages,
+    )
+    .await;
     assert_eq!(run.outcome.status, Status::Succeeded, "{:?}", run.outcome);
     let pid = std::fs::read_to_string(&pid_file)
         .unwrap()

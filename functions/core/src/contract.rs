@@ -14,11 +14,12 @@ use crate::record::{Job, RecordId};
 pub mod vars {
     pub const RECORD_ID: &str = "ORCH_RECORD_ID";
     pub const KIND: &str = "ORCH_JOB_KIND";
+    pub const ATTEMPT: &str = "ORCH_ATTEMPT";
     pub const SERVICE: &str = "ORCH_SERVICE";
     pub const IMAGE: &str = "ORCH_IMAGE";
     pub const TAG: &str = "ORCH_TAG";
     pub const ENVIRONMENT: &str = "ORCH_ENVIRONMENT";
-    pub const ALL: [&str; 6] = [RECORD_ID, KIND, SERVICE, IMAGE, TAG, ENVIRONMENT];
+    pub const ALL: [&str; 7] = [RECORD_ID, KIND, ATTEMPT, SERVICE, IMAGE, TAG, ENVIRONMENT];
 }
 
 /// Reads the required variable `name` and parses it with `parse`.
@@ -60,6 +61,9 @@ impl JobKind {
 pub struct LaunchContract {
     pub record_id: RecordId,
     pub kind: JobKind,
+    /// The launch attempt ([`crate::Record::attempt`]): the task works only while it is the
+    /// record's current one. Absent from an older launcher's environment: read as 1.
+    pub attempt: u32,
     /// The gitops job ([`JobKind::GitopsPr`]); `None` for a [`JobKind::Remediation`], whose
     /// variables `ORCH_SERVICE` .. `ORCH_ENVIRONMENT` are neither written nor read.
     pub job: Option<Job>,
@@ -79,8 +83,15 @@ impl LaunchContract {
         Self {
             record_id,
             kind: JobKind::GitopsPr,
+            attempt: crate::record::first_attempt(),
             job: Some(job),
         }
+    }
+
+    /// The same job, for launch attempt `attempt`.
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
     }
 
     /// A remediation: the task reads the event and the actions from record `record_id`.
@@ -88,6 +99,7 @@ impl LaunchContract {
         Self {
             record_id,
             kind: JobKind::Remediation,
+            attempt: crate::record::first_attempt(),
             job: None,
         }
     }
@@ -97,6 +109,7 @@ impl LaunchContract {
         let mut env = vec![
             (vars::RECORD_ID, self.record_id.to_string()),
             (vars::KIND, self.kind.as_str().to_owned()),
+            (vars::ATTEMPT, self.attempt.to_string()),
         ];
         if let (JobKind::GitopsPr, Some(job)) = (self.kind, &self.job) {
             env.extend([
@@ -123,9 +136,19 @@ impl LaunchContract {
                     name: vars::RECORD_ID,
                     reason: e.to_string(),
                 })?;
+        let attempt =
+            match get(vars::ATTEMPT).filter(|v| !v.trim().is_empty()) {
+                None => crate::record::first_attempt(),
+                Some(v) => v.parse::<u32>().ok().filter(|a| *a >= 1).ok_or_else(|| {
+                    ContractError::Invalid {
+                        name: vars::ATTEMPT,
+                        reason: format!("`{v}` is not an attempt number (1, 2, ...)"),
+                    }
+                })?,
+            };
         let kind = match req(vars::KIND)?.as_str() {
             "gitops_pr" => JobKind::GitopsPr,
-            "remediation" => return Ok(Self::remediation(record_id)),
+            "remediation" => return Ok(Self::remediation(record_id).with_attempt(attempt)),
             other => {
                 return Err(ContractError::Invalid {
                     name: vars::KIND,
@@ -143,6 +166,7 @@ impl LaunchContract {
         Ok(Self {
             record_id,
             kind,
+            attempt,
             job: Some(job),
         })
     }
@@ -186,6 +210,7 @@ mod tests {
             [
                 ("ORCH_RECORD_ID", id.to_string()),
                 ("ORCH_JOB_KIND", "gitops_pr".to_owned()),
+                ("ORCH_ATTEMPT", "1".to_owned()),
                 ("ORCH_SERVICE", "svc".to_owned()),
                 ("ORCH_IMAGE", "org/svc".to_owned()),
                 (
@@ -196,10 +221,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            LaunchContract::remediation(id).to_env(),
+            LaunchContract::remediation(id).with_attempt(3).to_env(),
             [
                 ("ORCH_RECORD_ID", id.to_string()),
                 ("ORCH_JOB_KIND", "remediation".to_owned()),
+                ("ORCH_ATTEMPT", "3".to_owned()),
             ]
         );
         assert_eq!(
@@ -207,6 +233,7 @@ mod tests {
             [
                 "ORCH_RECORD_ID",
                 "ORCH_JOB_KIND",
+                "ORCH_ATTEMPT",
                 "ORCH_SERVICE",
                 "ORCH_IMAGE",
                 "ORCH_TAG",
@@ -230,7 +257,7 @@ mod tests {
         let map = c.to_map();
         assert_eq!(
             map.keys().map(String::as_str).collect::<Vec<_>>(),
-            vec![vars::KIND, vars::RECORD_ID]
+            vec![vars::ATTEMPT, vars::KIND, vars::RECORD_ID]
         );
         assert_eq!(map[vars::KIND], "remediation");
         let back = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap();
@@ -263,6 +290,37 @@ mod tests {
             assert!(
                 matches!(&err, ContractError::Invalid { name: n, reason } if *n == name && reason.contains(bad)),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_absent_attempt_is_the_first_and_a_bad_one_is_refused() {
+        let c = LaunchContract::gitops_pr(RecordId::new(), job()).with_attempt(4);
+        let mut map = c.to_map();
+        assert_eq!(
+            LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap(),
+            c
+        );
+        map.remove(vars::ATTEMPT);
+        assert_eq!(
+            LaunchContract::from_lookup(|k| map.get(k).cloned())
+                .unwrap()
+                .attempt,
+            1
+        );
+        for bad in ["0", "-1", "two"] {
+            map.insert(vars::ATTEMPT.into(), bad.into());
+            let err = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    ContractError::Invalid {
+                        name: "ORCH_ATTEMPT",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
             );
         }
     }

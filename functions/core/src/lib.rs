@@ -23,6 +23,7 @@ pub use action::{ActionSpec, ActionType};
 pub use contract::{ContractError, LaunchContract};
 pub use ident::{Environment, ImageName, InvalidIdent, Service, Tag};
 pub use record::{
-    EntityRef, Job, PortRun, PortRunKind, Record, RecordId, Source, Status, TransitionError,
+    EntityRef, HistoryEntry, Job, PortRun, PortRunKind, Record, RecordId, Source, Status,
+    TransitionError,
 };
 pub use secret::Secret;

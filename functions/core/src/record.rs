@@ -29,6 +29,13 @@ impl RecordId {
     pub fn as_uuid(&self) -> &Uuid {
         &self.0
     }
+
+    /// The smallest id of a record created at `t` (or later): every record created before `t` has
+    /// a smaller id. A listing cursor ([`crate::store::ListQuery::after`]) that starts at `t`.
+    pub fn first_at(t: DateTime<Utc>) -> Self {
+        let ms = u64::try_from(t.timestamp_millis()).unwrap_or_default();
+        Self(uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid())
+    }
 }
 
 impl Default for RecordId {
@@ -89,12 +96,18 @@ impl FromStr for Source {
 ///
 /// ```text
 /// received ──> dispatched ──> running ──> succeeded | no_change | failed
-///    │  │           └───────────────────> succeeded | no_change | failed
-///    │  └──> dispatch_failed
-///    └─────> ignored
+///  │ │ │  ▲         └───────────────────> succeeded | no_change | failed
+///  │ │ │  └─────────────┐
+///  │ │ └──> dispatch_failed  (a retry: dispatch_failed ──> dispatched)
+///  │ ├────> running | failed (the launched task, or ECS, reports before the launch was recorded)
+///  │ └────> ignored
 ///
 /// rejected (created directly, final: a delivery that could not be read, kept for the audit)
 /// ```
+///
+/// `dispatch_failed` is final unless the record has a pending retry ([`Record::retry_at`]): the
+/// recovery sweeper launches it again (a new attempt) or gives up, clearing `retry_at`. See
+/// [`Record::is_settled`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -143,7 +156,10 @@ impl Status {
         use Status::*;
         matches!(
             (self, next),
-            (Received, Dispatched | Ignored | DispatchFailed)
+            (
+                Received,
+                Dispatched | Ignored | DispatchFailed | Running | Failed
+            ) | (DispatchFailed, Dispatched)
                 | (Dispatched, Running | Succeeded | NoChange | Failed)
                 | (Running, Succeeded | NoChange | Failed)
         )
@@ -157,7 +173,8 @@ impl Status {
             .collect()
     }
 
-    /// No transition leaves a final state.
+    /// No transition leaves a final state. (`dispatch_failed` is not one: a retry leaves it; a
+    /// record's own [`Record::is_settled`] says whether one will.)
     pub fn is_final(self) -> bool {
         Status::ALL.iter().all(|n| !self.can_become(*n))
     }
@@ -270,10 +287,41 @@ pub struct Record {
     /// task reads them from here, never from its launch contract.
     #[serde(default)]
     pub actions: Vec<ActionSpec>,
+    /// The current launch attempt. Each launch carries its attempt (in the contract and in ECS's
+    /// `clientToken`); a task whose attempt is not the record's current one does no work.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// For a `dispatch_failed` record whose cause may pass (capacity, throttling, timeouts): when
+    /// the recovery sweeper launches it again. `None` otherwise: the failure is final.
+    #[serde(default, with = "rfc3339_opt")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Every status change and every recovery decision, oldest first (at most
+    /// [`HISTORY_LIMIT`] entries: the oldest are dropped).
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
     /// The Port action run a Port automation or self-service action invocation belongs to: the
     /// task and the lifecycle function report progress to it.
     #[serde(default)]
     pub port_run: Option<PortRun>,
+}
+
+/// The attempt of a record that was launched at most once.
+pub const fn first_attempt() -> u32 {
+    1
+}
+
+/// How many entries a record's history keeps.
+pub const HISTORY_LIMIT: usize = 50;
+
+/// One entry of a record's history: the status it moved to (or kept), at which attempt, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    pub status: Status,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A Port action run (an automation's or a self-service action's execution).
@@ -338,8 +386,17 @@ impl Record {
             entity: None,
             rule: None,
             actions: Vec::new(),
+            attempt: first_attempt(),
+            retry_at: None,
+            history: Vec::new(),
             port_run: None,
         }
+    }
+
+    /// Nothing more will happen to the record: a final status, or `dispatch_failed` with no
+    /// retry pending.
+    pub fn is_settled(&self) -> bool {
+        self.status.is_final() || (self.status == Status::DispatchFailed && self.retry_at.is_none())
     }
 }
 
@@ -372,6 +429,25 @@ pub mod rfc3339 {
     }
 }
 
+/// Optional timestamps, in the same format.
+pub mod rfc3339_opt {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&rfc3339::format(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| rfc3339::parse(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Reads a stored job, or `None` when it no longer parses (see [`Record::job`]).
 fn job_as_stored<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Job>, D::Error> {
     let stored = Option::<serde_json::Value>::deserialize(d)?;
@@ -400,7 +476,6 @@ mod tests {
     fn final_states_have_no_way_out() {
         for s in [
             Status::Ignored,
-            Status::DispatchFailed,
             Status::Succeeded,
             Status::NoChange,
             Status::Failed,
@@ -408,9 +483,26 @@ mod tests {
         ] {
             assert!(s.is_final(), "{s} should be final");
         }
-        for s in [Status::Received, Status::Dispatched, Status::Running] {
+        for s in [
+            Status::Received,
+            Status::Dispatched,
+            Status::Running,
+            Status::DispatchFailed,
+        ] {
             assert!(!s.is_final(), "{s} should not be final");
         }
+    }
+
+    #[test]
+    fn dispatch_failed_is_settled_unless_a_retry_is_pending() {
+        let mut r = Record::received(Source::CircleciOrb, serde_json::json!({}), None);
+        assert!(!r.is_settled());
+        r.status = Status::DispatchFailed;
+        assert!(r.is_settled());
+        r.retry_at = Some(now());
+        assert!(!r.is_settled());
+        assert!(Status::DispatchFailed.can_become(Status::Dispatched));
+        assert!(!Status::DispatchFailed.can_become(Status::Running));
     }
 
     #[test]
@@ -419,11 +511,15 @@ mod tests {
         assert!(Status::Dispatched.can_become(Status::Running));
         assert_eq!(
             Status::predecessors(Status::Running),
-            vec![Status::Dispatched]
+            vec![Status::Received, Status::Dispatched]
         );
         assert_eq!(
             Status::predecessors(Status::Succeeded),
             vec![Status::Dispatched, Status::Running]
+        );
+        assert_eq!(
+            Status::predecessors(Status::Dispatched),
+            vec![Status::Received, Status::DispatchFailed]
         );
     }
 
@@ -437,7 +533,9 @@ mod tests {
     fn records_written_before_port_fields_still_parse() {
         let r = Record::received(Source::CircleciOrb, serde_json::json!({"a": 1}), None);
         let mut doc = serde_json::to_value(&r).unwrap();
-        for k in ["entity", "rule", "actions", "port_run"] {
+        for k in [
+            "entity", "rule", "actions", "attempt", "history", "port_run",
+        ] {
             doc.as_object_mut().unwrap().remove(k);
         }
         let back: Record = serde_json::from_value(doc).unwrap();
@@ -454,6 +552,17 @@ mod tests {
                 serde_json::json!(s.as_str())
             );
         }
+    }
+
+    #[test]
+    fn first_at_sorts_before_every_later_record_and_after_every_earlier_one() {
+        let before = RecordId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let cut = RecordId::first_at(now());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = RecordId::new();
+        assert!(before.to_string() < cut.to_string(), "{before} {cut}");
+        assert!(cut.to_string() < after.to_string(), "{cut} {after}");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use super::webhook::{base_path, record_response};
 use crate::AppState;
 use crate::dispatch::redispatch;
 
-/// `POST /pullrequests/{id}/dispatch`: launch a record stuck in `received` (after a crash between
-/// recording and launching). 409 for any other status.
+/// `POST /pullrequests/{id}/dispatch`: launch a record again that is `received` (a crash between
+/// recording and launching) or `dispatch_failed`: a live task of its current attempt is adopted,
+/// otherwise a new attempt is launched. 409 for any other status.
 pub async fn dispatch_again(
     State(state): State<AppState>,
     Path(raw): Path<String>,

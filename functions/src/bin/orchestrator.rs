@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use orchestrator::config::{DynamoArgs, IntakeArgs, LocalArgs};
 use orchestrator::launch::process::ProcessLauncher;
-use orchestrator::{AppState, app, telemetry};
+use orchestrator::{AppState, app, recovery, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 use orchestrator_core::store::sqlite::SqliteStore;
 
@@ -81,11 +81,21 @@ async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
         }
         tracing::warn!("no INTAKE_TOKEN set: the local server accepts unauthenticated requests");
     }
+    let recovery = local.recovery.policy(settings.retry);
     let state = AppState {
         store: Arc::new(store),
         launcher: Arc::new(launcher),
         intake: Arc::new(settings),
     };
+    // The same sweeper the `recovery` Lambda runs on a schedule.
+    if local.recovery_interval_secs > 0 {
+        tokio::spawn(recovery::run_every(
+            state.store.clone(),
+            state.launcher.clone(),
+            recovery,
+            std::time::Duration::from_secs(local.recovery_interval_secs),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind((local.bind, local.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", local.bind, local.port))?;

@@ -1,7 +1,10 @@
 //! `RunTask` on Fargate.
 //!
 //! - Overrides carry the [`LaunchContract`] only (identifiers; no secret, no payload).
-//! - `clientToken` is the record id, so a repeated launch of one record starts one task.
+//! - `clientToken` is `<record id>-<attempt>`: a repeated call for one attempt starts one task,
+//!   and a new attempt is never answered with an earlier attempt's (possibly stopped) task.
+//! - `startedBy` is the record id, so `ListTasks --started-by <id>` finds a record's tasks (the
+//!   recovery sweeper adopts a live one instead of launching again).
 //! - A 200 answer with `failures` and no task is a failure, not a success.
 
 use async_trait::async_trait;
@@ -11,12 +14,23 @@ use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType,
     NetworkConfiguration, TaskOverride,
 };
-use orchestrator_core::LaunchContract;
+use orchestrator_core::contract::vars;
+use orchestrator_core::{LaunchContract, RecordId};
 
-use super::{LaunchError, Launched, TaskLauncher};
+use super::{LaunchError, Launched, LiveTask, TaskInspector, TaskLauncher, TaskState};
 
-/// The `startedBy` value of every task we start (find them with `ListTasks --started-by`).
+/// The `startedBy` of tasks started before it became the record id; still recognised.
 pub const STARTED_BY: &str = "gitops-orchestrator";
+
+/// The `startedBy` of a record's tasks: its id (36 characters, the most ECS allows).
+pub fn started_by(record: RecordId) -> String {
+    record.to_string()
+}
+
+/// The `clientToken` of one launch attempt.
+pub fn client_token(contract: &LaunchContract) -> String {
+    format!("{}-{}", contract.record_id, contract.attempt)
+}
 
 /// Where and how tasks run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +64,12 @@ fn is_retryable_reason(reason: &str) -> bool {
         .any(|k| r.contains(k))
 }
 
-fn classify<E, R>(e: SdkError<E, R>) -> LaunchError
+fn classify_call<E, R>(op: &str, e: SdkError<E, R>) -> LaunchError
 where
     E: std::error::Error + aws_sdk_ecs::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    let text = format!("RunTask: {}", DisplayErrorContext(&e));
+    let text = format!("{op}: {}", DisplayErrorContext(&e));
     let retryable = match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
@@ -113,11 +127,11 @@ impl TaskLauncher for EcsLauncher {
                     )
                     .build(),
             )
-            .client_token(contract.record_id.to_string())
-            .started_by(STARTED_BY)
+            .client_token(client_token(contract))
+            .started_by(started_by(contract.record_id))
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(|e| classify_call("RunTask", e))?;
         if let Some(arn) = out.tasks().iter().find_map(|t| t.task_arn()) {
             return Ok(Launched {
                 task_arn: arn.to_owned(),
@@ -150,6 +164,94 @@ impl TaskLauncher for EcsLauncher {
             retryable,
             reason: format!("RunTask started no task: {}", reasons.join("; ")),
         })
+    }
+}
+
+/// The attempt a task was started for, from its container overrides.
+fn attempt_of(task: &aws_sdk_ecs::types::Task) -> Option<u32> {
+    task.overrides()?
+        .container_overrides()
+        .iter()
+        .flat_map(|c| c.environment())
+        .find(|kv| kv.name() == Some(vars::ATTEMPT))
+        .and_then(|kv| kv.value()?.parse().ok())
+}
+
+#[async_trait]
+impl TaskInspector for EcsLauncher {
+    async fn live_tasks(&self, record: RecordId) -> Result<Vec<LiveTask>, LaunchError> {
+        // ListTasks lists tasks whose desired status is RUNNING unless told otherwise: exactly
+        // the ones that may still do the work.
+        let arns = self
+            .client
+            .list_tasks()
+            .cluster(&self.settings.cluster)
+            .started_by(started_by(record))
+            .send()
+            .await
+            .map_err(|e| classify_call("ListTasks", e))?
+            .task_arns
+            .unwrap_or_default();
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(&self.settings.cluster)
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .map_err(|e| classify_call("DescribeTasks", e))?;
+        Ok(out
+            .tasks()
+            .iter()
+            .filter(|t| t.last_status() != Some("STOPPED"))
+            .filter_map(|t| {
+                Some(LiveTask {
+                    task_arn: t.task_arn()?.to_owned(),
+                    attempt: attempt_of(t),
+                })
+            })
+            .collect())
+    }
+
+    async fn describe(&self, task_arn: &str) -> Result<TaskState, LaunchError> {
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(&self.settings.cluster)
+            .tasks(task_arn)
+            .send()
+            .await
+            .map_err(|e| classify_call("DescribeTasks", e))?;
+        if let Some(t) = out.tasks().first() {
+            let last = t.last_status().unwrap_or("UNKNOWN");
+            if last != "STOPPED" {
+                return Ok(TaskState::Live(last.to_owned()));
+            }
+            let exit = t
+                .containers()
+                .iter()
+                .find_map(|c| c.exit_code())
+                .map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+            return Ok(TaskState::Stopped(format!(
+                "{} ({}), exit code {exit}",
+                t.stop_code().map_or("unknown stop code", |c| c.as_str()),
+                t.stopped_reason().unwrap_or("no reason given"),
+            )));
+        }
+        let why = out
+            .failures()
+            .iter()
+            .map(|f| f.reason().unwrap_or("unknown reason").to_owned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Ok(TaskState::Gone(if why.is_empty() {
+            "DescribeTasks returned neither the task nor a failure".to_owned()
+        } else {
+            format!("ECS does not know the task ({why})")
+        }))
     }
 }
 

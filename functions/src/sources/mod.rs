@@ -155,13 +155,8 @@ pub struct IntakeArgs {
     #[arg(long, env = "CIRCLECI_JOBS", value_delimiter = ',', default_value = "")]
     pub circleci_jobs: Vec<String>,
 
-    /// Launch attempts for capacity or throttling failures, the first included.
-    #[arg(long, env = "DISPATCH_MAX_ATTEMPTS", default_value_t = 4)]
-    pub dispatch_max_attempts: u32,
-
-    /// Total seconds a launch may spend retrying (keep under the API Gateway timeout, 29 s).
-    #[arg(long, env = "DISPATCH_BUDGET_SECS", default_value_t = 10)]
-    pub dispatch_budget_secs: u64,
+    #[command(flatten)]
+    pub retry: crate::config::RetryArgs,
 
     #[command(flatten)]
     pub port: PortArgs,
@@ -186,11 +181,7 @@ impl IntakeArgs {
                 workflows: clean_list(&self.circleci_workflows),
                 jobs: clean_list(&self.circleci_jobs),
             },
-            retry: RetryPolicy {
-                max_attempts: self.dispatch_max_attempts.max(1),
-                budget: std::time::Duration::from_secs(self.dispatch_budget_secs),
-                ..RetryPolicy::default()
-            },
+            retry: self.retry.policy(),
             port: self.port.settings()?,
         })
     }

@@ -9,13 +9,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use orchestrator::launch::ecs::{EcsLauncher, EcsSettings, STARTED_BY};
-use orchestrator::launch::{LaunchError, Launched, TaskLauncher};
+use orchestrator::launch::ecs::{EcsLauncher, EcsSettings};
+use orchestrator::launch::{
+    LaunchError, Launched, LiveTask, TaskInspector, TaskLauncher, TaskState,
+};
 use orchestrator::{AppState, IntakeSettings, app};
 use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 use orchestrator_core::store::sqlite::SqliteStore;
 use orchestrator_core::store::{ListQuery, Page, RecordStore, Transition};
-use orchestrator_core::{Job, LaunchContract, Record, Source, Status};
+use orchestrator_core::{Job, LaunchContract, Record, RecordId, Source, Status};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -89,6 +91,27 @@ impl TaskLauncher for RecordingLauncher {
         Ok(Launched {
             task_arn: format!("arn:aws:ecs:us-east-1:123456789012:task/test/{}", l.len()),
         })
+    }
+}
+
+/// Every task it launched is live (none ever stops), under its contract's attempt.
+#[async_trait]
+impl TaskInspector for RecordingLauncher {
+    async fn live_tasks(&self, record: RecordId) -> Result<Vec<LiveTask>, LaunchError> {
+        Ok(self
+            .contracts()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.record_id == record)
+            .map(|(i, c)| LiveTask {
+                task_arn: format!("arn:aws:ecs:us-east-1:123456789012:task/test/{}", i + 1),
+                attempt: Some(c.attempt),
+            })
+            .collect())
+    }
+
+    async fn describe(&self, _task_arn: &str) -> Result<TaskState, LaunchError> {
+        Ok(TaskState::Live("RUNNING".into()))
     }
 }
 
@@ -236,12 +259,12 @@ impl MotoAws {
         dynamo_store(&self.config, "records").await
     }
 
-    /// ListTasks: the tasks the orchestrator started (`startedBy`) in this cluster.
+    /// ListTasks: the tasks running in this test's cluster (the orchestrator starts each with
+    /// `startedBy` = its record id).
     pub async fn started_tasks(&self) -> aws_sdk_ecs::operation::list_tasks::ListTasksOutput {
         self.ecs
             .list_tasks()
             .cluster(&self.cluster)
-            .started_by(STARTED_BY)
             .send()
             .await
             .unwrap()

@@ -171,18 +171,19 @@ pub async fn run_job_reported(
             git_invocations: Vec::new(),
         };
     };
-    let record = match report::mark_running(store, id, report::RECEIVED_WAIT).await {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing to report to (or not allowed to): say it and stop.
-            let reason = format!("cannot start: {e}");
-            return JobRun {
-                summary: Summary::failed(id, reason.clone(), started.elapsed()),
-                reported: Err(reason),
-                git_invocations: Vec::new(),
-            };
-        }
-    };
+    let record =
+        match report::mark_running(store, id, contract.attempt, report::RECEIVED_WAIT).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing to report to (or not allowed to): say it and stop.
+                let reason = format!("cannot start: {e}");
+                return JobRun {
+                    summary: Summary::failed(id, reason.clone(), started.elapsed()),
+                    reported: Err(reason),
+                    git_invocations: Vec::new(),
+                };
+            }
+        };
 
     let mut git_invocations = Vec::new();
     // Clones go to a temporary directory removed only after the outcome is reported: removing a
@@ -284,7 +285,7 @@ pub async fn run_job_reported(
         elapsed_ms = summary.elapsed_ms,
         "gitops job finished"
     );
-    let reported = match report::finish(store, id, &summary).await {
+    let reported = match report::finish(store, id, contract.attempt, &summary).await {
         Ok(_) => Ok(()),
         Err(e) => {
             tracing::error!(record_id = %id, error = %e, "cannot report the outcome to the record");

@@ -3,7 +3,9 @@
 //!
 //! The store enforces the state machine (`dispatched → running → final`) with conditional
 //! writes, so a late or repeated report can never overwrite another writer's final outcome: it
-//! fails, and the task says so and exits non-zero.
+//! fails, and the task says so and exits non-zero. Every write is made at the task's launch
+//! attempt: a task whose attempt is no longer the record's current one (recovery launched another)
+//! does no work and reports nothing.
 
 use std::time::Duration;
 
@@ -13,9 +15,11 @@ use serde::Serialize;
 
 use super::flow::{FlowOutcome, OutcomeKind};
 
-/// How long the task waits for its record to leave `received`: the launcher starts the task
-/// before it records the dispatch, so a fast task can see its record a moment early.
-pub const RECEIVED_WAIT: Duration = Duration::from_secs(30);
+/// How long the task waits for its record to leave `received` before it takes it to `running`
+/// itself: the launcher starts the task before it records the dispatch (with the task ARN), so a
+/// fast task can see its record a moment early; a launcher that died before recording it never
+/// will.
+pub const RECEIVED_WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(200);
 
 /// The task's record cannot be taken to `running`.
@@ -25,42 +29,55 @@ pub enum StartError {
     NotFound(RecordId),
     #[error("record {id} is already `{status}`; nothing to do")]
     AlreadyDone { id: RecordId, status: Status },
-    #[error("record {id} is still `received` after {secs} s: its dispatch was never recorded")]
-    NeverDispatched { id: RecordId, secs: u64 },
+    #[error("record {id} is at launch attempt {current}, not this task's {mine}: nothing to do")]
+    Superseded {
+        id: RecordId,
+        mine: u32,
+        current: u32,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Moves the record to `running` and returns it. A record already `running` (the ECS lifecycle
-/// function got there first) is fine; a record still `received` is waited for up to `wait`.
+/// Moves the record to `running` at launch attempt `attempt` and returns it. A record already
+/// `running` (the ECS lifecycle function got there first) is fine; a record still `received` is
+/// waited for up to `wait`, then taken to `running` by the task itself (its launch was never
+/// recorded). A record at another attempt is [`StartError::Superseded`]: this task must not work.
 pub async fn mark_running(
     store: &dyn RecordStore,
     id: RecordId,
+    attempt: u32,
     wait: Duration,
 ) -> Result<Record, StartError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let record = store.get(id).await?.ok_or(StartError::NotFound(id))?;
-        match record.status {
+        if record.attempt != attempt {
+            return Err(StartError::Superseded {
+                id,
+                mine: attempt,
+                current: record.attempt,
+            });
+        }
+        let change = Transition::to(Status::Running).at_attempt(attempt);
+        let change = match record.status {
             Status::Running => return Ok(record),
-            Status::Dispatched => {
-                match store.transition(id, &Transition::to(Status::Running)).await {
-                    Ok(r) => return Ok(r),
-                    // Someone else moved it (to running, usually): read again.
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Status::Received => {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(StartError::NeverDispatched {
-                        id,
-                        secs: wait.as_secs(),
-                    });
-                }
+            Status::Dispatched => change,
+            Status::Received if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(POLL).await;
+                continue;
             }
+            Status::Received => change.note(format!(
+                "the task of attempt {attempt} started; its launch was not recorded within {} s",
+                wait.as_secs()
+            )),
             status => return Err(StartError::AlreadyDone { id, status }),
+        };
+        match store.transition(id, &change).await {
+            Ok(r) => return Ok(r),
+            // Someone else moved it (to running, usually, or to a new attempt): read again.
+            Err(StoreError::Conflict(_) | StoreError::Superseded { .. }) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -149,10 +166,11 @@ impl Summary {
     }
 }
 
-/// Writes the final outcome to the record.
+/// Writes the final outcome to the record, at launch attempt `attempt`.
 pub async fn finish(
     store: &dyn RecordStore,
     id: RecordId,
+    attempt: u32,
     summary: &Summary,
 ) -> Result<Record, StoreError> {
     let change = Transition {
@@ -161,6 +179,7 @@ pub async fn finish(
         pr_url: summary.pr_url.clone(),
         branch: summary.branch.clone(),
         outcome: serde_json::to_value(summary).ok(),
+        expect_attempt: Some(attempt),
         ..Transition::default()
     };
     store.transition(id, &change).await
@@ -197,19 +216,36 @@ mod tests {
     async fn dispatched_and_running_both_start() {
         for status in [Status::Dispatched, Status::Running] {
             let (_d, store, id) = store_with(status).await;
-            let r = mark_running(&store, id, Duration::ZERO).await.unwrap();
+            let r = mark_running(&store, id, 1, Duration::ZERO).await.unwrap();
             assert_eq!(r.status, Status::Running);
         }
     }
 
     #[tokio::test]
-    async fn waits_for_the_dispatch_then_gives_up() {
+    async fn waits_for_the_dispatch_then_starts_anyway_at_its_attempt() {
         let (_d, store, id) = store_with(Status::Received).await;
-        let err = mark_running(&store, id, Duration::from_millis(300))
+        let t0 = std::time::Instant::now();
+        let r = mark_running(&store, id, 1, Duration::from_millis(300))
             .await
-            .unwrap_err();
-        assert!(matches!(err, StartError::NeverDispatched { .. }), "{err}");
+            .unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "it waited first"
+        );
+        assert_eq!((r.status, r.task_arn.as_deref()), (Status::Running, None));
+        assert!(
+            r.history
+                .last()
+                .unwrap()
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("not recorded"),
+            "{:?}",
+            r.history
+        );
 
+        let (_d, store, id) = store_with(Status::Received).await;
         let writer = store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -218,26 +254,70 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let r = mark_running(&store, id, Duration::from_secs(10))
+        let r = mark_running(&store, id, 1, Duration::from_secs(10))
             .await
             .unwrap();
         assert_eq!(r.status, Status::Running);
+        assert_eq!(
+            r.history.len(),
+            2,
+            "dispatched, then running: {:?}",
+            r.history
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_of_a_superseded_attempt_does_not_start() {
+        let (_d, store, id) = store_with(Status::Received).await;
+        let bump = Transition {
+            attempt: Some(2),
+            ..Transition::default().at_attempt(1)
+        };
+        store.transition(id, &bump).await.unwrap();
+        let err = mark_running(&store, id, 1, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StartError::Superseded {
+                    mine: 1,
+                    current: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().status,
+            Status::Received
+        );
+        let r = mark_running(&store, id, 2, Duration::ZERO).await.unwrap();
+        assert_eq!((r.status, r.attempt), (Status::Running, 2));
+        // The old attempt cannot report an outcome either.
+        let s = Summary::failed(id, "late", Duration::from_millis(1));
+        assert!(matches!(
+            finish(&store, id, 1, &s).await,
+            Err(StoreError::Superseded { current: 2, got: 1 })
+        ));
     }
 
     #[tokio::test]
     async fn a_final_record_is_left_alone_and_cannot_be_reported_twice() {
         let (_d, store, id) = store_with(Status::Running).await;
         let s = Summary::failed(id, "boom", Duration::from_millis(5));
-        let r = finish(&store, id, &s).await.unwrap();
+        let r = finish(&store, id, 1, &s).await.unwrap();
         assert_eq!(r.status, Status::Failed);
         assert_eq!(r.status_reason.as_deref(), Some("boom"));
         assert_eq!(r.outcome.as_ref().unwrap()["outcome"], "failed");
-        assert!(finish(&store, id, &s).await.is_err());
-        let err = mark_running(&store, id, Duration::ZERO).await.unwrap_err();
+        assert!(finish(&store, id, 1, &s).await.is_err());
+        let err = mark_running(&store, id, 1, Duration::ZERO)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StartError::AlreadyDone { .. }), "{err}");
         let missing = RecordId::new();
         assert!(matches!(
-            mark_running(&store, missing, Duration::ZERO).await,
+            mark_running(&store, missing, 1, Duration::ZERO).await,
             Err(StartError::NotFound(_))
         ));
     }

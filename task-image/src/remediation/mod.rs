@@ -40,7 +40,7 @@ pub mod steps;
 use std::time::Instant;
 
 use orchestrator_core::store::{RecordStore, Transition};
-use orchestrator_core::{LaunchContract, Record, RecordId, Source, Status};
+use orchestrator_core::{LaunchContract, Record, Source, Status};
 
 use crate::gitops::RunArgs;
 use crate::port_run::RunReport;
@@ -82,16 +82,18 @@ fn check_record(record: &Record) -> Result<(), String> {
 /// Runs the remediation of `record_id` and reports it to `store`. `settings` is the result of
 /// checking the configuration, so that a bad setting is reported as the job's failure.
 pub async fn run_job(
-    record_id: RecordId,
+    contract: &LaunchContract,
     store: &dyn RecordStore,
     settings: Result<Settings, String>,
     images: &dyn ImageUpdater,
 ) -> JobRun {
     let started = Instant::now();
-    tracing::info!(%record_id, kind = "remediation", "job received");
+    let record_id = contract.record_id;
+    tracing::info!(%record_id, attempt = contract.attempt, kind = "remediation", "job received");
     let record = match crate::gitops::report::mark_running(
         store,
         record_id,
+        contract.attempt,
         crate::gitops::report::RECEIVED_WAIT,
     )
     .await
@@ -161,6 +163,7 @@ pub async fn run_job(
         pr_url: outcome.pr_url.clone(),
         branch: outcome.branch.clone(),
         outcome: serde_json::to_value(&outcome).ok(),
+        expect_attempt: Some(contract.attempt),
         ..Transition::default()
     };
     let reported = match store.transition(record_id, &change).await {
@@ -192,7 +195,7 @@ pub async fn run(
     };
     let settings = Settings::from_args(args, gitops_args.record_base_url.as_deref());
     let images = GitopsFlow::new(gitops_args.clone());
-    let run = run_job(contract.record_id, store.as_ref(), settings, &images).await;
+    let run = run_job(contract, store.as_ref(), settings, &images).await;
     println!("{}", run.outcome.to_line());
     if let Err(e) = &run.reported {
         anyhow::bail!("{e}");

@@ -11,7 +11,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
-use crate::record::{Record, RecordId, Source, Status, TransitionError};
+use chrono::{DateTime, Utc};
+
+use crate::record::{
+    HISTORY_LIMIT, HistoryEntry, Record, RecordId, Source, Status, TransitionError,
+};
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
@@ -47,6 +51,17 @@ pub struct Transition {
     /// record's.
     pub task_version: Option<i64>,
     pub task_stop: Option<serde_json::Value>,
+    /// The change only lands while the record's current attempt is this one: a task or a
+    /// recovery step of a superseded attempt is refused ([`StoreError::Superseded`]).
+    pub expect_attempt: Option<u32>,
+    /// Starts a new launch attempt: must be the current attempt + 1.
+    pub attempt: Option<u32>,
+    /// Sets (`Some(Some(t))`) or clears (`Some(None)`) the pending retry of a `dispatch_failed`
+    /// record.
+    pub retry_at: Option<Option<DateTime<Utc>>>,
+    /// A recovery decision to keep in the history (a history entry is written for every status
+    /// change, with or without one).
+    pub note: Option<String>,
 }
 
 impl Transition {
@@ -67,10 +82,47 @@ impl Transition {
         self
     }
 
+    /// Only while the record's attempt is `attempt`.
+    pub fn at_attempt(mut self, attempt: u32) -> Self {
+        self.expect_attempt = Some(attempt);
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
     /// Applies the change to `record`, refusing a move the state machine forbids and an ECS event
     /// older than one already applied.
     pub fn apply(&self, record: &Record) -> Result<Record, StoreError> {
         let mut next = record.clone();
+        if let Some(want) = self.expect_attempt {
+            if want != record.attempt {
+                return Err(StoreError::Superseded {
+                    current: record.attempt,
+                    got: want,
+                });
+            }
+        }
+        if let Some(a) = self.attempt {
+            // A new attempt starts only for a record no task is working on.
+            if !matches!(record.status, Status::Received | Status::DispatchFailed) {
+                return Err(StoreError::Conflict(TransitionError {
+                    from: record.status,
+                    to: Status::Dispatched,
+                }));
+            }
+            if a != record.attempt + 1 {
+                return Err(StoreError::Superseded {
+                    current: record.attempt,
+                    got: a,
+                });
+            }
+            next.attempt = a;
+            // ECS numbers each task's events from 1: the new attempt's task starts afresh.
+            next.task_version = None;
+        }
         if let Some(v) = self.task_version {
             if let Some(current) = record.task_version.filter(|c| *c >= v) {
                 return Err(StoreError::Stale { current, got: v });
@@ -104,7 +156,27 @@ impl Transition {
         if let Some(v) = &self.outcome {
             next.outcome = Some(v.clone());
         }
+        if let Some(v) = self.retry_at {
+            next.retry_at = v;
+        } else if next.status != Status::DispatchFailed {
+            next.retry_at = None;
+        }
         next.updated_at = crate::record::now().max(record.updated_at);
+        if next.status != record.status || self.note.is_some() || next.attempt != record.attempt {
+            let note = self.note.clone().or_else(|| {
+                (next.status != record.status)
+                    .then(|| self.reason.clone())
+                    .flatten()
+            });
+            next.history.push(HistoryEntry {
+                at: next.updated_at,
+                status: next.status,
+                attempt: next.attempt,
+                note,
+            });
+            let excess = next.history.len().saturating_sub(HISTORY_LIMIT);
+            next.history.drain(..excess);
+        }
         Ok(next)
     }
 }
@@ -170,6 +242,9 @@ pub enum StoreError {
     Conflict(#[from] TransitionError),
     #[error("event version {got} is not newer than the applied version {current}")]
     Stale { current: i64, got: i64 },
+    /// The change was made for another launch attempt than the record's current one.
+    #[error("attempt {got} is not the record's current attempt {current}")]
+    Superseded { current: u32, got: u32 },
     #[error("the cursor is not one this API issued")]
     InvalidCursor,
     #[error("store backend error: {0}")]

@@ -36,6 +36,7 @@ where
     dedupe_key_returns_the_first_record(&fresh().await).await;
     transitions_follow_the_state_machine(&fresh().await).await;
     transition_of_missing_record_is_not_found(&fresh().await).await;
+    attempts_are_guarded_and_every_move_is_in_the_history(&fresh().await).await;
     delete_removes_and_releases_the_dedupe_key(&fresh().await).await;
     list_is_newest_first_and_paginates(&fresh().await).await;
     list_filters_by_service_status_and_source(&fresh().await).await;
@@ -100,6 +101,97 @@ pub async fn transitions_follow_the_state_machine(store: &dyn RecordStore) {
     assert_eq!(stored.status, Status::Succeeded);
     assert_eq!(stored.status_reason.as_deref(), Some("pr opened"));
     assert_eq!(stored.task_arn.as_deref(), Some("arn:aws:ecs:task/1"));
+}
+
+/// A new attempt is the current one + 1; a change made for another attempt is refused; a
+/// retry leaves `dispatch_failed`; each status change and each note lands in the history.
+pub async fn attempts_are_guarded_and_every_move_is_in_the_history(store: &dyn RecordStore) {
+    let r = record("billing");
+    store.create(&r).await.unwrap();
+    assert_eq!(r.attempt, 1);
+    let failed = store
+        .transition(
+            r.id,
+            &Transition {
+                retry_at: Some(Some(crate::record::now())),
+                ..Transition::to(Status::DispatchFailed)
+                    .reason("capacity")
+                    .at_attempt(1)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(failed.retry_at.is_some() && !failed.is_settled());
+    // Attempt 3 is not the next one; attempt 2 is.
+    for bad in [1, 3] {
+        let err = store
+            .transition(
+                r.id,
+                &Transition {
+                    attempt: Some(bad),
+                    ..Transition::default().at_attempt(1)
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Superseded { current: 1, .. }),
+            "{err:?}"
+        );
+    }
+    let second = store
+        .transition(
+            r.id,
+            &Transition {
+                attempt: Some(2),
+                ..Transition::default().at_attempt(1).note("retrying")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((second.attempt, second.status), (2, Status::DispatchFailed));
+    // The first attempt's launch, recorded late, is refused.
+    let err = store
+        .transition(
+            r.id,
+            &Transition::to(Status::Dispatched)
+                .task_arn("arn:task/old")
+                .at_attempt(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Superseded { current: 2, got: 1 }),
+        "{err:?}"
+    );
+    let dispatched = store
+        .transition(
+            r.id,
+            &Transition::to(Status::Dispatched)
+                .task_arn("arn:task/new")
+                .at_attempt(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dispatched.retry_at, None,
+        "a launch clears the pending retry"
+    );
+    let stored = store.get(r.id).await.unwrap().unwrap();
+    assert_eq!(stored, dispatched);
+    let moves: Vec<_> = stored
+        .history
+        .iter()
+        .map(|h| (h.status, h.attempt, h.note.as_deref()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (Status::DispatchFailed, 1, Some("capacity")),
+            (Status::DispatchFailed, 2, Some("retrying")),
+            (Status::Dispatched, 2, None),
+        ]
+    );
 }
 
 pub async fn transition_of_missing_record_is_not_found(store: &dyn RecordStore) {

@@ -192,6 +192,16 @@ pub struct PortArgs {
     /// The rules inline (YAML or JSON), instead of RULES_FILE: for a Lambda, which ships no file.
     #[arg(long, env = "RULES")]
     pub rules: Option<String>,
+
+    /// Port self-service actions that open the gitops pull request (comma-separated
+    /// identifiers; inputs `service`, `environment`, `tag`, optional `image`). Empty: none.
+    #[arg(
+        long,
+        env = "PORT_DEPLOY_ACTIONS",
+        value_delimiter = ',',
+        default_value = "deploy_image"
+    )]
+    pub port_deploy_actions: Vec<String>,
 }
 
 impl PortArgs {
@@ -231,6 +241,16 @@ impl PortArgs {
         Ok(PortSettings {
             secret: self.port_client_secret.clone(),
             rules: rules.map(Arc::new),
+            deploy_actions: self.settings_deploy_actions(),
         })
+    }
+
+    /// The deploy action identifiers, trimmed, without empty entries.
+    pub fn settings_deploy_actions(&self) -> Vec<String> {
+        self.port_deploy_actions
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }

@@ -438,10 +438,31 @@ pub async fn process_batch_until(
     event: &serde_json::Value,
     stop_by: Option<tokio::time::Instant>,
 ) -> Result<BatchReport, NotKafka> {
+    let runs = RunsIntake::default();
+    process_batch_with(store, launcher, policy, rules, &runs, event, stop_by).await
+}
+
+/// What the runs topic's self-service deploy actions need beside the rules.
+#[derive(Debug, Clone, Default)]
+pub struct RunsIntake {
+    pub derive: crate::intake::derive::DeriveConfig,
+    pub deploy_actions: Vec<String>,
+}
+
+/// [`process_batch_until`], with the deploy actions of the runs topic.
+pub async fn process_batch_with(
+    store: &dyn RecordStore,
+    launcher: &dyn Tasks,
+    policy: RetryPolicy,
+    rules: &RuleSet,
+    runs: &RunsIntake,
+    event: &serde_json::Value,
+    stop_by: Option<tokio::time::Instant>,
+) -> Result<BatchReport, NotKafka> {
     let mut report = BatchReport::default();
     for item in kafka::decode(event)? {
         if stop_by.is_some_and(|t| tokio::time::Instant::now() >= t) {
-            let (Decoded::Event { at, .. } | Decoded::Rejected { at, .. }) = item;
+            let at = item.at().clone();
             report.records.push(ItemReport {
                 at,
                 record_id: None,
@@ -453,6 +474,15 @@ pub async fn process_batch_until(
         }
         let (at, record) = match item {
             Decoded::Event { at, event } => (at, event.to_record(rules)),
+            Decoded::Run { at, run } => {
+                match run.to_record(rules, &runs.derive, &runs.deploy_actions) {
+                    Ok(r) => (at, r),
+                    Err(e) => {
+                        let reason = format!("the invocation cannot be run: {e}");
+                        (at.clone(), kafka::rejected_record(&at, &reason, None))
+                    }
+                }
+            }
             Decoded::Rejected { at, reason, value } => {
                 tracing::warn!(topic = %at.topic, partition = at.partition, offset = at.offset, %reason, "Kafka record rejected");
                 let r = kafka::rejected_record(&at, &reason, value.as_deref());

@@ -13,6 +13,9 @@
 //!   atomic update, so concurrent deliveries cannot both win).
 //! - Events for other clusters, for tasks we did not start (`startedBy` is the record id, or the
 //!   name earlier versions used), or without our record id are ignored.
+//! - A record Port invoked (`port_run`) that this function fails is reported to its Port run
+//!   ([`apply_and_report`]): a log line with the stop reason and `FAILURE` with the record's link;
+//!   what Port refused goes to the record's `outcome.port_report`, and never fails the event.
 
 use orchestrator_core::contract::vars;
 use orchestrator_core::store::{RecordStore, StoreError, Transition};
@@ -158,4 +161,78 @@ pub async fn apply(
         Err(e @ StoreError::Superseded { .. }) => Ok(Applied::Skipped(e.to_string())),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Where the lifecycle function reports a Port run its task died in.
+#[derive(Debug, Clone)]
+pub struct PortReports {
+    pub http: port_runs::reqwest::Client,
+    pub api: port_runs::PortApi,
+    /// The orchestrator API, for the record's link (`<base>/pullrequests/<id>`).
+    pub record_base_url: Option<String>,
+    pub retry: port_runs::Retry,
+}
+
+/// [`apply`], then, when this event failed a record Port invoked (its task stopped before
+/// reporting), `FAILURE` to the record's Port run. The report never fails the event.
+pub async fn apply_and_report(
+    store: &dyn RecordStore,
+    event: &Value,
+    cluster: Option<&str>,
+    port: Option<&PortReports>,
+) -> Result<Applied, LifecycleError> {
+    let id = record_id(&event["detail"]);
+    let before = match id {
+        Some(id) => store.get(id).await?.map(|r| r.status),
+        None => None,
+    };
+    let applied = apply(store, event, cluster).await?;
+    let failed_here = applied == Applied::Updated(Status::Failed)
+        && matches!(
+            before,
+            Some(Status::Received | Status::Dispatched | Status::Running)
+        );
+    let (true, Some(id)) = (failed_here, id) else {
+        return Ok(applied);
+    };
+    let Some(record) = store.get(id).await? else {
+        return Ok(applied);
+    };
+    let Some(run) = &record.port_run else {
+        return Ok(applied);
+    };
+    let Some(port) = port else {
+        tracing::warn!(record_id = %id, run_id = %run.id, "Port run not reported: no Port credentials");
+        return Ok(applied);
+    };
+    let reporter = port_runs::RunReporter::new(port.http.clone(), port.api.clone(), run.id.clone())
+        .with_retry(port.retry);
+    let reason = record
+        .status_reason
+        .clone()
+        .unwrap_or_else(|| "the task stopped before reporting an outcome".into());
+    reporter.log(&format!("The task stopped: {reason}")).await;
+    let links: Vec<String> = port
+        .record_base_url
+        .iter()
+        .map(|b| format!("{}/pullrequests/{id}", b.trim_end_matches('/')))
+        .collect();
+    reporter
+        .status(
+            port_runs::RunStatus::Failure,
+            "The task stopped before finishing",
+            &links,
+        )
+        .await;
+    let problems = reporter.problems();
+    if !problems.is_empty() {
+        let keep = Transition {
+            outcome: Some(json!({ "port_report": problems })),
+            ..Transition::default()
+        };
+        if let Err(e) = store.transition(id, &keep).await {
+            tracing::warn!(record_id = %id, error = %e, "cannot keep the Port report problems");
+        }
+    }
+    Ok(applied)
 }

@@ -133,6 +133,7 @@ async fn a_reboot_event_twice_snapshots_every_volume_once() {
             port: PortSettings {
                 secret: None,
                 rules: Some(Arc::new(RuleSet::load(&examples()).unwrap())),
+                deploy_actions: Vec::new(),
             },
             ..IntakeSettings::default()
         }),

@@ -33,6 +33,7 @@ fn app() -> common::TestApp {
         port: PortSettings {
             secret: None,
             rules: Some(rules()),
+            deploy_actions: Vec::new(),
         },
         ..IntakeSettings::default()
     })

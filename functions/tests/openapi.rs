@@ -54,6 +54,7 @@ fn settings() -> IntakeSettings {
         port: PortSettings {
             secret: Some(Secret::new(PORT_SECRET)),
             rules: Some(Arc::new(RuleSet::from_yaml(&rules).unwrap())),
+            deploy_actions: Vec::new(),
         },
         ..IntakeSettings::default()
     }
@@ -554,6 +555,12 @@ fn full_record() -> Record {
         kind: ActionType::SlackPost,
         with: serde_json::Map::new(),
     }];
+    r.port_run = Some(orchestrator_core::PortRun {
+        id: "r_1".into(),
+        kind: orchestrator_core::PortRunKind::Automation,
+        identifier: Some("vm_free_storage_low".into()),
+        user: None,
+    });
     r
 }
 
@@ -577,6 +584,10 @@ fn record_job_and_page_schemas_have_exactly_the_serialised_fields() {
         (
             "HistoryEntry",
             serde_json::to_value(&full_record().history[0]).unwrap(),
+        ),
+        (
+            "PortRun",
+            serde_json::to_value(full_record().port_run.unwrap()).unwrap(),
         ),
         (
             "ActionSpec",

@@ -94,6 +94,7 @@ fn local(port_api: &str, slack: &str, script: &str) -> Local {
             port: PortSettings {
                 secret: Some(Secret::new(SECRET)),
                 rules: Some(Arc::new(rules)),
+                deploy_actions: Vec::new(),
             },
             ..IntakeSettings::default()
         }),

@@ -30,6 +30,7 @@ fn settings() -> IntakeSettings {
         port: PortSettings {
             secret: Some(Secret::new(SECRET)),
             rules: Some(rules()),
+            deploy_actions: Vec::new(),
         },
         ..IntakeSettings::default()
     }

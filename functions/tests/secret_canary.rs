@@ -1458,6 +1458,7 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
         port: orchestrator::intake::port::PortSettings {
             secret: Some(orchestrator_core::Secret::new(c.port.value.clone())),
             rules: Some(Arc::new(rules)),
+            deploy_actions: Vec::new(),
         },
         ..Default::default()
     };

@@ -229,6 +229,9 @@ pub fn port_kafka_batch(data: &[u8]) {
             kafka::Decoded::Event { event, .. } => {
                 let _ = event.to_record(rules());
             }
+            kafka::Decoded::Run { run, .. } => {
+                let _ = run.to_record(rules(), &Default::default(), &[]);
+            }
             kafka::Decoded::Rejected { at, reason, value } => {
                 let r = kafka::rejected_record(&at, &reason, value.as_deref());
                 assert_eq!(r.status, Status::Rejected);

@@ -4,9 +4,11 @@
 //!   that ties them together and reports the outcome to the record store.
 //! - [`remediation`]: the actions of a Port rule (exec, Port PATCH, Slack, gitops PR), in order,
 //!   reported step by step to the record.
+//! - [`port_run`]: a Port-invoked job's reports to its Port action run.
 //!
 //! The overlay edit and the preflight's image matching are the `kustomize-set-image` crate.
 //! No HTTP server code lives here: the task depends on `orchestrator-core`, never on the API.
 
 pub mod gitops;
+pub mod port_run;
 pub mod remediation;

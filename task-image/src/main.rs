@@ -100,7 +100,17 @@ fn main() -> ExitCode {
             };
             let job = async {
                 match contract.kind {
-                    JobKind::GitopsPr => gitops_task::gitops::run(&contract, &args.gitops).await,
+                    JobKind::GitopsPr => {
+                        // Reports to a Port run use the remediation's Port settings; a bad one
+                        // leaves the run unreported, never the pull request undone.
+                        let port = gitops_task::remediation::Settings::from_args(
+                            &args.remediation,
+                            args.gitops.record_base_url.as_deref(),
+                        )
+                        .map(|s| s.port_run_settings())
+                        .unwrap_or_default();
+                        gitops_task::gitops::run(&contract, &args.gitops, &port).await
+                    }
                     JobKind::Remediation => {
                         gitops_task::remediation::run(&contract, &args.gitops, &args.remediation)
                             .await

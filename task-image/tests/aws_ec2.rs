@@ -379,6 +379,7 @@ fn settings() -> Settings {
     Settings::from_args(
         &RemediationArgs {
             port_api_url: "http://127.0.0.1:9".into(),
+            port_app_url: "https://app.port.io".into(),
             port_client_id: None,
             port_client_secret: None,
             slack_webhook_url: None,

@@ -35,6 +35,7 @@ fn settings(port: &str, slack: Option<String>, exec_dir: &Path) -> Settings {
     Settings::from_args(
         &RemediationArgs {
             port_api_url: port.into(),
+            port_app_url: "https://app.port.io".into(),
             port_client_id: Some("client".into()),
             port_client_secret: Some(orchestrator_core::Secret::new("client-secret")),
             slack_webhook_url: slack.map(orchestrator_core::Secret::new),

@@ -22,5 +22,8 @@ pub mod telemetry;
 pub use action::{ActionSpec, ActionType};
 pub use contract::{ContractError, LaunchContract};
 pub use ident::{Environment, ImageName, InvalidIdent, Service, Tag};
-pub use record::{EntityRef, HistoryEntry, Job, Record, RecordId, Source, Status, TransitionError};
+pub use record::{
+    EntityRef, HistoryEntry, Job, PortRun, PortRunKind, Record, RecordId, Source, Status,
+    TransitionError,
+};
 pub use secret::Secret;

@@ -304,6 +304,10 @@ pub struct Record {
     /// [`HISTORY_LIMIT`] entries: the oldest are dropped).
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// The Port action run a Port automation or self-service action invocation belongs to: the
+    /// task and the lifecycle function report progress to it.
+    #[serde(default)]
+    pub port_run: Option<PortRun>,
 }
 
 /// The attempt of a record that was launched at most once.
@@ -323,6 +327,38 @@ pub struct HistoryEntry {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// A Port action run (an automation's or a self-service action's execution).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRun {
+    /// Port's run id (`r_...`): `PATCH /v1/actions/runs/{id}` reports to it.
+    pub id: String,
+    /// What Port ran: an automation or a self-service action.
+    pub kind: PortRunKind,
+    /// The automation's or the action's identifier, when the payload names it.
+    #[serde(default)]
+    pub identifier: Option<String>,
+    /// Who ran a self-service action (an e-mail or a user id), when the payload says.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// What started a [`PortRun`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortRunKind {
+    Automation,
+    Action,
+}
+
+impl PortRunKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PortRunKind::Automation => "automation",
+            PortRunKind::Action => "action",
+        }
+    }
 }
 
 /// A Port catalog entity: its blueprint and its identifier.
@@ -358,6 +394,7 @@ impl Record {
             attempt: first_attempt(),
             retry_at: None,
             history: Vec::new(),
+            port_run: None,
         }
     }
 
@@ -501,7 +538,9 @@ mod tests {
     fn records_written_before_port_fields_still_parse() {
         let r = Record::received(Source::CircleciOrb, serde_json::json!({"a": 1}), None);
         let mut doc = serde_json::to_value(&r).unwrap();
-        for k in ["entity", "rule", "actions", "attempt", "history"] {
+        for k in [
+            "entity", "rule", "actions", "attempt", "history", "port_run",
+        ] {
             doc.as_object_mut().unwrap().remove(k);
         }
         let back: Record = serde_json::from_value(doc).unwrap();

@@ -1,6 +1,9 @@
-//! The Port Kafka Lambda: a self-managed Kafka event source (Port's topic `ORG_ID.change.log`,
-//! SASL/SCRAM-512) delivers batches of changelog events; each goes through the same rules and
-//! records as `POST /webhooks/port` (see `orchestrator::intake::port::kafka`). Configuration, all
+//! The Port Kafka Lambda: self-managed Kafka event sources (Port's topics `ORG_ID.runs` and the
+//! legacy `ORG_ID.change.log`, SASL/SCRAM-512) deliver batches of automation and self-service
+//! action invocations, and of changelog events; each goes through the same rules and records as
+//! `POST /webhooks/port/runs` and `POST /webhooks/port` (see `orchestrator::intake::port::kafka`).
+//! A deploy action (`PORT_DEPLOY_ACTIONS`) takes its image from its `image` input, or from
+//! `IMAGE_TEMPLATE` (`{reponame}` is the service, `{org}` is `DEFAULT_ORG`). Configuration, all
 //! from the environment: RULES_FILE or RULES, TABLE_NAME (+ index names), the ECS settings, and the
 //! dispatch retry settings.
 //!
@@ -44,6 +47,13 @@ struct Config {
     /// Total seconds one launch may spend retrying.
     #[arg(long, env = "DISPATCH_BUDGET_SECS", default_value_t = 10)]
     dispatch_budget_secs: u64,
+    /// Template of a deploy action's image when it has no `image` input (`{reponame}` is the
+    /// service; `{org}` is DEFAULT_ORG).
+    #[arg(long, env = "IMAGE_TEMPLATE", default_value = "{org}/{reponame}")]
+    image_template: orchestrator::intake::derive::Template,
+    /// Organisation for `{org}` in IMAGE_TEMPLATE.
+    #[arg(long, env = "DEFAULT_ORG")]
+    default_org: Option<String>,
 }
 
 /// Time kept back at the end of an invocation, beside one launch's retry budget: no record is
@@ -60,7 +70,7 @@ fn stop_by(deadline: std::time::SystemTime, budget: Duration) -> tokio::time::In
 }
 
 /// The checked configuration: everything but the AWS clients.
-fn configure() -> Result<(Config, RuleSet, RetryPolicy), String> {
+fn configure() -> Result<(Config, RuleSet, RetryPolicy, dispatch::RunsIntake), String> {
     let config = Config::try_parse().map_err(|e| format!("configuration: {e}"))?;
     let rules = config
         .port
@@ -71,27 +81,36 @@ fn configure() -> Result<(Config, RuleSet, RetryPolicy), String> {
         budget: Duration::from_secs(config.dispatch_budget_secs),
         ..RetryPolicy::default()
     };
-    Ok((config, rules, policy))
+    let runs = dispatch::RunsIntake {
+        derive: orchestrator::intake::derive::DeriveConfig {
+            image: config.image_template.clone(),
+            default_org: config.default_org.clone(),
+            ..Default::default()
+        },
+        deploy_actions: config.port.settings_deploy_actions(),
+    };
+    Ok((config, rules, policy, runs))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(true);
-    let (config, rules, policy) = init_error::or_report(configure()).await?;
+    let (config, rules, policy, runs) = init_error::or_report(configure()).await?;
     tracing::info!(rules = rules.len(), "Port rules loaded");
     let aws = aws_config::load_from_env().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
     let launcher = EcsLauncher::new(aws_sdk_ecs::Client::new(&aws), config.ecs.settings());
     let rules = Arc::new(rules);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let (store, launcher, rules) = (&store, &launcher, rules.clone());
+        let (store, launcher, rules, runs) = (&store, &launcher, rules.clone(), &runs);
         async move {
             let stop = stop_by(event.context.deadline(), policy.budget);
-            let report = dispatch::process_batch_until(
+            let report = dispatch::process_batch_with(
                 store,
                 launcher,
                 policy,
                 &rules,
+                runs,
                 &event.payload,
                 Some(stop),
             )

@@ -10,6 +10,7 @@
 //! - Dedupe: the same event delivered twice (a retry, or by webhook and Kafka both) has the same
 //!   key: a hash of the parsed event, whatever its key order or whitespace.
 
+pub mod invocation;
 pub mod kafka;
 
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub struct PortSettings {
     pub secret: Option<Secret>,
     /// The checked rules; `None` when no rules are configured (the endpoint answers 503).
     pub rules: Option<Arc<RuleSet>>,
+    /// Self-service action identifiers that open the gitops pull request
+    /// ([`invocation::Invocation::deploy_job`]) instead of consulting the rules.
+    pub deploy_actions: Vec<String>,
 }
 
 /// Why a delivery's signature was refused. Never says anything about the secret.
@@ -126,7 +130,7 @@ pub struct PortEvent {
 }
 
 /// Longest identifier accepted in `action`, `resourceType` and `context`.
-const MAX_IDENTIFIER: usize = 256;
+pub(crate) const MAX_IDENTIFIER: usize = 256;
 
 fn required_str(
     obj: &serde_json::Map<String, serde_json::Value>,
@@ -233,6 +237,8 @@ impl PortEvent {
             blueprint: self.blueprint.as_deref(),
             entity: self.entity.as_deref(),
             payload: &self.raw,
+            trigger: None,
+            identifier: None,
         }
     }
 

@@ -1,15 +1,17 @@
-//! Rules: which Port changelog events and which AWS events (EventBridge, and EventBridge
-//! Scheduler runs) need a remediation, and the actions it runs.
+//! Rules: which Port events (changelog events, automation and self-service action invocations)
+//! and which AWS events (EventBridge, and EventBridge Scheduler runs) need a remediation, and the
+//! actions it runs.
 //!
 //! A rules file (YAML; `RULES_FILE`, or inline in `RULES`) is a list of rules, tried in order;
 //! the first that matches wins. A Port rule matches on the event's `resourceType`, `action` and
-//! blueprint (each a name, a list of names, or `"*"`), then on an optional CEL `condition` over
+//! blueprint (each a name, a list of names, or `"*"`), and optionally on an invocation's
+//! `trigger` type and automation or action `identifier`, then on an optional CEL `condition` over
 //! the event (`before`, `after`, `action`, `resourceType`, `blueprint`, `entity`, `event`). An
 //! EventBridge rule (its `match` names `source` and `detail-type`) matches an EventBridge
 //! envelope, its condition reading `detail`, `resources`, `region`, `account`, ... (see
 //! [`AWS_CONDITION_VARIABLES`]); Port events are only tried against Port rules, and AWS events
 //! against EventBridge rules. Its `actions` run in order in the task (see
-//! `orchestrator_core::action`). The format is documented in `docs/rules.md` and
+//! `orchestrator_core::action`). The format is documented in `docs/rules.md`, `docs/port.md` and
 //! `docs/events.md`; `examples/` holds the seed scenarios.
 //!
 //! Everything is checked when the file is loaded, at start: YAML shape, unique rule names and
@@ -74,6 +76,12 @@ struct MatchDoc {
     resource_type: Names,
     action: Names,
     blueprint: Names,
+    /// Port automation trigger type (`ENTITY_UPDATED`, ...) or `SELF_SERVICE`; absent: any.
+    #[serde(default)]
+    trigger: Option<Names>,
+    /// The automation's or self-service action's identifier; absent: any.
+    #[serde(default)]
+    identifier: Option<Names>,
 }
 
 /// The `match` of an EventBridge rule.
@@ -154,6 +162,8 @@ enum Matcher {
         resource_types: Selector,
         actions_sel: Selector,
         blueprints: Selector,
+        triggers: Selector,
+        identifiers: Selector,
     },
     Aws {
         sources: Selector,
@@ -189,6 +199,11 @@ pub struct EventFacts<'a> {
     pub entity: Option<&'a str>,
     /// The whole event (`diff.before` and `diff.after` are read from it).
     pub payload: &'a serde_json::Value,
+    /// The Port automation trigger type, or `SELF_SERVICE` (invocations only; `None` for a
+    /// changelog event, which a rule naming triggers does not match).
+    pub trigger: Option<&'a str>,
+    /// The automation's or the action's identifier (invocations only).
+    pub identifier: Option<&'a str>,
 }
 
 impl EventFacts<'_> {
@@ -222,6 +237,8 @@ impl Rule {
             resource_types,
             actions_sel,
             blueprints,
+            triggers,
+            identifiers,
         } = &self.matcher
         else {
             return Err("an EventBridge rule".into());
@@ -245,6 +262,20 @@ impl Rule {
                 "blueprint `{}` is not {}",
                 facts.blueprint.unwrap_or("(none)"),
                 blueprints.describe()
+            ));
+        }
+        if !triggers.matches(facts.trigger, true) {
+            return Err(format!(
+                "trigger `{}` is not {}",
+                facts.trigger.unwrap_or("(none: a changelog event)"),
+                triggers.describe()
+            ));
+        }
+        if !identifiers.matches(facts.identifier, false) {
+            return Err(format!(
+                "automation or action `{}` is not {}",
+                facts.identifier.unwrap_or("(none)"),
+                identifiers.describe()
             ));
         }
         self.check_condition(scope)
@@ -372,10 +403,16 @@ fn build_matcher(doc: yaml_serde::Value) -> Result<Matcher, String> {
         });
     }
     let m: MatchDoc = yaml_serde::from_value(doc).map_err(|e| format!("match: {e}"))?;
+    let optional = |what: &str, names: Option<Names>| match names {
+        None => Ok(Selector::Any),
+        Some(names) => Selector::from_doc(what, names),
+    };
     Ok(Matcher::Port {
         resource_types: Selector::from_doc("resourceType", m.resource_type)?,
         actions_sel: Selector::from_doc("action", m.action)?,
         blueprints: Selector::from_doc("blueprint", m.blueprint)?,
+        triggers: optional("trigger", m.trigger)?,
+        identifiers: optional("identifier", m.identifier)?,
     })
 }
 

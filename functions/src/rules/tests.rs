@@ -26,6 +26,8 @@ fn decide(rules: &RuleSet, payload: &serde_json::Value) -> Decision {
             .or(ctx["blueprintIdentifier"].as_str()),
         entity: ctx["entity"].as_str().or(ctx["entityIdentifier"].as_str()),
         payload,
+        trigger: None,
+        identifier: None,
     };
     rules.decide(&facts)
 }

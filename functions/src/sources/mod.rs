@@ -18,6 +18,7 @@ pub mod circleci;
 pub mod events;
 pub mod orb;
 pub mod port;
+pub mod port_runs;
 
 use axum::Router;
 use axum::http::request::Parts;
@@ -89,6 +90,7 @@ pub fn register(router: Router<AppState>) -> Router<AppState> {
         .route("/pullrequests", post(receive::<orb::Orb>))
         .route("/webhooks/circleci", post(receive::<circleci::Native>))
         .route("/webhooks/port", post(receive::<port::Port>))
+        .route("/webhooks/port/runs", post(receive::<port_runs::PortRuns>))
         .route("/events", post(receive::<events::Events>))
 }
 

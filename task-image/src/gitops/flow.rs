@@ -84,6 +84,17 @@ pub struct FlowRequest<'a> {
     pub job: &'a Job,
     /// The CI build (from the record's payload), for the commit and the PR.
     pub build_url: Option<String>,
+    /// The Port action run that asked for it (a self-service action): who ran it, and the link.
+    pub port_run: Option<PortRunRef>,
+}
+
+/// A Port run, as a pull request names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRunRef {
+    /// Who ran the action (an e-mail or a user id), when Port said.
+    pub user: Option<String>,
+    /// The run in Port's web app.
+    pub url: String,
 }
 
 /// Test and debugging knobs.
@@ -711,6 +722,15 @@ impl Flow {
         );
         if let Some(b) = &build {
             pr_body.push_str(&format!("| Build | {b} |\n"));
+        }
+        if let Some(run) = &req.port_run {
+            let by = run
+                .user
+                .as_deref()
+                .map(|u| format!("`{}`", u.replace(['`', '|', '\n', '\r'], " ")))
+                .unwrap_or_else(|| "a Port user".to_owned());
+            pr_body.push_str(&format!("| Requested by | {by} in Port |\n"));
+            pr_body.push_str(&format!("| Port run | {} |\n", run.url));
         }
         match &record {
             Some(r) => pr_body.push_str(&format!("| Record | {r} |\n")),

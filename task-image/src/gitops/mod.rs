@@ -53,9 +53,12 @@ use orchestrator_core::store::RecordStore;
 use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 use orchestrator_core::store::sqlite::SqliteStore;
 use orchestrator_core::{Job, LaunchContract, Record};
+use port_runs::RunStatus;
+
+use crate::port_run::{PortRunSettings, RunReport};
 
 pub use config::{ConfigError, RunArgs, Settings, StoreArgs, StoreKind};
-pub use flow::{Flow, FlowOptions, FlowOutcome, FlowRequest, OutcomeKind};
+pub use flow::{Flow, FlowOptions, FlowOutcome, FlowRequest, OutcomeKind, PortRunRef};
 pub use report::Summary;
 
 /// Opens the record store the task reports to.
@@ -123,6 +126,27 @@ pub async fn run_job(
     store: &dyn RecordStore,
     options: FlowOptions,
 ) -> JobRun {
+    run_job_reported(
+        contract,
+        settings,
+        store,
+        options,
+        &PortRunSettings::default(),
+    )
+    .await
+}
+
+/// [`run_job`], also reporting to the record's Port action run (a self-service deploy action):
+/// `IN_PROGRESS` at start, a log line when the pull request job starts and ends, `SUCCESS` or
+/// `FAILURE` with links to the pull request and the record. The PR body names the Port user and
+/// links the run.
+pub async fn run_job_reported(
+    contract: &LaunchContract,
+    settings: Result<Settings, ConfigError>,
+    store: &dyn RecordStore,
+    options: FlowOptions,
+    port: &PortRunSettings,
+) -> JobRun {
     let started = Instant::now();
     let id = contract.record_id;
     let field = |f: fn(&Job) -> &str| contract.job.as_ref().map_or("", f);
@@ -176,7 +200,32 @@ pub async fn run_job(
             Err(e) => tracing::warn!(error = %e, "cannot create a work directory"),
         }
     }
-    let summary = match prepare(job, &record, settings, options) {
+    let report = RunReport::for_record(&record, port.api.clone(), port.timeout);
+    let record_url = settings
+        .as_ref()
+        .ok()
+        .and_then(|s| s.record_base_url.as_ref())
+        .map(|base| format!("{base}/pullrequests/{id}"));
+    let links = |pr: Option<&String>| -> Vec<String> {
+        pr.into_iter().chain(record_url.as_ref()).cloned().collect()
+    };
+    let what = format!(
+        "{} in {} to {}",
+        job.service,
+        job.environment,
+        job.tag.as_str()
+    );
+    report
+        .status(
+            RunStatus::InProgress,
+            &format!("Opening the gitops pull request: {what}"),
+            &links(None),
+        )
+        .await;
+    report
+        .log(&format!("Gitops pull request started: {what}"))
+        .await;
+    let mut summary = match prepare(job, &record, settings, options) {
         Err(reason) => {
             tracing::error!(reason = %reason, "gitops job cannot run");
             Summary::failed(id, reason, started.elapsed())
@@ -186,12 +235,48 @@ pub async fn run_job(
                 record_id: id,
                 job,
                 build_url: build_url(&record),
+                port_run: record.port_run.as_ref().map(|r| PortRunRef {
+                    user: r.user.clone(),
+                    url: crate::port_run::run_url(&port.app_url, &r.id),
+                }),
             };
             let outcome = flow.execute(&req).await;
             git_invocations = flow.git_invocations();
             Summary::from_flow(id, outcome, started.elapsed())
         }
     };
+    let (status, label, line) = match summary.outcome {
+        OutcomeKind::Succeeded => (
+            RunStatus::Success,
+            format!("Pull request opened: {what}"),
+            format!(
+                "Gitops pull request finished: {}",
+                summary.pr_url.as_deref().unwrap_or("branch pushed")
+            ),
+        ),
+        OutcomeKind::NoChange => (
+            RunStatus::Success,
+            format!(
+                "No change: {} already runs {}",
+                job.environment,
+                job.tag.as_str()
+            ),
+            "Gitops pull request finished: no change needed".to_owned(),
+        ),
+        OutcomeKind::Failed => {
+            let reason = summary.reason.as_deref().unwrap_or("unknown reason");
+            (
+                RunStatus::Failure,
+                "The gitops pull request failed".to_owned(),
+                format!("Gitops pull request failed: {reason}"),
+            )
+        }
+    };
+    report.log(&line).await;
+    report
+        .status(status, &label, &links(summary.pr_url.as_ref()))
+        .await;
+    summary.port_report = report.problems();
     tracing::info!(
         outcome = summary.outcome.as_str(),
         branch = summary.branch.as_deref().unwrap_or(""),
@@ -237,7 +322,11 @@ fn prepare(
 }
 
 /// `gitops-task run`: open the store, run the job, print the summary line. `Err` means exit 1.
-pub async fn run(contract: &LaunchContract, args: &RunArgs) -> anyhow::Result<()> {
+pub async fn run(
+    contract: &LaunchContract,
+    args: &RunArgs,
+    port: &PortRunSettings,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = match open_store(&args.store).await {
         Ok(s) => s,
@@ -247,11 +336,12 @@ pub async fn run(contract: &LaunchContract, args: &RunArgs) -> anyhow::Result<()
             return Err(e.context("cannot open the record store; the outcome is not reported"));
         }
     };
-    let run = run_job(
+    let run = run_job_reported(
         contract,
         Settings::from_args(args),
         store.as_ref(),
         FlowOptions::default(),
+        port,
     )
     .await;
     println!("{}", run.summary.to_line());

@@ -102,6 +102,9 @@ pub struct Summary {
     pub attempts: u32,
     /// From the start of the job to its outcome (the PR opened), before reporting.
     pub elapsed_ms: u64,
+    /// What the Port action run refused to take (empty when all was reported, or no run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub port_report: Vec<String>,
 }
 
 impl Summary {
@@ -120,6 +123,7 @@ impl Summary {
             new_tag: None,
             attempts: 0,
             elapsed_ms: elapsed.as_millis().try_into().unwrap_or(u64::MAX),
+            port_report: Vec::new(),
         }
     }
 
@@ -137,6 +141,7 @@ impl Summary {
             new_tag: Some(o.new_tag),
             attempts: o.attempts,
             elapsed_ms: elapsed.as_millis().try_into().unwrap_or(u64::MAX),
+            port_report: Vec::new(),
         }
     }
 

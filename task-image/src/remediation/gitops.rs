@@ -45,6 +45,7 @@ impl ImageUpdater for GitopsFlow {
                 record_id,
                 job,
                 build_url: None,
+                port_run: None,
             })
             .await;
         let update = |kind| ImageUpdate {

@@ -16,6 +16,10 @@
 //! - [`failure`] and [`settings`]: the step failure type and the checked settings every action
 //!   uses. Dependencies point one way: `mod` → [`steps`] → the actions → [`failure`], [`settings`].
 //!
+//! A record Port invoked (an automation or a self-service action: `port_run`) is also reported
+//! to its Port run ([`crate::port_run`]): `IN_PROGRESS`, a log line per step, then `SUCCESS` or
+//! `FAILURE` with the failed step named and links to the pull request and the record.
+//!
 //! The record moves `dispatched → running → succeeded | failed`; its `outcome` lists every step
 //! (status, exit code, output tail, outputs, HTTP status, the request sent) and `failed_step` names
 //! the one that failed. The last stdout line is the same outcome as one JSON line.
@@ -42,8 +46,10 @@ use orchestrator_core::store::{RecordStore, Transition};
 use orchestrator_core::{LaunchContract, Record, Source, Status};
 
 use crate::gitops::RunArgs;
+use crate::port_run::RunReport;
 pub use failure::StepFailure;
 pub use gitops::{GitopsFlow, ImageUpdate, ImageUpdater};
+use port_runs::RunStatus;
 pub use settings::{DEFAULT_EXEC_DIR, PORT_API_EU, PORT_API_US, RemediationArgs, Settings};
 pub use steps::{Outcome, StepReport, StepStatus};
 
@@ -104,17 +110,50 @@ pub async fn run_job(
             };
         }
     };
-    let outcome = match settings.and_then(|s| check_record(&record).map(|()| s)) {
+    let port = settings
+        .as_ref()
+        .map(Settings::port_run_settings)
+        .unwrap_or_default();
+    let report = RunReport::for_record(&record, port.api, port.timeout);
+    let record_url = settings.as_ref().ok().and_then(|s| s.record_url(record_id));
+    let links = |pr: Option<&String>| -> Vec<String> {
+        pr.into_iter().chain(record_url.as_ref()).cloned().collect()
+    };
+    report
+        .status(
+            RunStatus::InProgress,
+            &format!(
+                "Running rule `{}`: {} step(s)",
+                record.rule.as_deref().unwrap_or("?"),
+                record.actions.len()
+            ),
+            &links(None),
+        )
+        .await;
+    let mut outcome = match settings.and_then(|s| check_record(&record).map(|()| s)) {
         Err(reason) => {
             tracing::error!(%reason, "remediation cannot run");
+            report.log(&format!("Cannot run: {reason}")).await;
             Outcome::failed_before_start(record_id, record.rule.clone(), reason, started)
         }
         Ok(settings) => {
             steps::Runner::new(&settings, images)
-                .run(&record, started)
+                .run_reported(&record, started, &report)
                 .await
         }
     };
+    let (status, label) = match (outcome.status, &outcome.failed_step) {
+        (Status::Succeeded, _) => (
+            RunStatus::Success,
+            format!("Remediated: {} step(s) succeeded", outcome.steps.len()),
+        ),
+        (_, Some(step)) => (RunStatus::Failure, format!("Failed at step `{step}`")),
+        (_, None) => (RunStatus::Failure, "Failed before any step ran".to_owned()),
+    };
+    report
+        .status(status, &label, &links(outcome.pr_url.as_ref()))
+        .await;
+    outcome.port_report = report.problems();
     tracing::info!(
         status = outcome.status.as_str(),
         failed_step = outcome.failed_step.as_deref().unwrap_or(""),

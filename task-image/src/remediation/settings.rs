@@ -15,6 +15,8 @@ use super::exec::{RunAs, running_as_root};
 pub const PORT_API_EU: &str = "https://api.port.io";
 /// Port's US API.
 pub const PORT_API_US: &str = "https://api.us.port.io";
+/// Port's web app (EU), for links to a run.
+pub const PORT_APP_EU: &str = "https://app.port.io";
 /// Where `exec` commands live in the task image.
 pub const DEFAULT_EXEC_DIR: &str = "/opt/remediation/bin";
 
@@ -25,7 +27,12 @@ pub struct RemediationArgs {
     #[arg(long, env = "PORT_API_URL", default_value = PORT_API_EU)]
     pub port_api_url: String,
 
-    /// Port client id, for `port.patch_entity`.
+    /// Port web app base URL, for the link to a run in a pull request body
+    /// (https://app.port.io, or https://app.us.port.io in the US).
+    #[arg(long, env = "PORT_APP_URL", default_value = PORT_APP_EU)]
+    pub port_app_url: String,
+
+    /// Port client id, for `port.patch_entity` and reports to Port action runs.
     #[arg(long, env = "PORT_CLIENT_ID")]
     pub port_client_id: Option<String>,
 
@@ -68,6 +75,8 @@ pub struct RemediationArgs {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub port_api_url: reqwest::Url,
+    /// Port's web app, for links to a run.
+    pub port_app_url: String,
     pub port_client_id: Option<String>,
     pub port_client_secret: Option<Secret>,
     pub slack_webhook_url: Option<Secret>,
@@ -123,6 +132,7 @@ impl Settings {
         };
         Ok(Self {
             port_api_url,
+            port_app_url: args.port_app_url.trim().trim_end_matches('/').to_owned(),
             exec_run_as,
             port_client_id: args.port_client_id.clone().filter(|s| !s.trim().is_empty()),
             port_client_secret: args.port_client_secret.clone(),
@@ -138,6 +148,24 @@ impl Settings {
             },
             aws_poll_interval: Duration::from_millis(args.aws_poll_interval_ms),
         })
+    }
+
+    /// Port's API and credentials, when both the client id and secret are set.
+    pub fn port_api(&self) -> Option<port_runs::PortApi> {
+        Some(port_runs::PortApi {
+            base: self.port_api_url.clone(),
+            client_id: self.port_client_id.clone()?,
+            client_secret: self.port_client_secret.clone()?,
+        })
+    }
+
+    /// What reporting to Port runs needs.
+    pub fn port_run_settings(&self) -> crate::port_run::PortRunSettings {
+        crate::port_run::PortRunSettings {
+            api: self.port_api(),
+            app_url: self.port_app_url.clone(),
+            timeout: self.http_timeout,
+        }
     }
 
     /// The record's link, when the API's base URL is known.

@@ -19,6 +19,7 @@ use super::gitops::ImageUpdater;
 use super::port::PortClient;
 use super::settings::Settings;
 use super::{exec, slack};
+use crate::port_run::RunReport;
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +62,9 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
     pub elapsed_ms: u64,
+    /// What the Port action run refused to take (empty when all was reported, or no run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub port_report: Vec<String>,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -86,6 +90,7 @@ impl Outcome {
             pr_url: None,
             branch: None,
             elapsed_ms: ms(started),
+            port_report: Vec::new(),
         }
     }
 
@@ -184,6 +189,16 @@ impl<'a> Runner<'a> {
 
     /// Runs every step of `record` in order, stopping at the first failure.
     pub async fn run(&self, record: &Record, started: Instant) -> Outcome {
+        self.run_reported(record, started, &RunReport::None).await
+    }
+
+    /// [`run`](Self::run), with a log line to the Port run per step started and finished.
+    pub async fn run_reported(
+        &self,
+        record: &Record,
+        started: Instant,
+        report: &RunReport,
+    ) -> Outcome {
         let (blueprint, entity) = entity_of(record);
         let mut scope = match record.source {
             Source::Eventbridge => expr::aws_event_scope(&record.payload),
@@ -213,6 +228,14 @@ impl<'a> Runner<'a> {
             scope.set("steps", &Value::Object(steps_seen.clone()));
             let step_started = Instant::now();
             tracing::info!(step = %spec.id, kind = spec.kind.as_str(), "step started");
+            report
+                .log(&format!(
+                    "Step {} of {total} `{}` ({}) started",
+                    i + 1,
+                    spec.id,
+                    spec.kind
+                ))
+                .await;
             let result = self.step(record, spec, &scope).await;
             let (status, error, detail) = match result {
                 Ok(detail) => (StepStatus::Succeeded, None, detail),
@@ -247,6 +270,11 @@ impl<'a> Runner<'a> {
                 }
                 None => tracing::info!(step = %spec.id, "step succeeded"),
             }
+            let finished = match &error {
+                Some(e) => format!("Step {} of {total} `{}` failed: {e}", i + 1, spec.id),
+                None => format!("Step {} of {total} `{}` succeeded", i + 1, spec.id),
+            };
+            report.log(&finished).await;
             reports.push(StepReport {
                 id: spec.id.clone(),
                 kind: spec.kind.as_str().into(),
@@ -271,6 +299,7 @@ impl<'a> Runner<'a> {
             pr_url: pr.0,
             branch: pr.1,
             elapsed_ms: ms(started),
+            port_report: Vec::new(),
         }
     }
 

@@ -97,13 +97,13 @@ impl Transition {
     /// older than one already applied.
     pub fn apply(&self, record: &Record) -> Result<Record, StoreError> {
         let mut next = record.clone();
-        if let Some(want) = self.expect_attempt {
-            if want != record.attempt {
-                return Err(StoreError::Superseded {
-                    current: record.attempt,
-                    got: want,
-                });
-            }
+        if let Some(want) = self.expect_attempt
+            && want != record.attempt
+        {
+            return Err(StoreError::Superseded {
+                current: record.attempt,
+                got: want,
+            });
         }
         if let Some(a) = self.attempt {
             // A new attempt starts only for a record no task is working on.

@@ -1,6 +1,8 @@
-//! Port changelog events from Kafka: one self-managed Kafka event source batch (topic
-//! `ORG_ID.change.log`, values base64-encoded JSON), each record through the same intake as the
-//! webhook (minus the HTTP signature: the broker connection is authenticated by SASL/SCRAM).
+//! Port events from Kafka: one self-managed Kafka event source batch (topics `ORG_ID.runs`, the
+//! automation and self-service action invocations, and the legacy `ORG_ID.change.log`; values
+//! base64-encoded JSON), each record through the same intake as its webhook (minus the HTTP
+//! signature: the broker connection is authenticated by SASL/SCRAM). A record of a topic ending
+//! in `.runs` is read as an invocation ([`super::invocation`]), any other as a changelog event.
 //!
 //! A record that cannot be read (not base64, not JSON, not a Port event, not even a Kafka record)
 //! is recorded `rejected` with its reason and its coordinates, and the rest of the batch goes on.
@@ -22,6 +24,12 @@ use orchestrator_core::{Record, Source, Status};
 use serde::Serialize;
 
 use super::PortEvent;
+use super::invocation::{self, Invocation};
+
+/// Whether `topic` is Port's runs topic (`<ORG_ID>.runs`).
+pub fn is_runs_topic(topic: &str) -> bool {
+    topic.ends_with(".runs")
+}
 
 /// Most bytes of a rejected record's value kept (base64) in its record.
 pub const KEPT_VALUE_BYTES: usize = 4096;
@@ -48,12 +56,28 @@ pub enum Decoded {
         at: Coordinates,
         event: Box<PortEvent>,
     },
+    /// An automation or self-service action invocation (the runs topic).
+    Run {
+        at: Coordinates,
+        run: Box<Invocation>,
+    },
     Rejected {
         at: Coordinates,
         reason: String,
         /// The value as it came (base64), cut to [`KEPT_VALUE_BYTES`].
         value: Option<String>,
     },
+}
+
+impl Decoded {
+    /// Where the record sits.
+    pub fn at(&self) -> &Coordinates {
+        match self {
+            Decoded::Event { at, .. } | Decoded::Run { at, .. } | Decoded::Rejected { at, .. } => {
+                at
+            }
+        }
+    }
 }
 
 /// A batch that is not a Kafka event at all.
@@ -121,6 +145,15 @@ fn decode_one(raw: &serde_json::Value, fallback_topic: &str) -> Decoded {
         Ok(b) => b,
         Err(e) => return reject(format!("the value is not base64: {e}")),
     };
+    if is_runs_topic(&at.topic) {
+        return match invocation::parse(&bytes) {
+            Ok(run) => Decoded::Run {
+                at,
+                run: Box::new(run),
+            },
+            Err(e) => reject(format!("the value is not a Port invocation: {e}")),
+        };
+    }
     match super::parse(&bytes) {
         Ok(event) => Decoded::Event {
             at,
@@ -146,9 +179,7 @@ pub fn decode(event: &serde_json::Value) -> Result<Vec<Decoded>, NotKafka> {
             Some(items) => {
                 let mut decoded: Vec<Decoded> =
                     items.iter().map(|raw| decode_one(raw, topic)).collect();
-                decoded.sort_by_key(|d| match d {
-                    Decoded::Event { at, .. } | Decoded::Rejected { at, .. } => at.offset,
-                });
+                decoded.sort_by_key(|d| d.at().offset);
                 out.extend(decoded);
             }
             None => out.push(Decoded::Rejected {
@@ -192,18 +223,13 @@ mod tests {
     fn the_recorded_batch_has_two_events_and_one_corrupt_record() {
         let decoded = decode(&batch()).unwrap();
         assert_eq!(decoded.len(), 3);
-        let offsets: Vec<i64> = decoded
-            .iter()
-            .map(|d| match d {
-                Decoded::Event { at, .. } | Decoded::Rejected { at, .. } => at.offset,
-            })
-            .collect();
+        let offsets: Vec<i64> = decoded.iter().map(|d| d.at().offset).collect();
         assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
         let rejected: Vec<_> = decoded
             .iter()
             .filter_map(|d| match d {
                 Decoded::Rejected { at, reason, .. } => Some((at, reason)),
-                Decoded::Event { .. } => None,
+                _ => None,
             })
             .collect();
         assert_eq!(rejected.len(), 1);
@@ -235,7 +261,7 @@ mod tests {
             .iter()
             .filter_map(|d| match d {
                 Decoded::Rejected { reason, .. } => Some(reason.clone()),
-                Decoded::Event { .. } => None,
+                _ => None,
             })
             .collect();
         assert_eq!(decoded.len(), 5);

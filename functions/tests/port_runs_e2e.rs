@@ -1,0 +1,300 @@
+//! Port automation runs end to end in local mode: a signed invocation (`POST /webhooks/port/runs`)
+//! through the Router in-process, the record in SQLite, the real `gitops-task` binary started by
+//! the real `ProcessLauncher`, and Port played by a wiremock server that records the exact
+//! reports to the run: `IN_PROGRESS`, a log line per step started and finished, and `SUCCESS` or
+//! `FAILURE` with the record's link. The remediation command is a test script.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{KeyInit, Mac};
+use orchestrator::intake::port::PortSettings;
+use orchestrator::launch::process::ProcessLauncher;
+use orchestrator::rules::RuleSet;
+use orchestrator::{AppState, IntakeSettings};
+use orchestrator_core::store::RecordStore;
+use orchestrator_core::store::sqlite::SqliteStore;
+use orchestrator_core::{Record, RecordId, Secret, Status};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const SECRET: &str = "port-client-secret-e2e";
+const CLIENT_ID: &str = "port-client-id-e2e";
+const SLACK_PATH: &str = "/services/T000/B000/e2e";
+const RECORD_BASE: &str = "http://orchestrator.test";
+
+fn write_script(dir: &Path, name: &str, body: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    let mut perm = std::fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&p, perm).unwrap();
+}
+
+/// The operator's remediation command: checks what it was given, then reports the new free
+/// storage as a `key=value` line. It also reports whether the task's secret leaked to it.
+const REMEDIATE_OK: &str = r#"#!/bin/sh
+set -eu
+echo "freeing storage on $1 (blueprint $PORT_BLUEPRINT, action $PORT_ACTION)"
+[ "$1" = "$PORT_ENTITY" ] || { echo "argument and PORT_ENTITY differ" >&2; exit 9; }
+grep -q '"free_storage":0.5' "$PORT_EVENT_FILE" || { echo "event file without the change" >&2; exit 8; }
+echo "secret_seen=${PORT_CLIENT_SECRET:-none}"
+echo "free_storage=7.5"
+"#;
+
+const REMEDIATE_FAILS: &str = r#"#!/bin/sh
+echo "disk is locked" >&2
+exit 3
+"#;
+
+struct Local {
+    state: AppState,
+    store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn local(port_api: &str, slack: &str, script: &str) -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let commands = dir.path().join("commands");
+    write_script(&commands, "free-vm-storage", script);
+    std::fs::create_dir_all(&data).unwrap();
+    let store = Arc::new(SqliteStore::open(&SqliteStore::file_in(&data)).unwrap());
+    let env = [
+        ("ORCH_STORE", "sqlite".to_owned()),
+        ("DATA_DIR", data.display().to_string()),
+        ("PORT_API_URL", port_api.to_owned()),
+        ("PORT_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("PORT_CLIENT_SECRET", SECRET.to_owned()),
+        ("SLACK_WEBHOOK_URL", format!("{slack}{SLACK_PATH}")),
+        ("EXEC_COMMANDS_DIR", commands.display().to_string()),
+        ("RECORD_BASE_URL", RECORD_BASE.to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let launcher = ProcessLauncher::new(
+        common::task_binary(),
+        data.join("tasks"),
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    );
+    let rules =
+        RuleSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules.yaml"))
+            .unwrap();
+    let state = AppState {
+        store: store.clone(),
+        launcher: Arc::new(launcher),
+        intake: Arc::new(IntakeSettings {
+            port: PortSettings {
+                secret: Some(Secret::new(SECRET)),
+                rules: Some(Arc::new(rules)),
+                deploy_actions: vec!["deploy_image".into()],
+            },
+            ..IntakeSettings::default()
+        }),
+    };
+    Local {
+        state,
+        store,
+        _dir: dir,
+    }
+}
+
+async fn deliver(state: &AppState, body: &[u8]) -> (StatusCode, Value) {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let sig = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    let req = Request::post("/webhooks/port/runs")
+        .header("content-type", "application/json")
+        .header("x-port-timestamp", ts)
+        .header("x-port-signature", sig)
+        .body(Body::from(body.to_vec()))
+        .unwrap();
+    common::send(state, req).await
+}
+
+/// Polls the store until the record is final (bounded).
+async fn final_record(store: &dyn RecordStore, id: RecordId, data_hint: &Local) -> Record {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = store.get(id).await.unwrap().unwrap();
+        if r.status.is_final() {
+            return r;
+        }
+        if Instant::now() > deadline {
+            let log =
+                std::fs::read_to_string(data_hint._dir.path().join(format!("data/tasks/{id}.log")))
+                    .unwrap_or_default();
+            panic!(
+                "record {id} still `{}` after 60 s; task log:\n{log}",
+                r.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn record_id(rec: &Value) -> RecordId {
+    rec["id"].as_str().unwrap().parse().unwrap()
+}
+
+const RUN: &str = "r_QpY9kXdZ2eT4bN7w";
+
+/// Port: a token, the entity PATCH of the rule's second step, and every run report accepted.
+async fn port_mock() -> MockServer {
+    let port = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/access_token"))
+        .and(body_json(
+            json!({"clientId": CLIENT_ID, "clientSecret": SECRET}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"ok": true, "accessToken": "port-token-1", "expiresIn": 3600, "tokenType": "Bearer"}),
+        ))
+        .mount(&port)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/v1/blueprints/vm/entities/storage-example"))
+        .and(header("authorization", "Bearer port-token-1"))
+        .and(body_json(json!({"properties": {"free_storage": 7.5}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&port)
+        .await;
+    Mock::given(wiremock::matchers::path_regex("^/v1/actions/runs/"))
+        .and(header("authorization", "Bearer port-token-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&port)
+        .await;
+    port
+}
+
+/// The reports to the run, in order: (method, path, body).
+async fn run_reports(port: &MockServer) -> Vec<(String, String, Value)> {
+    port.received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().starts_with("/v1/actions/runs/"))
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.url.path().to_owned(),
+                serde_json::from_slice(&r.body).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn log(message: &str) -> (String, String, Value) {
+    (
+        "POST".into(),
+        format!("/v1/actions/runs/{RUN}/logs"),
+        json!({"message": message}),
+    )
+}
+
+fn patch(status: &str, label: &str, links: &[&str]) -> (String, String, Value) {
+    (
+        "PATCH".into(),
+        format!("/v1/actions/runs/{RUN}"),
+        json!({"status": status, "statusLabel": label, "link": links}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_updated_automation_run_ends_success_with_its_steps_logged() {
+    let port = port_mock().await;
+    let slack = MockServer::start().await;
+    let t = local(&port.uri(), &slack.uri(), REMEDIATE_OK);
+    let body = common::fixture("port/automation-vm-free-storage-low.json");
+    let (status, rec) = deliver(&t.state, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{rec}");
+    assert_eq!(rec["port_run"]["id"], RUN);
+    let id = record_id(&rec);
+    let done = final_record(t.store.as_ref(), id, &t).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.outcome);
+    let record_url = format!("{RECORD_BASE}/pullrequests/{id}");
+    assert_eq!(
+        run_reports(&port).await,
+        vec![
+            patch(
+                "IN_PROGRESS",
+                "Running rule `vm-free-storage-low`: 2 step(s)",
+                &[&record_url]
+            ),
+            log("Step 1 of 2 `remediate` (exec) started"),
+            log("Step 1 of 2 `remediate` succeeded"),
+            log("Step 2 of 2 `report` (port.patch_entity) started"),
+            log("Step 2 of 2 `report` succeeded"),
+            patch("SUCCESS", "Remediated: 2 step(s) succeeded", &[&record_url]),
+        ]
+    );
+    assert_eq!(done.outcome.unwrap().get("port_report"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_ends_the_run_failure_with_the_step_named_in_its_log() {
+    let port = port_mock().await;
+    let slack = MockServer::start().await;
+    let t = local(&port.uri(), &slack.uri(), REMEDIATE_FAILS);
+    let body = common::fixture("port/automation-vm-free-storage-low.json");
+    let (status, rec) = deliver(&t.state, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{rec}");
+    let id = record_id(&rec);
+    let done = final_record(t.store.as_ref(), id, &t).await;
+    assert_eq!(done.status, Status::Failed);
+    let record_url = format!("{RECORD_BASE}/pullrequests/{id}");
+    let reports = run_reports(&port).await;
+    assert_eq!(reports.len(), 4, "{reports:#?}");
+    assert_eq!(reports[1], log("Step 1 of 2 `remediate` (exec) started"));
+    let failed = reports[2].2["message"].as_str().unwrap();
+    assert!(
+        failed.starts_with("Step 1 of 2 `remediate` failed:") && failed.contains("status 3"),
+        "{failed}"
+    );
+    assert_eq!(
+        reports[3],
+        patch("FAILURE", "Failed at step `remediate`", &[&record_url])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_run_delivered_twice_is_handled_once() {
+    let port = port_mock().await;
+    let slack = MockServer::start().await;
+    let t = local(&port.uri(), &slack.uri(), REMEDIATE_OK);
+    let body = common::fixture("port/automation-vm-free-storage-low.json");
+    let (status, first) = deliver(&t.state, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let done = final_record(t.store.as_ref(), record_id(&first), &t).await;
+    assert_eq!(done.status, Status::Succeeded);
+    // Port retries the delivery (a new timestamp, so a new signature): the same record, nothing run.
+    let (status, again) = deliver(&t.state, &body).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reports = run_reports(&port).await;
+    let in_progress = reports
+        .iter()
+        .filter(|r| r.2["status"] == "IN_PROGRESS")
+        .count();
+    assert_eq!(in_progress, 1, "{reports:#?}");
+    let entity_patches = port
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/blueprints/vm/entities/storage-example")
+        .count();
+    assert_eq!(entity_patches, 1, "the remediation ran once");
+}

@@ -1,6 +1,6 @@
 //! End to end in local mode: the real `orchestrator serve` binary on port 0, the orb fixture
 //! posted over HTTP, the record listed, and the task started as a process with exactly the
-//! contract's environment.
+//! contract's environment; a record left `received` launched by the server's recovery sweeper.
 //!
 //! The task program here is a two-line shell script that saves its environment: that is the
 //! only way to see, from outside, the exact environment a child process received.
@@ -26,8 +26,18 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &std::path::Path, task: &std::path::Path, token: Option<&str>) -> Server {
+    start_with(data_dir, task, token, &[])
+}
+
+fn start_with(
+    data_dir: &std::path::Path,
+    task: &std::path::Path,
+    token: Option<&str>,
+    env: &[(&str, &str)],
+) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
     cmd.arg("serve")
+        .envs(env.iter().copied())
         .env("PORT", "0")
         .env("DATA_DIR", data_dir)
         .env("TASK_BINARY", task)
@@ -199,5 +209,54 @@ fn without_a_token_it_refuses_a_non_loopback_address() {
         stderr
             .contains("BIND_ADDRESS 0.0.0.0 is not a loopback address and no INTAKE_TOKEN is set"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_left_received_is_launched_by_the_servers_sweeper() {
+    use orchestrator_core::store::RecordStore;
+    use orchestrator_core::store::sqlite::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    // Written by a server that died before launching it.
+    let store = SqliteStore::open(&SqliteStore::file_in(dir.path())).unwrap();
+    let job = orchestrator_core::Job::parse("shop-api", "acme/shop-api", "dev", "1.2.3").unwrap();
+    let stuck = orchestrator_core::Record::received(
+        orchestrator_core::Source::CircleciOrb,
+        serde_json::json!({}),
+        Some(job),
+    );
+    store.create(&stuck).await.unwrap();
+
+    let task = env_dump_script(dir.path());
+    let _server = start_with(
+        dir.path(),
+        &task,
+        None,
+        &[
+            ("RECOVERY_INTERVAL_SECS", "1"),
+            ("RECOVERY_RECEIVED_AFTER_SECS", "0"),
+        ],
+    );
+    let dump = dir.path().join(format!("task-env-{}", stuck.id));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dump.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper did not launch the record within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let env = std::fs::read_to_string(&dump).unwrap();
+    assert!(env.lines().any(|l| l == "ORCH_ATTEMPT=2"), "{env}");
+    let now = store.get(stuck.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.attempt),
+        (orchestrator_core::Status::Dispatched, 2)
+    );
+    assert!(now.task_arn.as_deref().unwrap().starts_with("local:"));
+    let note = now.history[0].note.as_deref().unwrap();
+    assert!(
+        note.starts_with("recovery: `received` for") && note.ends_with("launching attempt 2"),
+        "{note}"
     );
 }

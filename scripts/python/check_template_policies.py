@@ -26,6 +26,9 @@ Checks (exit 1 with one line per finding, naming the resource, the statement and
    an `aws:ResourceTag/<key>` condition: the task acts only on instances carrying the opt-in tag.
 6. Every Allow statement granting ec2:CreateTags (or a wildcard covering it) has an
    `ec2:CreateAction` condition: tags go only on what the same call creates.
+7. Every Allow statement granting ecs:ListTasks, ecs:DescribeTasks or ecs:StopTask (or a wildcard
+   covering one) has an `ecs:cluster` condition: the recovery sweeper and the functions that
+   adopt a live task look at our cluster's tasks only.
 
 The template is loaded with cfn-lint's own YAML loader (short tags !Ref, !Sub, !GetAtt, !If ...
 become their long forms), or, without cfn-lint, with PyYAML and an equivalent tag constructor.
@@ -72,6 +75,8 @@ EC2_INSTANCE_ACTIONS = [
     "ec2:terminateinstances",
 ]
 EC2_TAGGING_ACTIONS = ["ec2:createtags"]
+# ECS task inspection (lower case): only on our cluster.
+ECS_CLUSTER_SCOPED_ACTIONS = ["ecs:listtasks", "ecs:describetasks", "ecs:stoptask"]
 IAM_POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
 SAM_FUNCTION_TYPES = {"AWS::Serverless::Function"}
 
@@ -354,6 +359,24 @@ def check_ec2(template: dict) -> list[str]:
     return errors
 
 
+def check_cluster_scoped(template: dict) -> list[str]:
+    errors: list[str] = []
+    resources = template.get("Resources") or {}
+    for name, where, stmt in iter_policy_statements(template):
+        if str(stmt.get("Effect", "")).strip() != "Allow" or "NotAction" in stmt:
+            continue
+        rtype = resources.get(name, {}).get("Type", "?")
+        for action in flat_values(stmt.get("Action")):
+            if covered(action, ECS_CLUSTER_SCOPED_ACTIONS) and "ecs:cluster" not in condition_keys(
+                stmt.get("Condition")
+            ):
+                errors.append(
+                    f"{name} ({rtype}) {where}: action {action} has no ecs:cluster condition; "
+                    "look only at our cluster's tasks"
+                )
+    return errors
+
+
 def check_tables(template: dict) -> list[str]:
     errors: list[str] = []
     tables = {
@@ -383,7 +406,12 @@ def check_tables(template: dict) -> list[str]:
 
 
 def check(template: dict) -> list[str]:
-    return check_policies(template) + check_ec2(template) + check_tables(template)
+    return (
+        check_policies(template)
+        + check_ec2(template)
+        + check_cluster_scoped(template)
+        + check_tables(template)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -495,6 +523,12 @@ def _bad_cases() -> list[tuple[str, Any, str]]:
             {"Effect": "Allow", "Action": "*", "Resource": "*"})), "action *"),
         ("ecs:* wildcard on Resource *", mut(lambda t: _role_stmt(t).append(
             {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"})), "action ecs:*"),
+        ("ecs:ListTasks without an ecs:cluster condition", mut(lambda t: _fn_stmt(t).append(
+            {"Effect": "Allow", "Action": ["ecs:ListTasks"], "Resource": "*"})),
+         "ecs:ListTasks has no ecs:cluster condition"),
+        ("ecs:Describe* without an ecs:cluster condition", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "arn:aws:ecs:r:1:task/c/*"})),
+         "ecs:Describe* has no ecs:cluster condition"),
         ("Iam:passrole (case) on *", mut(lambda t: _role_stmt(t).append(
             {"Effect": "Allow", "Action": "Iam:passRole", "Resource": "*"})), "Iam:passRole"),
         ("NotResource with iam:PassRole", mut(lambda t: _role_stmt(t).append(

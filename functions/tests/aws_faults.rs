@@ -289,6 +289,36 @@ async fn throttling_is_retried() {
 }
 
 #[tokio::test]
+async fn a_throttled_launch_that_gives_up_says_so_in_one_line() {
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .sequence()
+        .http_status(
+            400,
+            Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned()),
+        )
+        .repeatedly()
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut state, store) = sqlite_state(mock_client!(aws_sdk_ecs, [&rule]), &dir);
+    let mut settings = fast_retry();
+    settings.retry.give_up_after = Duration::ZERO;
+    state.intake = Arc::new(settings);
+    let (status, body) = post_orb(state).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let id = body["record_id"].as_str().unwrap().parse().unwrap();
+    let rec = store.get(id).await.unwrap().unwrap();
+    // What failed and why, for a person: not the SDK's dump of the raw response.
+    let reason = rec.status_reason.unwrap();
+    assert!(
+        reason.starts_with("RunTask failed: ThrottlingException: Rate exceeded (after ")
+            && reason.contains(" call(s), ")
+            && reason.contains("; gave up after 1 launch attempt(s) over ")
+            && reason.len() < 160,
+        "{reason}"
+    );
+}
+
+#[tokio::test]
 async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
     // The crash case: the record was written, the process died before RunTask.
     let (tokens, matcher) = token_recorder();

@@ -64,25 +64,45 @@ fn is_retryable_reason(reason: &str) -> bool {
         .any(|k| r.contains(k))
 }
 
-fn classify_call<E, R>(op: &str, e: SdkError<E, R>) -> LaunchError
+/// The longest AWS error message kept in a reason (the rest is in the log).
+const MAX_MESSAGE: usize = 300;
+
+/// A failed ECS call as a [`LaunchError`]: a reason a person can read in one line (the operation,
+/// AWS's error code and message), retryable or not. The SDK's whole error, with the raw response,
+/// goes to the log only, with the record it was for.
+fn classify_call<E, R>(op: &str, record: Option<RecordId>, e: SdkError<E, R>) -> LaunchError
 where
     E: std::error::Error + aws_sdk_ecs::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    let text = format!("{op}: {}", DisplayErrorContext(&e));
-    let retryable = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
+    let record_id = record.map(|r| r.to_string()).unwrap_or_default();
+    tracing::warn!(op, record_id, error = %DisplayErrorContext(&e), "ECS call failed");
+    let (retryable, why) = match &e {
+        SdkError::TimeoutError(_) => (true, "timed out".to_owned()),
+        SdkError::DispatchFailure(_) => (true, "could not reach ECS".to_owned()),
+        SdkError::ResponseError(_) => (true, "ECS's answer could not be read".to_owned()),
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or_default();
-            code.contains("Throttl") || code == "ServerException" || code == "ServiceUnavailable"
+            let retryable = code.contains("Throttl")
+                || code == "ServerException"
+                || code == "ServiceUnavailable";
+            // The code and message AWS sent; an error without them says what it is itself.
+            let why = match se.err().message() {
+                Some(m) if !code.is_empty() => format!("{code}: {m}"),
+                _ => se.err().to_string(),
+            };
+            let why = if why.chars().count() > MAX_MESSAGE {
+                why.chars().take(MAX_MESSAGE).collect::<String>() + "…"
+            } else {
+                why
+            };
+            (retryable, why)
         }
-        _ => false,
+        other => (false, other.to_string()),
     };
     LaunchError {
         retryable,
-        reason: text,
+        reason: format!("{op} failed: {why}"),
     }
 }
 
@@ -131,7 +151,7 @@ impl TaskLauncher for EcsLauncher {
             .started_by(started_by(contract.record_id))
             .send()
             .await
-            .map_err(|e| classify_call("RunTask", e))?;
+            .map_err(|e| classify_call("RunTask", Some(contract.record_id), e))?;
         if let Some(arn) = out.tasks().iter().find_map(|t| t.task_arn()) {
             return Ok(Launched {
                 task_arn: arn.to_owned(),
@@ -189,7 +209,7 @@ impl TaskInspector for EcsLauncher {
             .started_by(started_by(record))
             .send()
             .await
-            .map_err(|e| classify_call("ListTasks", e))?
+            .map_err(|e| classify_call("ListTasks", Some(record), e))?
             .task_arns
             .unwrap_or_default();
         if arns.is_empty() {
@@ -202,7 +222,7 @@ impl TaskInspector for EcsLauncher {
             .set_tasks(Some(arns))
             .send()
             .await
-            .map_err(|e| classify_call("DescribeTasks", e))?;
+            .map_err(|e| classify_call("DescribeTasks", Some(record), e))?;
         Ok(out
             .tasks()
             .iter()
@@ -224,7 +244,7 @@ impl TaskInspector for EcsLauncher {
             .tasks(task_arn)
             .send()
             .await
-            .map_err(|e| classify_call("DescribeTasks", e))?;
+            .map_err(|e| classify_call("DescribeTasks", None, e))?;
         if let Some(t) = out.tasks().first() {
             let last = t.last_status().unwrap_or("UNKNOWN");
             if last != "STOPPED" {

@@ -3,7 +3,7 @@
 //! [`app`] builds the one axum [`Router`] that serves every deployment: the Lambda binary
 //! (`bin/api.rs`, through `lambda_http`), the local server (`bin/orchestrator.rs serve`) and the
 //! tests (`tower::ServiceExt::oneshot`). Handlers see only [`AppState`]: a record store and a task
-//! launcher behind narrow traits, and the intake settings.
+//! launcher behind narrow traits, the intake settings and the audit credentials.
 //!
 //! Code map:
 //! - [`intake`]: payload parsing and job derivation (pure).
@@ -40,6 +40,7 @@ pub mod rules;
 pub mod secrets;
 pub mod sources;
 
+use api::access::AccessSettings;
 use api::error::ApiError;
 pub use config::IntakeSettings;
 use launch::TaskLauncher;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub store: Arc<dyn RecordStore>,
     pub launcher: Arc<dyn TaskLauncher>,
     pub intake: Arc<IntakeSettings>,
+    /// Who may read and operate the audit trail.
+    pub access: Arc<AccessSettings>,
 }
 
 async fn no_route() -> ApiError {

@@ -39,8 +39,12 @@ fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
         .unwrap()
 }
 
+/// A GET with the audit token.
 fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
+    common::bearer(
+        Request::get(uri).body(Body::empty()).unwrap(),
+        common::AUDIT_TOKEN,
+    )
 }
 
 async fn count(app: &common::TestApp) -> usize {
@@ -342,11 +346,15 @@ async fn the_token_is_required_when_configured() {
         assert_eq!(body["error"]["code"], "unauthorized");
         assert!(!body.to_string().contains("tok-123"));
     }
-    let (status, _, _) = send(&t, get("/pullrequests")).await;
+    let intake_list = Request::get("/pullrequests")
+        .header("authorization", "Bearer tok-123")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = send(&t, intake_list).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
-        "audit endpoints need the token too"
+        "the intake token does not open the audit endpoints"
     );
     assert_eq!(count(&t).await, 0);
     assert!(t.launcher.contracts().is_empty());
@@ -360,11 +368,7 @@ async fn the_token_is_required_when_configured() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let req = Request::get("/pullrequests")
-        .header("authorization", "Bearer tok-123")
-        .body(Body::empty())
-        .unwrap();
-    let (status, _, body) = send(&t, req).await;
+    let (status, _, body) = send(&t, get("/pullrequests")).await;
     assert_eq!(
         (status, body["records"].as_array().unwrap().len()),
         (StatusCode::OK, 1)
@@ -438,9 +442,12 @@ async fn listing_filters_paginates_and_deletes() {
     let (_, _, none) = send(&t, get("/pullrequests?status=ignored")).await;
     assert!(none["records"].as_array().unwrap().is_empty());
 
-    let del = Request::delete(format!("/pullrequests/{}", ids[0]))
-        .body(Body::empty())
-        .unwrap();
+    let del = common::bearer(
+        Request::delete(format!("/pullrequests/{}", ids[0]))
+            .body(Body::empty())
+            .unwrap(),
+        common::ADMIN_TOKEN,
+    );
     let (status, _, _) = send(&t, del).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, body) = send(&t, get(&format!("/pullrequests/{}", ids[0]))).await;
@@ -448,9 +455,12 @@ async fn listing_filters_paginates_and_deletes() {
         (status, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    let del = Request::delete(format!("/pullrequests/{}", ids[0]))
-        .body(Body::empty())
-        .unwrap();
+    let del = common::bearer(
+        Request::delete(format!("/pullrequests/{}", ids[0]))
+            .body(Body::empty())
+            .unwrap(),
+        common::ADMIN_TOKEN,
+    );
     assert_eq!(send(&t, del).await.0, StatusCode::NOT_FOUND);
     assert_eq!(
         send(&t, get("/pullrequests/not-a-uuid")).await.0,

@@ -132,11 +132,15 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", &RecordId::new().to_string())
 }
 
+/// A request with the credential its route takes: the intake token for deliveries, the admin
+/// token for the audit routes.
 fn request(method: &str, uri: &str, body: Option<&[u8]>) -> Request<Body> {
+    let delivery = method == "post" && !uri.ends_with("/dispatch");
+    let token = if delivery { TOKEN } else { common::ADMIN_TOKEN };
     let mut b = Request::builder()
         .method(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap())
         .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"));
+        .header("authorization", format!("Bearer {token}"));
     if body.is_some() {
         b = b.header("content-type", "application/json");
     }
@@ -759,6 +763,25 @@ async fn live_responses_match_their_documented_schemas() {
     let (status, _, body) = send(&t, unauth).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_documented(&d, "/pullrequests", "get", status, &body);
+    let mut intake_on_audit = request("get", "/pullrequests", None);
+    intake_on_audit
+        .headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (status, _, body) = send(&t, intake_on_audit).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_documented(&d, "/pullrequests", "get", status, &body);
+    let mut audit_on_admin = request(
+        "delete",
+        &format!("/pullrequests/{}", RecordId::new()),
+        None,
+    );
+    audit_on_admin.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", common::AUDIT_TOKEN).parse().unwrap(),
+    );
+    let (status, _, body) = send(&t, audit_on_admin).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_documented(&d, "/pullrequests/{id}", "delete", status, &body);
     let (status, _, body) = send(&t, request("get", "/pullrequests?limit=0", None)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_documented(&d, "/pullrequests", "get", status, &body);

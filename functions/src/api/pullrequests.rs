@@ -1,5 +1,6 @@
-//! `/pullrequests`: the audit endpoints (GET, DELETE) and launching a stuck record again. The
-//! orb intake (POST) is a webhook source (`sources::orb`).
+//! `/pullrequests`: the audit endpoints (GET, DELETE) and launching a stuck record again, each
+//! behind the audit or admin credential ([`access`]). The orb intake (POST) is a webhook source
+//! (`sources::orb`), which the intake token opens.
 
 use axum::Json;
 use axum::body::Body;
@@ -9,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use orchestrator_core::store::{DEFAULT_PAGE, ListQuery, MAX_PAGE, cursor};
 use orchestrator_core::{RecordId, Source, Status};
 
+use super::access::{self, Power};
 use super::auth;
 use super::error::ApiError;
 use super::webhook::{base_path, record_response};
@@ -23,8 +25,9 @@ pub async fn dispatch_again(
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    auth::check(&parts, state.intake.token.as_ref())?;
+    let caller = access::authorize(&parts, &state.access, Power::Admin)?;
     let id = parse_id(&raw)?;
+    tracing::info!(record_id = %id, caller = %caller.label(), "re-dispatch requested");
     let record = redispatch(
         state.store.as_ref(),
         state.launcher.as_ref(),
@@ -85,7 +88,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError>
 /// `GET /pullrequests`: newest first, filtered, paginated with an opaque cursor.
 pub async fn list(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    auth::check(&parts, state.intake.token.as_ref())?;
+    access::authorize(&parts, &state.access, Power::Audit)?;
     let q = parse_list_query(auth::query_pairs(&parts.uri))?;
     let page = state.store.list(&q).await?;
     Ok(Json(page).into_response())
@@ -103,7 +106,7 @@ pub async fn show(
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    auth::check(&parts, state.intake.token.as_ref())?;
+    access::authorize(&parts, &state.access, Power::Audit)?;
     let id = parse_id(&raw)?;
     match state.store.get(id).await? {
         Some(r) => Ok(Json(r).into_response()),
@@ -118,10 +121,10 @@ pub async fn delete(
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    auth::check(&parts, state.intake.token.as_ref())?;
+    let caller = access::authorize(&parts, &state.access, Power::Admin)?;
     let id = parse_id(&raw)?;
     if state.store.delete(id).await? {
-        tracing::info!(record_id = %id, "record deleted");
+        tracing::info!(record_id = %id, caller = %caller.label(), "record deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound(format!("record {id}")))

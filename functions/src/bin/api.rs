@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
+use orchestrator::api::access::AccessArgs;
 use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::secrets::{self, SecretArns};
@@ -24,6 +25,10 @@ struct Config {
     ecs: EcsArgs,
     #[command(flatten)]
     secrets: SecretArns,
+    /// Tokens for the audit routes; usually unset on AWS, where API Gateway authorizes those
+    /// routes with IAM (SigV4) and the function trusts the identity it verified.
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 /// Reads and checks the configuration, resolves the secrets, and builds the state. `Err` is the
@@ -60,6 +65,7 @@ async fn configure() -> Result<AppState, String> {
                 .into(),
         );
     }
+    let access = config.access.settings(intake.token.as_ref())?;
     Ok(AppState {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
@@ -70,6 +76,7 @@ async fn configure() -> Result<AppState, String> {
             config.ecs.settings(),
         )),
         intake: Arc::new(intake),
+        access: Arc::new(access),
     })
 }
 

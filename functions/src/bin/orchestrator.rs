@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use orchestrator::api::access::AccessArgs;
 use orchestrator::config::{DynamoArgs, IntakeArgs, LocalArgs};
 use orchestrator::launch::process::ProcessLauncher;
 use orchestrator::{AppState, app, telemetry};
@@ -32,6 +33,8 @@ enum Command {
         local: LocalArgs,
         #[command(flatten)]
         intake: Box<IntakeArgs>,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// Create the DynamoDB table and its indexes (honours AWS_ENDPOINT_URL, e.g. for moto).
     CreateTable {
@@ -45,9 +48,12 @@ fn default_task_binary() -> anyhow::Result<PathBuf> {
     Ok(me.with_file_name(format!("gitops-task{}", std::env::consts::EXE_SUFFIX)))
 }
 
-async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
+async fn serve(local: LocalArgs, intake: IntakeArgs, access: AccessArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let settings = intake.settings().map_err(anyhow::Error::msg)?;
+    let access = access
+        .settings(settings.token.as_ref())
+        .map_err(anyhow::Error::msg)?;
     let data_dir = std::path::absolute(&local.data_dir).context("DATA_DIR")?;
     let db = SqliteStore::file_in(&data_dir);
     let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
@@ -85,6 +91,7 @@ async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
         store: Arc::new(store),
         launcher: Arc::new(launcher),
         intake: Arc::new(settings),
+        access: Arc::new(access),
     };
     let listener = tokio::net::TcpListener::bind((local.bind, local.port))
         .await
@@ -111,7 +118,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(telemetry::wants_json());
     match cli.command {
-        Command::Serve { local, intake } => serve(local, *intake).await,
+        Command::Serve {
+            local,
+            intake,
+            access,
+        } => serve(local, *intake, access).await,
         Command::CreateTable { dynamo } => {
             let aws = aws_config::load_from_env().await;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), dynamo.names());

@@ -13,6 +13,7 @@
 //!   and the Kafka batch loop alike), with its own error type.
 //! - [`launch`]: the launcher port and its ECS and local-process adapters.
 //! - [`lifecycle`]: ECS task state changes applied to records (the `lifecycle` Lambda).
+//! - [`records_client`]: the audit API's client, behind `orchestrator records` (token or SigV4).
 //! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).
 //! - [`config`]: settings from flags and environment, read once at start.
 //! - [`init_error`]: a Lambda binary's unusable configuration, reported to the Runtime API.
@@ -36,6 +37,7 @@ pub mod init_error;
 pub mod intake;
 pub mod launch;
 pub mod lifecycle;
+pub mod records_client;
 pub mod rules;
 pub mod secrets;
 pub mod sources;

@@ -1,6 +1,7 @@
 //! The local orchestrator: `serve` runs the same Router as the Lambda on 127.0.0.1, with the
 //! embedded SQLite store and the task binary as a child process; `create-table` creates the
-//! DynamoDB table.
+//! DynamoDB table; `records` reads and operates a deployed (or local) API's audit trail
+//! (`orchestrator::records_client`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand};
 use orchestrator::api::access::AccessArgs;
 use orchestrator::config::{DynamoArgs, IntakeArgs, LocalArgs};
 use orchestrator::launch::process::ProcessLauncher;
+use orchestrator::records_client::{self, RecordsArgs};
 use orchestrator::{AppState, app, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 use orchestrator_core::store::sqlite::SqliteStore;
@@ -36,6 +38,8 @@ enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
+    /// Read and operate the audit trail of a deployed or local API (list, show, redispatch, redact).
+    Records(Box<RecordsArgs>),
     /// Create the DynamoDB table and its indexes (honours AWS_ENDPOINT_URL, e.g. for moto).
     CreateTable {
         #[command(flatten)]
@@ -123,6 +127,11 @@ async fn main() -> anyhow::Result<()> {
             intake,
             access,
         } => serve(local, *intake, access).await,
+        Command::Records(args) => {
+            let out = records_client::run(*args, |k| std::env::var(k).ok()).await?;
+            print!("{out}");
+            Ok(())
+        }
         Command::CreateTable { dynamo } => {
             let aws = aws_config::load_from_env().await;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), dynamo.names());

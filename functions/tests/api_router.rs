@@ -400,7 +400,7 @@ async fn a_launch_failure_is_recorded_and_answered_502() {
 }
 
 #[tokio::test]
-async fn listing_filters_paginates_and_deletes() {
+async fn listing_filters_paginates_and_redacts() {
     let settings = IntakeSettings {
         derive: orchestrator::intake::derive::DeriveConfig {
             default_org: Some("acme".into()),
@@ -442,26 +442,52 @@ async fn listing_filters_paginates_and_deletes() {
     let (_, _, none) = send(&t, get("/pullrequests?status=ignored")).await;
     assert!(none["records"].as_array().unwrap().is_empty());
 
-    let del = common::bearer(
-        Request::delete(format!("/pullrequests/{}", ids[0]))
-            .body(Body::empty())
-            .unwrap(),
-        common::ADMIN_TOKEN,
+    let delete = |id: &str| {
+        common::bearer(
+            Request::delete(format!("/pullrequests/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+            common::ADMIN_TOKEN,
+        )
+    };
+    // A dispatched record's task may be running: not redacted, 409 naming the status.
+    let (status, _, body) = send(&t, delete(&ids[0])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`dispatched`"),
+        "{body}"
     );
-    let (status, _, _) = send(&t, del).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, body) = send(&t, get(&format!("/pullrequests/{}", ids[0]))).await;
+    // Once finished, DELETE redacts: the tombstone answers, and stays listed.
+    let id0: orchestrator_core::RecordId = ids[0].parse().unwrap();
+    t.store
+        .transition(
+            id0,
+            &orchestrator_core::store::Transition::to(Status::Succeeded),
+        )
+        .await
+        .unwrap();
+    let (status, _, tomb) = send(&t, delete(&ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{tomb}");
+    assert_eq!(
+        (&tomb["id"], &tomb["payload"], &tomb["redacted_by"]),
+        (&json!(ids[0]), &Value::Null, &json!("admin-token"))
+    );
+    let (status, _, shown) = send(&t, get(&format!("/pullrequests/{}", ids[0]))).await;
+    assert_eq!((status, &shown), (StatusCode::OK, &tomb));
+    let (_, _, all) = send(&t, get("/pullrequests?limit=10")).await;
+    assert_eq!(
+        all["records"].as_array().unwrap().len(),
+        5,
+        "nothing deleted"
+    );
+    let (status, _, body) = send(&t, delete(&orchestrator_core::RecordId::new().to_string())).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    let del = common::bearer(
-        Request::delete(format!("/pullrequests/{}", ids[0]))
-            .body(Body::empty())
-            .unwrap(),
-        common::ADMIN_TOKEN,
-    );
-    assert_eq!(send(&t, del).await.0, StatusCode::NOT_FOUND);
     assert_eq!(
         send(&t, get("/pullrequests/not-a-uuid")).await.0,
         StatusCode::NOT_FOUND

@@ -28,7 +28,7 @@ use orchestrator::intake::port::PortSettings;
 use orchestrator::rules::RuleSet;
 use orchestrator::{IntakeSettings, app};
 use orchestrator_core::action::{ActionSpec, ActionType};
-use orchestrator_core::store::Page;
+use orchestrator_core::store::{Page, RecordStore};
 use orchestrator_core::{EntityRef, Job, Record, RecordId, Secret, Source, Status};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -545,6 +545,8 @@ fn full_record() -> Record {
         entity: "vm-1".into(),
     });
     r.rule = Some("vm-free-storage-low".into());
+    r.redacted_by = Some("admin-token".into());
+    r.redacted_at = Some(r.updated_at);
     r.actions = vec![ActionSpec {
         id: "notify".into(),
         kind: ActionType::SlackPost,
@@ -721,6 +723,17 @@ async fn live_responses_match_their_documented_schemas() {
     assert_eq!(status, StatusCode::OK, "{next}");
     assert_documented(&d, "/pullrequests", "get", status, &next);
     let id = created["id"].as_str().unwrap();
+    // A finished record, which can be redacted (the dispatched one cannot: 409).
+    let finished = Record::received(Source::CircleciOrb, json!({"a": 1}), None);
+    t.store.create(&finished).await.unwrap();
+    t.store
+        .transition(
+            finished.id,
+            &orchestrator_core::store::Transition::to(Status::DispatchFailed),
+        )
+        .await
+        .unwrap();
+    let finished = finished.id;
     for (method, uri, path, expected) in [
         (
             "get",
@@ -744,11 +757,23 @@ async fn live_responses_match_their_documented_schemas() {
             "delete",
             format!("/pullrequests/{id}"),
             "/pullrequests/{id}",
-            StatusCode::NO_CONTENT,
+            StatusCode::CONFLICT,
+        ),
+        (
+            "delete",
+            format!("/pullrequests/{finished}"),
+            "/pullrequests/{id}",
+            StatusCode::OK,
         ),
         (
             "get",
-            format!("/pullrequests/{id}"),
+            format!("/pullrequests/{finished}"),
+            "/pullrequests/{id}",
+            StatusCode::OK,
+        ),
+        (
+            "get",
+            format!("/pullrequests/{}", RecordId::new()),
             "/pullrequests/{id}",
             StatusCode::NOT_FOUND,
         ),

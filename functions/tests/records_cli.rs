@@ -175,9 +175,25 @@ async fn list_show_redispatch_and_redact_against_the_local_server() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("409 conflict"), "{}", stderr(&out));
 
-    // redact with the admin token.
+    // redact: refused while the task may run (409 naming the status), the tombstone otherwise.
+    let out = records(&server.base, &admin, &["redact", &running]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("409 conflict"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`dispatched`"), "{}", stderr(&out));
     let out = records(&server.base, &admin, &["redact", &ignored, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let tomb: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tomb["id"], ignored.as_str());
+    assert_eq!(tomb["status"], "ignored");
+    assert_eq!(tomb["redacted_by"], "admin-token");
+    assert!(tomb["redacted_at"].is_string());
+    assert_eq!(tomb["payload"], Value::Null);
+    let out = records(&server.base, &audit, &["show", &ignored]);
+    assert!(
+        stdout(&out).contains("redacted by   admin-token"),
+        "{}",
+        stdout(&out)
+    );
 
     // A bad id never reaches the server.
     let out = records(&server.base, &audit, &["show", "not-a-uuid"]);

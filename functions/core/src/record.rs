@@ -270,6 +270,13 @@ pub struct Record {
     /// task reads them from here, never from its launch contract.
     #[serde(default)]
     pub actions: Vec<ActionSpec>,
+    /// Who redacted the record (`admin-token`, `iam:<arn>`): its payload and outcome are gone,
+    /// the rest stays as a tombstone ([`crate::store::redact`]).
+    #[serde(default)]
+    pub redacted_by: Option<String>,
+    /// When it was redacted.
+    #[serde(default, with = "rfc3339_opt")]
+    pub redacted_at: Option<DateTime<Utc>>,
 }
 
 /// A Port catalog entity: its blueprint and its identifier.
@@ -302,6 +309,8 @@ impl Record {
             entity: None,
             rule: None,
             actions: Vec::new(),
+            redacted_by: None,
+            redacted_at: None,
         }
     }
 }
@@ -332,6 +341,25 @@ pub mod rfc3339 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
         parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// [`rfc3339`] for an optional timestamp (`null` when absent).
+pub mod rfc3339_opt {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&rfc3339::format(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| rfc3339::parse(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -69,6 +69,7 @@ impl From<StoreError> for ApiError {
                 reason: e.to_string(),
             },
             StoreError::NotFound(id) => ApiError::NotFound(format!("record {id}")),
+            StoreError::InFlight { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

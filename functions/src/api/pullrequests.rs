@@ -1,4 +1,4 @@
-//! `/pullrequests`: the audit endpoints (GET, DELETE) and launching a stuck record again, each
+//! `/pullrequests`: the audit endpoints (GET, and DELETE, which redacts) and launching a stuck record again, each
 //! behind the audit or admin credential ([`access`]). The orb intake (POST) is a webhook source
 //! (`sources::orb`), which the intake token opens.
 
@@ -114,7 +114,9 @@ pub async fn show(
     }
 }
 
-/// `DELETE /pullrequests/{id}`: 204 when deleted.
+/// `DELETE /pullrequests/{id}`: redacts the record (nothing is deleted: the payload and outcome
+/// are cleared, a tombstone stays, and its dedupe key keeps replays out); 200 with the tombstone,
+/// 409 while its task may be running.
 pub async fn delete(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -123,12 +125,9 @@ pub async fn delete(
     let (parts, _) = req.into_parts();
     let caller = access::authorize(&parts, &state.access, Power::Admin)?;
     let id = parse_id(&raw)?;
-    if state.store.delete(id).await? {
-        tracing::info!(record_id = %id, caller = %caller.label(), "record deleted");
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::NotFound(format!("record {id}")))
-    }
+    let tomb = state.store.redact(id, &caller.label()).await?;
+    tracing::info!(record_id = %id, caller = %caller.label(), "record redacted");
+    Ok(Json(tomb).into_response())
 }
 
 #[cfg(test)]

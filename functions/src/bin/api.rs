@@ -12,7 +12,6 @@ use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::secrets::{self, SecretArns};
 use orchestrator::{AppState, init_error, lambda_app, telemetry};
-use orchestrator_core::store::dynamodb::DynamoStore;
 
 #[derive(Debug, Parser)]
 #[command(about = "API Gateway Lambda for the gitops orchestrator (configured by environment)")]
@@ -67,10 +66,7 @@ async fn configure() -> Result<AppState, String> {
     }
     let access = config.access.settings(intake.token.as_ref())?;
     Ok(AppState {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            config.dynamo.names(),
-        )),
+        store: Arc::new(config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws))),
         launcher: Arc::new(EcsLauncher::new(
             aws_sdk_ecs::Client::new(&aws),
             config.ecs.settings(),

@@ -109,6 +109,37 @@ impl Transition {
     }
 }
 
+/// The tombstone of `record`, redacted by `by` at `at`: the payload and the outcome (the task's
+/// report, which may quote it) are cleared; the id, status, reason, job, dedupe key, task and PR
+/// references and every other field stay. A record whose task may still be running (`received`,
+/// `dispatched`, `running`) is refused: its task would write an outcome into the tombstone. A
+/// record already redacted is returned as it is (the first redaction's author and time stay).
+pub fn redact(
+    record: &Record,
+    by: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Record, StoreError> {
+    if record.redacted_at.is_some() {
+        return Ok(record.clone());
+    }
+    if matches!(
+        record.status,
+        Status::Received | Status::Dispatched | Status::Running
+    ) {
+        return Err(StoreError::InFlight {
+            id: record.id,
+            status: record.status,
+        });
+    }
+    let mut tomb = record.clone();
+    tomb.payload = serde_json::Value::Null;
+    tomb.outcome = None;
+    tomb.redacted_by = Some(by.to_owned());
+    tomb.redacted_at = Some(at);
+    tomb.updated_at = at.max(record.updated_at);
+    Ok(tomb)
+}
+
 /// A listing request. Newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
@@ -170,6 +201,8 @@ pub enum StoreError {
     Conflict(#[from] TransitionError),
     #[error("event version {got} is not newer than the applied version {current}")]
     Stale { current: i64, got: i64 },
+    #[error("record {id} is `{status}`: its task may be running, so it cannot be redacted yet")]
+    InFlight { id: RecordId, status: Status },
     #[error("the cursor is not one this API issued")]
     InvalidCursor,
     #[error("store backend error: {0}")]
@@ -188,8 +221,13 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// Newest first, filtered, at most `query.limit` (capped at [`MAX_PAGE`]) records.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Deletes the record (and releases its dedupe key). `false` when there was none.
-    async fn delete(&self, id: RecordId) -> Result<bool, StoreError>;
+    /// Replaces the record with its tombstone ([`redact`]), atomically like [`transition`]
+    /// (a concurrent status change is re-read and re-checked). Nothing is ever deleted: the
+    /// dedupe key stays held, so a replay of the delivery is still a duplicate. Retention is the
+    /// store's business (DynamoDB: a TTL attribute).
+    ///
+    /// [`transition`]: RecordStore::transition
+    async fn redact(&self, id: RecordId, by: &str) -> Result<Record, StoreError>;
 
     /// Applies `change` atomically: the write only lands if the record still has the status it
     /// was read with, so concurrent writers never lose an outcome. Returns the new record.

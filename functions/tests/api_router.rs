@@ -495,3 +495,46 @@ async fn listing_filters_paginates_and_redacts() {
     let stored = t.store.get(ids[1].parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.status, Status::Dispatched);
 }
+
+/// Lambda refuses a response over 6 MB: a full page of the largest records the intake accepts
+/// (a 256 KiB payload, a long reason, a big outcome) lists as summaries far below it, without
+/// payloads or outcomes.
+#[tokio::test]
+async fn a_full_page_of_huge_records_lists_as_summaries_under_six_megabytes() {
+    use orchestrator_core::store::Transition;
+    let t = sqlite_app(IntakeSettings::default());
+    let blob = "x".repeat(256 * 1024);
+    for _ in 0..100 {
+        let r = orchestrator_core::Record::received(
+            orchestrator_core::Source::CircleciOrb,
+            json!({"reponame": "r", "big": blob}),
+            None,
+        );
+        t.store.create(&r).await.unwrap();
+        let mut done = Transition::to(Status::DispatchFailed).reason("why ".repeat(5_000));
+        done.outcome = Some(json!({"output": "o".repeat(60 * 1024)}));
+        t.store.transition(r.id, &done).await.unwrap();
+    }
+    let resp = app(t.state.clone())
+        .oneshot(get("/pullrequests?limit=100"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let page: Value = serde_json::from_slice(&bytes).unwrap();
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 100);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.get("payload").is_none() && r.get("outcome").is_none())
+    );
+    assert!(
+        records[0]["status_reason"].as_str().unwrap().len() <= 512,
+        "reasons are clipped"
+    );
+    eprintln!("a page of 100 huge records: {} bytes", bytes.len());
+    assert!(bytes.len() < 6_000_000, "{} bytes", bytes.len());
+}

@@ -5,7 +5,7 @@
 //! - every route `lib.rs` registers is documented (the `.route(..)` calls are read from the
 //!   source, so a new route without documentation fails here, naming it);
 //! - every error code `ApiError::code()` can return is in the `ErrorCode` enum, and no other;
-//! - the `Record`, `Job` and `Page` schemas have exactly the fields serde produces, and the
+//! - the `Record`, `RecordSummary`, `Job` and `Page` schemas have exactly the fields serde produces, and the
 //!   `Status` and `Source` enums exactly the values the code knows;
 //! - real responses (an orb delivery, a signed CircleCI delivery, a listing, errors) validate
 //!   against their documented schemas.
@@ -24,6 +24,7 @@ use axum::http::{Method, Request, StatusCode};
 use common::{fixture, sqlite_app};
 use hmac::{KeyInit, Mac};
 use orchestrator::api::openapi::DOCUMENT;
+use orchestrator::api::pullrequests::Summary;
 use orchestrator::intake::port::PortSettings;
 use orchestrator::rules::RuleSet;
 use orchestrator::{IntakeSettings, app};
@@ -577,12 +578,15 @@ fn record_job_and_page_schemas_have_exactly_the_serialised_fields() {
             serde_json::to_value(&full_record().actions[0]).unwrap(),
         ),
         (
+            "RecordSummary",
+            serde_json::to_value(Summary::of(&full_record())).unwrap(),
+        ),
+        (
             "Page",
-            serde_json::to_value(Page {
-                records: vec![full_record()],
-                next_cursor: Some("c".into()),
-            })
-            .unwrap(),
+            json!({
+                "records": [serde_json::to_value(Summary::of(&full_record())).unwrap()],
+                "next_cursor": Page { records: vec![], next_cursor: Some("c".into()) }.next_cursor,
+            }),
         ),
     ] {
         let (props, required) = schema_keys(&d, name);

@@ -13,8 +13,11 @@ Checks the SAM template offline, in order, and fails on the first failing step:
   3. check_template_policies.py TEMPLATE    (no Resource "*" on ecs:RunTask, iam:PassRole,
                                              dynamodb:*, GetSecretValue; RunTask only with an
                                              ecs:cluster condition, PassRole only with
-                                             iam:PassedToService; no Scan; the table is
-                                             retained, deletion-protected, PITR on)
+                                             iam:PassedToService; no Scan, DeleteItem or
+                                             BatchWriteItem; UpdateItem only on id, status,
+                                             doc (dynamodb:Attributes); no DynamoDB action the
+                                             lifecycle function does not use; the table is
+                                             retained, deletion-protected, PITR and TTL on)
   4. sam validate --lint --template TEMPLATE
 
 Settings (environment variables):

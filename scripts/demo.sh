@@ -47,14 +47,15 @@ http() { # METHOD URL [FILE]
     if [[ -n "${3:-}" ]]; then
       curl -sS --fail-with-body -X "$1" -H 'Content-Type: application/json' --data-binary "@$3" "$2"
     else
-      curl -sS --fail-with-body -X "$1" "$2"
+      curl -sS --fail-with-body -X "$1" -H "Authorization: Bearer $audit" "$2"
     fi
   else
     python3 - "$@" <<'PY'
-import sys, urllib.request
+import os, sys, urllib.request
 method, url = sys.argv[1], sys.argv[2]
 data = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 else None
-req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+headers = {"Content-Type": "application/json", "Authorization": "Bearer " + os.environ["DEMO_AUDIT_TOKEN"]}
+req = urllib.request.Request(url, data=data, method=method, headers=headers)
 try:
     with urllib.request.urlopen(req, timeout=10) as r:
         sys.stdout.write(r.read().decode())
@@ -164,8 +165,11 @@ target="${CARGO_TARGET_DIR:-$root/target}/debug"
 log="$demo/server.log"
 # The task inherits the server's environment: point it at the sample repository, and make sure
 # no GitHub settings from this shell make it try to open a real pull request.
-env -u GITHUB_API_URL -u GITHUB_TOKEN -u GITHUB_REPOSITORY -u INTAKE_TOKEN \
-  GITOPS_REPO_URL="$demo/gitops.git" GITOPS_BASE_BRANCH=main DATA_DIR="$demo/data" PORT=0 \
+# The demo reads its record with an audit token of its own (the audit routes are closed without one).
+audit="demo-audit-$RANDOM$RANDOM"
+export DEMO_AUDIT_TOKEN="$audit"
+env -u GITHUB_API_URL -u GITHUB_TOKEN -u GITHUB_REPOSITORY -u INTAKE_TOKEN -u ADMIN_TOKEN \
+  AUDIT_TOKEN="$audit" GITOPS_REPO_URL="$demo/gitops.git" GITOPS_BASE_BRANCH=main DATA_DIR="$demo/data" PORT=0 \
   "$target/orchestrator" serve --task-binary "$target/gitops-task" >"$log" 2>&1 &
 server=$!
 cleanup() {

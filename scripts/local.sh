@@ -3,7 +3,8 @@
 # store and the task run as a local process. No AWS account needed.
 #
 # Settings (environment): PORT (default 3000; 0 picks a free port), DATA_DIR (default .data),
-# INTAKE_TOKEN (unset: no authentication, with a warning), CARGO_PROFILE (dev or release; default
+# INTAKE_TOKEN (unset: no authentication, with a warning), AUDIT_TOKEN / ADMIN_TOKEN (read / operate
+# the audit trail; unset: those routes are closed), CARGO_PROFILE (dev or release; default
 # dev), and every other setting `orchestrator serve --help` lists (SERVICE_TEMPLATE,
 # IMAGE_TEMPLATE, BRANCH_ENVIRONMENTS, ..., GITOPS_REPO_URL and the task's settings).
 # Usage: scripts/local.sh [--help] [extra flags for `orchestrator serve`]

@@ -52,7 +52,8 @@ free_port() {
 port="$(free_port)"
 echo "== smoke: scripts/local.sh (PORT=$port, DATA_DIR in $work)"
 start=$SECONDS
-env -u INTAKE_TOKEN -u GITOPS_REPO_URL PORT="$port" DATA_DIR="$work/data" \
+audit="smoke-audit-$RANDOM$RANDOM"
+env -u INTAKE_TOKEN -u ADMIN_TOKEN -u GITOPS_REPO_URL AUDIT_TOKEN="$audit" PORT="$port" DATA_DIR="$work/data" \
   scripts/local.sh >"$work/local.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"
@@ -68,7 +69,7 @@ code="$(curl -s -o "$work/post.json" -w '%{http_code}' -X POST -H 'Content-Type:
 [[ "$code" == "202" ]] || fail "POST /pullrequests answered $code, not 202: $(cat "$work/post.json")"
 id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/post.json")" ||
   fail "no record id in $(cat "$work/post.json")"
-curl -s -o "$work/list.json" "$base/pullrequests"
+curl -s -o "$work/list.json" -H "Authorization: Bearer $audit" "$base/pullrequests"
 python3 - "$work/list.json" "$id" <<'PY' || fail "the record is not listed as expected: $(cat "$work/list.json")"
 import json, sys
 listing, rid = json.load(open(sys.argv[1])), sys.argv[2]
@@ -82,7 +83,7 @@ PY
 # With no gitops repository configured the task (a local process) fails at once and says why:
 # proof that the server found and ran the task binary.
 for _ in $(seq 1 120); do
-  curl -s -o "$work/record.json" "$base/pullrequests/$id"
+  curl -s -o "$work/record.json" -H "Authorization: Bearer $audit" "$base/pullrequests/$id"
   grep -q '"status":"failed"' "$work/record.json" && break
   sleep 0.5
 done

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use orchestrator_core::Secret;
-use orchestrator_core::store::dynamodb::TableNames;
+use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 
 use crate::dispatch::RetryPolicy;
 use crate::intake::port::PortSettings;
@@ -32,6 +32,11 @@ pub struct DynamoArgs {
     /// Index by status (hash `status`, range `id`).
     #[arg(long, env = "INDEX_BY_STATUS", default_value = "by_status")]
     pub index_by_status: String,
+    /// Days a record is kept: new records get an `expires_at` this far after they were received,
+    /// the table's TTL attribute (DynamoDB then deletes them, with their dedupe marker). 0 keeps
+    /// them forever. Records are never deleted otherwise (a DELETE redacts).
+    #[arg(long, env = "RECORD_RETENTION_DAYS", default_value_t = 400)]
+    pub record_retention_days: u32,
 }
 
 impl DynamoArgs {
@@ -42,6 +47,11 @@ impl DynamoArgs {
             by_service: self.index_by_service.clone(),
             by_status: self.index_by_status.clone(),
         }
+    }
+
+    /// The store these settings describe (table, indexes, retention).
+    pub fn store(&self, client: aws_sdk_dynamodb::Client) -> DynamoStore {
+        DynamoStore::new(client, self.names()).with_retention(self.record_retention_days)
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`app`] builds the one axum [`Router`] that serves every deployment: the Lambda binary
 //! (`bin/api.rs`, through `lambda_http`), the local server (`bin/orchestrator.rs serve`) and the
 //! tests (`tower::ServiceExt::oneshot`). Handlers see only [`AppState`]: a record store and a task
-//! launcher behind narrow traits, and the intake settings.
+//! launcher behind narrow traits, the intake settings and the audit credentials.
 //!
 //! Code map:
 //! - [`intake`]: payload parsing and job derivation (pure).
@@ -16,6 +16,7 @@
 //! - [`recovery`]: the sweeper that brings stuck records to a final state (the `recovery` Lambda,
 //!   and a timer in the local server).
 //! - [`events`]: AWS events and schedule runs (the `events` Lambda, `orchestrator schedule fire`).
+//! - [`records_client`]: the audit API's client, behind `orchestrator records` (token or SigV4).
 //! - [`rules`]: which Port events need a remediation, and its actions (CEL conditions).
 //! - [`config`]: settings from flags and environment, read once at start.
 //! - [`init_error`]: a Lambda binary's unusable configuration, reported to the Runtime API.
@@ -40,11 +41,13 @@ pub mod init_error;
 pub mod intake;
 pub mod launch;
 pub mod lifecycle;
+pub mod records_client;
 pub mod recovery;
 pub mod rules;
 pub mod secrets;
 pub mod sources;
 
+use api::access::AccessSettings;
 use api::error::ApiError;
 pub use config::IntakeSettings;
 use launch::Tasks;
@@ -60,6 +63,8 @@ pub struct AppState {
     pub store: Arc<dyn RecordStore>,
     pub launcher: Arc<dyn Tasks>,
     pub intake: Arc<IntakeSettings>,
+    /// Who may read and operate the audit trail.
+    pub access: Arc<AccessSettings>,
 }
 
 async fn no_route() -> ApiError {

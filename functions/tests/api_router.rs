@@ -39,8 +39,12 @@ fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
         .unwrap()
 }
 
+/// A GET with the audit token.
 fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
+    common::bearer(
+        Request::get(uri).body(Body::empty()).unwrap(),
+        common::AUDIT_TOKEN,
+    )
 }
 
 async fn count(app: &common::TestApp) -> usize {
@@ -343,11 +347,15 @@ async fn the_token_is_required_when_configured() {
         assert_eq!(body["error"]["code"], "unauthorized");
         assert!(!body.to_string().contains("tok-123"));
     }
-    let (status, _, _) = send(&t, get("/pullrequests")).await;
+    let intake_list = Request::get("/pullrequests")
+        .header("authorization", "Bearer tok-123")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = send(&t, intake_list).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
-        "audit endpoints need the token too"
+        "the intake token does not open the audit endpoints"
     );
     assert_eq!(count(&t).await, 0);
     assert!(t.launcher.contracts().is_empty());
@@ -361,11 +369,7 @@ async fn the_token_is_required_when_configured() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let req = Request::get("/pullrequests")
-        .header("authorization", "Bearer tok-123")
-        .body(Body::empty())
-        .unwrap();
-    let (status, _, body) = send(&t, req).await;
+    let (status, _, body) = send(&t, get("/pullrequests")).await;
     assert_eq!(
         (status, body["records"].as_array().unwrap().len()),
         (StatusCode::OK, 1)
@@ -399,7 +403,7 @@ async fn a_launch_failure_is_recorded_and_answered_502() {
 }
 
 #[tokio::test]
-async fn listing_filters_paginates_and_deletes() {
+async fn listing_filters_paginates_and_redacts() {
     let settings = IntakeSettings {
         derive: orchestrator::intake::derive::DeriveConfig {
             default_org: Some("acme".into()),
@@ -441,24 +445,99 @@ async fn listing_filters_paginates_and_deletes() {
     let (_, _, none) = send(&t, get("/pullrequests?status=ignored")).await;
     assert!(none["records"].as_array().unwrap().is_empty());
 
-    let del = Request::delete(format!("/pullrequests/{}", ids[0]))
-        .body(Body::empty())
+    let delete = |id: &str| {
+        common::bearer(
+            Request::delete(format!("/pullrequests/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+            common::ADMIN_TOKEN,
+        )
+    };
+    // A dispatched record's task may be running: not redacted, 409 naming the status.
+    let (status, _, body) = send(&t, delete(&ids[0])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`dispatched`"),
+        "{body}"
+    );
+    // Once finished, DELETE redacts: the tombstone answers, and stays listed.
+    let id0: orchestrator_core::RecordId = ids[0].parse().unwrap();
+    t.store
+        .transition(
+            id0,
+            &orchestrator_core::store::Transition::to(Status::Succeeded),
+        )
+        .await
         .unwrap();
-    let (status, _, _) = send(&t, del).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, body) = send(&t, get(&format!("/pullrequests/{}", ids[0]))).await;
+    let (status, _, tomb) = send(&t, delete(&ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{tomb}");
+    assert_eq!(
+        (&tomb["id"], &tomb["payload"], &tomb["redacted_by"]),
+        (&json!(ids[0]), &Value::Null, &json!("admin-token"))
+    );
+    let (status, _, shown) = send(&t, get(&format!("/pullrequests/{}", ids[0]))).await;
+    assert_eq!((status, &shown), (StatusCode::OK, &tomb));
+    let (_, _, all) = send(&t, get("/pullrequests?limit=10")).await;
+    assert_eq!(
+        all["records"].as_array().unwrap().len(),
+        5,
+        "nothing deleted"
+    );
+    let (status, _, body) = send(&t, delete(&orchestrator_core::RecordId::new().to_string())).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    let del = Request::delete(format!("/pullrequests/{}", ids[0]))
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(send(&t, del).await.0, StatusCode::NOT_FOUND);
     assert_eq!(
         send(&t, get("/pullrequests/not-a-uuid")).await.0,
         StatusCode::NOT_FOUND
     );
     let stored = t.store.get(ids[1].parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.status, Status::Dispatched);
+}
+
+/// Lambda refuses a response over 6 MB: a full page of the largest records the intake accepts
+/// (a 256 KiB payload, a long reason, a big outcome) lists as summaries far below it, without
+/// payloads or outcomes.
+#[tokio::test]
+async fn a_full_page_of_huge_records_lists_as_summaries_under_six_megabytes() {
+    use orchestrator_core::store::Transition;
+    let t = sqlite_app(IntakeSettings::default());
+    let blob = "x".repeat(256 * 1024);
+    for _ in 0..100 {
+        let r = orchestrator_core::Record::received(
+            orchestrator_core::Source::CircleciOrb,
+            json!({"reponame": "r", "big": blob}),
+            None,
+        );
+        t.store.create(&r).await.unwrap();
+        let mut done = Transition::to(Status::DispatchFailed).reason("why ".repeat(5_000));
+        done.outcome = Some(json!({"output": "o".repeat(60 * 1024)}));
+        t.store.transition(r.id, &done).await.unwrap();
+    }
+    let resp = app(t.state.clone())
+        .oneshot(get("/pullrequests?limit=100"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let page: Value = serde_json::from_slice(&bytes).unwrap();
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 100);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.get("payload").is_none() && r.get("outcome").is_none())
+    );
+    assert!(
+        records[0]["status_reason"].as_str().unwrap().len() <= 512,
+        "reasons are clipped"
+    );
+    eprintln!("a page of 100 huge records: {} bytes", bytes.len());
+    assert!(bytes.len() < 6_000_000, "{} bytes", bytes.len());
 }

@@ -132,6 +132,7 @@ fn sqlite_state(ecs: aws_sdk_ecs::Client, dir: &tempfile::TempDir) -> (AppState,
         store: store.clone(),
         launcher: Arc::new(EcsLauncher::new(ecs, settings())),
         intake: Arc::new(fast_retry()),
+        access: common::access(),
     };
     (state, store)
 }
@@ -339,9 +340,12 @@ async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
         contract().job,
     );
     store.create(&stuck).await.unwrap();
-    let req = Request::post(format!("/pullrequests/{}/dispatch", stuck.id))
-        .body(Body::empty())
-        .unwrap();
+    let req = common::bearer(
+        Request::post(format!("/pullrequests/{}/dispatch", stuck.id))
+            .body(Body::empty())
+            .unwrap(),
+        common::ADMIN_TOKEN,
+    );
     let resp = app(state.clone()).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(*tokens.lock().unwrap(), vec![format!("{}-2", stuck.id)]);
@@ -350,9 +354,12 @@ async fn a_record_left_received_is_dispatched_again_with_its_own_token() {
         orchestrator_core::Status::Dispatched
     );
     // Once dispatched, it cannot be dispatched again.
-    let req = Request::post(format!("/pullrequests/{}/dispatch", stuck.id))
-        .body(Body::empty())
-        .unwrap();
+    let req = common::bearer(
+        Request::post(format!("/pullrequests/{}/dispatch", stuck.id))
+            .body(Body::empty())
+            .unwrap(),
+        common::ADMIN_TOKEN,
+    );
     let resp = app(state).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(rule.num_calls(), 1);
@@ -393,6 +400,7 @@ async fn a_dynamodb_failure_answers_500_and_launches_nothing() {
         store: Arc::new(DynamoStore::new(ddb, TableNames::with_defaults("records"))),
         launcher: Arc::new(EcsLauncher::new(ecs, settings())),
         intake: Arc::new(IntakeSettings::default()),
+        access: common::access(),
     };
     let (status, body) = post_orb(state).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -67,6 +67,32 @@ async fn rest_v1_with_a_stage_records_and_locates_under_the_stage() {
     }
 }
 
+/// The audit routes on AWS are IAM-authorized by API Gateway: the function trusts the identity
+/// API Gateway verified and put in the request context, and nothing a caller can send instead.
+#[tokio::test]
+async fn an_iam_authorized_event_reads_and_the_same_event_without_the_identity_is_refused() {
+    let t = app();
+    let raw = String::from_utf8(common::fixture("apigw/rest-v1-get-pullrequests.json")).unwrap();
+    let (status, _, body) = call(&t, lambda_http::request::from_str(&raw).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut doc: Value = serde_json::from_str(&raw).unwrap();
+    doc["requestContext"]["identity"]["userArn"] = Value::Null;
+    doc["requestContext"]["identity"]["accessKey"] = Value::Null;
+    let anonymous = lambda_http::request::from_str(&doc.to_string()).unwrap();
+    let (status, _, body) = call(&t, anonymous).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["credential"], "AUDIT_TOKEN");
+    // The intake token in the query string does not stand in for the identity.
+    doc["queryStringParameters"] = serde_json::json!({"token": TOKEN});
+    doc["multiValueQueryStringParameters"] = serde_json::json!({"token": [TOKEN]});
+    let (status, _, _) = call(
+        &t,
+        lambda_http::request::from_str(&doc.to_string()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn http_api_v2_events_work_with_plain_and_base64_bodies() {
     for name in [

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The audit token every server here is started with.
+const AUDIT: &str = "local-audit";
+
 struct Server {
     child: Child,
     base: String,
@@ -42,6 +45,8 @@ fn start_with(
         .env("DATA_DIR", data_dir)
         .env("TASK_BINARY", task)
         .env_remove("INTAKE_TOKEN")
+        .env("AUDIT_TOKEN", AUDIT)
+        .env_remove("ADMIN_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(t) = token {
@@ -93,6 +98,7 @@ async fn orb_delivery_to_local_task_process() {
 
     let list: Value = http
         .get(format!("{}/pullrequests", server.base))
+        .bearer_auth(AUDIT)
         .send()
         .await
         .unwrap()
@@ -161,6 +167,17 @@ async fn local_mode_with_a_token_refuses_requests_without_it() {
     assert_eq!(resp.status(), 401);
     let resp = http
         .get(format!("{}/pullrequests?token=local-secret", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "the intake token does not read the audit trail"
+    );
+    let resp = http
+        .get(format!("{}/pullrequests", server.base))
+        .basic_auth("audit", Some(AUDIT))
         .send()
         .await
         .unwrap();

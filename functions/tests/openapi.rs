@@ -5,7 +5,7 @@
 //! - every route `lib.rs` registers is documented (the `.route(..)` calls are read from the
 //!   source, so a new route without documentation fails here, naming it);
 //! - every error code `ApiError::code()` can return is in the `ErrorCode` enum, and no other;
-//! - the `Record`, `Job` and `Page` schemas have exactly the fields serde produces, and the
+//! - the `Record`, `RecordSummary`, `Job` and `Page` schemas have exactly the fields serde produces, and the
 //!   `Status` and `Source` enums exactly the values the code knows;
 //! - real responses (an orb delivery, a signed CircleCI delivery, a listing, errors) validate
 //!   against their documented schemas.
@@ -24,11 +24,12 @@ use axum::http::{Method, Request, StatusCode};
 use common::{fixture, sqlite_app};
 use hmac::{KeyInit, Mac};
 use orchestrator::api::openapi::DOCUMENT;
+use orchestrator::api::pullrequests::Summary;
 use orchestrator::intake::port::PortSettings;
 use orchestrator::rules::RuleSet;
 use orchestrator::{IntakeSettings, app};
 use orchestrator_core::action::{ActionSpec, ActionType};
-use orchestrator_core::store::Page;
+use orchestrator_core::store::{Page, RecordStore};
 use orchestrator_core::{EntityRef, Job, Record, RecordId, Secret, Source, Status};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -133,11 +134,15 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", &RecordId::new().to_string())
 }
 
+/// A request with the credential its route takes: the intake token for deliveries, the admin
+/// token for the audit routes.
 fn request(method: &str, uri: &str, body: Option<&[u8]>) -> Request<Body> {
+    let delivery = method == "post" && !uri.ends_with("/dispatch");
+    let token = if delivery { TOKEN } else { common::ADMIN_TOKEN };
     let mut b = Request::builder()
         .method(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap())
         .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"));
+        .header("authorization", format!("Bearer {token}"));
     if body.is_some() {
         b = b.header("content-type", "application/json");
     }
@@ -550,6 +555,8 @@ fn full_record() -> Record {
         attempt: 1,
         note: Some("capacity".into()),
     }];
+    r.redacted_by = Some("admin-token".into());
+    r.redacted_at = Some(r.updated_at);
     r.actions = vec![ActionSpec {
         id: "notify".into(),
         kind: ActionType::SlackPost,
@@ -594,12 +601,15 @@ fn record_job_and_page_schemas_have_exactly_the_serialised_fields() {
             serde_json::to_value(&full_record().actions[0]).unwrap(),
         ),
         (
+            "RecordSummary",
+            serde_json::to_value(Summary::of(&full_record())).unwrap(),
+        ),
+        (
             "Page",
-            serde_json::to_value(Page {
-                records: vec![full_record()],
-                next_cursor: Some("c".into()),
-            })
-            .unwrap(),
+            json!({
+                "records": [serde_json::to_value(Summary::of(&full_record())).unwrap()],
+                "next_cursor": Page { records: vec![], next_cursor: Some("c".into()) }.next_cursor,
+            }),
         ),
     ] {
         let (props, required) = schema_keys(&d, name);
@@ -747,6 +757,17 @@ async fn live_responses_match_their_documented_schemas() {
     assert_eq!(status, StatusCode::OK, "{next}");
     assert_documented(&d, "/pullrequests", "get", status, &next);
     let id = created["id"].as_str().unwrap();
+    // A finished record, which can be redacted (the dispatched one cannot: 409).
+    let finished = Record::received(Source::CircleciOrb, json!({"a": 1}), None);
+    t.store.create(&finished).await.unwrap();
+    t.store
+        .transition(
+            finished.id,
+            &orchestrator_core::store::Transition::to(Status::DispatchFailed),
+        )
+        .await
+        .unwrap();
+    let finished = finished.id;
     for (method, uri, path, expected) in [
         (
             "get",
@@ -770,11 +791,23 @@ async fn live_responses_match_their_documented_schemas() {
             "delete",
             format!("/pullrequests/{id}"),
             "/pullrequests/{id}",
-            StatusCode::NO_CONTENT,
+            StatusCode::CONFLICT,
+        ),
+        (
+            "delete",
+            format!("/pullrequests/{finished}"),
+            "/pullrequests/{id}",
+            StatusCode::OK,
         ),
         (
             "get",
-            format!("/pullrequests/{id}"),
+            format!("/pullrequests/{finished}"),
+            "/pullrequests/{id}",
+            StatusCode::OK,
+        ),
+        (
+            "get",
+            format!("/pullrequests/{}", RecordId::new()),
             "/pullrequests/{id}",
             StatusCode::NOT_FOUND,
         ),
@@ -789,6 +822,25 @@ async fn live_responses_match_their_documented_schemas() {
     let (status, _, body) = send(&t, unauth).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_documented(&d, "/pullrequests", "get", status, &body);
+    let mut intake_on_audit = request("get", "/pullrequests", None);
+    intake_on_audit
+        .headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (status, _, body) = send(&t, intake_on_audit).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_documented(&d, "/pullrequests", "get", status, &body);
+    let mut audit_on_admin = request(
+        "delete",
+        &format!("/pullrequests/{}", RecordId::new()),
+        None,
+    );
+    audit_on_admin.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", common::AUDIT_TOKEN).parse().unwrap(),
+    );
+    let (status, _, body) = send(&t, audit_on_admin).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_documented(&d, "/pullrequests/{id}", "delete", status, &body);
     let (status, _, body) = send(&t, request("get", "/pullrequests?limit=0", None)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_documented(&d, "/pullrequests", "get", status, &body);

@@ -98,6 +98,7 @@ fn local(port_api: &str, slack: &str, script: &str) -> Local {
             },
             ..IntakeSettings::default()
         }),
+        access: common::access(),
     };
     Local {
         state,

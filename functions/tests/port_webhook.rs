@@ -232,15 +232,21 @@ async fn create_events_and_unmatched_updates_are_ignored_and_launch_nothing() {
     assert!(t.launcher.contracts().is_empty(), "nothing launched");
 
     // Both are in the audit trail, filtered by source.
-    let req = Request::get("/pullrequests?source=port&status=ignored")
-        .body(Body::empty())
-        .unwrap();
+    let req = common::bearer(
+        Request::get("/pullrequests?source=port&status=ignored")
+            .body(Body::empty())
+            .unwrap(),
+        common::AUDIT_TOKEN,
+    );
     let (status, page) = send(&t.state, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["records"].as_array().unwrap().len(), 2, "{page}");
-    let req = Request::get("/pullrequests?source=circleci_orb")
-        .body(Body::empty())
-        .unwrap();
+    let req = common::bearer(
+        Request::get("/pullrequests?source=circleci_orb")
+            .body(Body::empty())
+            .unwrap(),
+        common::AUDIT_TOKEN,
+    );
     let (_, page) = send(&t.state, req).await;
     assert!(page["records"].as_array().unwrap().is_empty());
 }

@@ -2,9 +2,10 @@
 //! whole flow runs with it (successes and failures), and then every place a secret could end up
 //! is searched for it.
 //!
-//! **Planted** (each `canary-<what>-<uuid>`; the intake, CircleCI, Port and GitHub ones end in
-//! `+/=` so that their percent-encoded and base64 forms differ from the plain one):
-//! the intake token (`INTAKE_TOKEN`), the CircleCI webhook signing secret
+//! **Planted** (each `canary-<what>-<uuid>`; the intake, audit, CircleCI, Port and GitHub ones end
+//! in `+/=` so that their percent-encoded and base64 forms differ from the plain one):
+//! the intake token (`INTAKE_TOKEN`), the audit token (`AUDIT_TOKEN`, which lists and polls the
+//! records; the intake token is refused there), the CircleCI webhook signing secret
 //! (`CIRCLECI_WEBHOOK_SECRET`), the Port client secret (`PORT_CLIENT_SECRET`: the webhook signature
 //! key of the server and the task's client secret), the GitHub token (`GITHUB_TOKEN`, for the
 //! GitHub API and, as a Basic `extraHeader`, for git over http), the Slack webhook URL
@@ -144,6 +145,7 @@ fn base64_forms(raw: &[u8]) -> Vec<(String, String)> {
 /// Every planted secret.
 struct Canaries {
     intake: Canary,
+    audit: Canary,
     circleci: Canary,
     port: Canary,
     github: Canary,
@@ -155,6 +157,7 @@ impl Canaries {
     fn new() -> Canaries {
         Canaries {
             intake: Canary::new("the intake token", "intake", "+/="),
+            audit: Canary::new("the audit token", "audit", "+/="),
             circleci: Canary::new("the CircleCI signing secret", "circleci", "+/="),
             port: Canary::new("the Port client secret", "port", "+/="),
             github: Canary::new("the GitHub token", "github", "+/="),
@@ -164,9 +167,10 @@ impl Canaries {
         }
     }
 
-    fn all(&self) -> [&Canary; 6] {
+    fn all(&self) -> [&Canary; 7] {
         [
             &self.intake,
+            &self.audit,
             &self.circleci,
             &self.port,
             &self.github,
@@ -434,7 +438,7 @@ impl Api {
                     "the record list",
                     reqwest::Method::GET,
                     &path,
-                    Auth::Query(token),
+                    Auth::Bearer(token),
                     &[],
                     None,
                 )
@@ -935,6 +939,7 @@ async fn secrets_stay_out_of_every_local_artifact() {
         ("TASK_BINARY", common::task_binary().display().to_string()),
         // The intake's secrets and settings.
         ("INTAKE_TOKEN", c.intake.value.clone()),
+        ("AUDIT_TOKEN", c.audit.value.clone()),
         ("CIRCLECI_WEBHOOK_SECRET", c.circleci.value.clone()),
         ("PORT_CLIENT_SECRET", c.port.value.clone()),
         ("RULES_FILE", rules.display().to_string()),
@@ -953,6 +958,7 @@ async fn secrets_stay_out_of_every_local_artifact() {
     let server = Server::start(dir, &env).await;
     let mut api = Api::new(server.base.clone());
     let token = c.intake.value.as_str();
+    let audit = c.audit.value.as_str();
     let orb_dev = || orb_body(231, "webhook", DEV_TAG);
 
     // ── Refused: nothing recorded, nothing launched, nothing echoed.
@@ -970,17 +976,19 @@ async fn secrets_stay_out_of_every_local_artifact() {
         let (status, body) = api.orb(what, auth, orb_dev()).await;
         assert_eq!(status, 401, "{what}: {body}");
     }
-    let (status, _) = api
-        .send(
-            "a list with a wrong token",
-            reqwest::Method::GET,
-            "/pullrequests",
-            Auth::Query("canary-wrong"),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(status, 401);
+    for (what, auth) in [
+        ("a list with a wrong token", Auth::Bearer("canary-wrong")),
+        ("a list with the intake token", Auth::Bearer(token)),
+        (
+            "a list with the intake token as ?token=",
+            Auth::Query(token),
+        ),
+    ] {
+        let (status, body) = api
+            .send(what, reqwest::Method::GET, "/pullrequests", auth, &[], None)
+            .await;
+        assert_eq!(status, 401, "{what}: {body}");
+    }
     let (status, _) = api
         .circleci(
             "a CircleCI delivery with a bad signature",
@@ -1055,7 +1063,7 @@ async fn secrets_stay_out_of_every_local_artifact() {
         .await,
     );
     // The Port mock refuses the second token request: wait for the first before asking again.
-    let vm_done = api.final_record(token, &vm).await;
+    let vm_done = api.final_record(audit, &vm).await;
     let vm_refused = accept(
         "Port (auth refused)",
         api.port(
@@ -1072,10 +1080,10 @@ async fn secrets_stay_out_of_every_local_artifact() {
     assert_eq!(again["id"], dev.as_str());
 
     // ── The outcomes: the secrets worked where they were meant to.
-    let dev_done = api.final_record(token, &dev).await;
+    let dev_done = api.final_record(audit, &dev).await;
     assert_eq!(dev_done["status"], "succeeded", "{dev_done}");
     assert_eq!(dev_done["pr_url"], PR_URL);
-    let staging_done = api.final_record(token, &staging).await;
+    let staging_done = api.final_record(audit, &staging).await;
     assert_eq!(staging_done["status"], "failed", "{staging_done}");
     assert!(
         staging_done["status_reason"].as_str().unwrap().contains(
@@ -1083,16 +1091,16 @@ async fn secrets_stay_out_of_every_local_artifact() {
         ),
         "{staging_done}"
     );
-    let prod_done = api.final_record(token, &prod).await;
+    let prod_done = api.final_record(audit, &prod).await;
     assert_eq!(prod_done["status"], "failed", "{prod_done}");
     assert!(
         prod_done.to_string().contains("pre-receive hook declined"),
         "the push was refused by the server, after authenticating: {prod_done}"
     );
-    let slack_done = api.final_record(token, &slack_rec).await;
+    let slack_done = api.final_record(audit, &slack_rec).await;
     assert_eq!(slack_done["status"], "succeeded", "{slack_done}");
     assert_eq!(vm_done["status"], "succeeded", "{vm_done}");
-    let refused_done = api.final_record(token, &vm_refused).await;
+    let refused_done = api.final_record(audit, &vm_refused).await;
     assert_eq!(refused_done["status"], "failed", "{refused_done}");
     assert!(
         refused_done.to_string().contains("HTTP 401"),
@@ -1152,7 +1160,7 @@ async fn secrets_stay_out_of_every_local_artifact() {
     .await;
 
     // ── The records, as the API lists and shows them.
-    let records = api.all_records(token).await;
+    let records = api.all_records(audit).await;
     assert_eq!(records.len(), launched.len(), "{records:?}");
     for (what, id) in &launched {
         let (status, _) = api
@@ -1160,7 +1168,7 @@ async fn secrets_stay_out_of_every_local_artifact() {
                 what,
                 reqwest::Method::GET,
                 &format!("/pullrequests/{id}"),
-                Auth::Query(token),
+                Auth::Bearer(audit),
                 &[],
                 None,
             )
@@ -1466,10 +1474,15 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
         store: Arc::new(store),
         launcher: Arc::new(launcher),
         intake: Arc::new(settings),
+        access: Arc::new(orchestrator::api::access::AccessSettings {
+            audit_token: Some(orchestrator_core::Secret::new(c.audit.value.clone())),
+            admin_token: None,
+        }),
     })
     .await;
     let mut api = Api::new(base);
     let token = c.intake.value.as_str();
+    let audit = c.audit.value.as_str();
 
     for (what, auth) in [
         (
@@ -1545,7 +1558,7 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
         assert_eq!(rec["status"], "dispatched", "{what}: {rec}");
         accepted.push(rec);
     }
-    let records = api.all_records(token).await;
+    let records = api.all_records(audit).await;
     assert_eq!(records.len(), accepted.len());
 
     // RunTask as ECS recorded it: the overrides hold the contract's identifiers, nothing else.

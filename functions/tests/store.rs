@@ -79,3 +79,100 @@ async fn dynamodb_listing_uses_query_on_an_index_never_scan() {
     );
     assert!(src.contains(".query()") && src.contains(".index_name("));
 }
+
+/// Records every UpdateItem the adapter sends: which attributes its expressions name.
+#[derive(Debug, Default, Clone)]
+struct UpdateItemAttributes(Arc<std::sync::Mutex<Vec<std::collections::BTreeSet<String>>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for UpdateItemAttributes {
+    fn name(&self) -> &'static str {
+        "UpdateItemAttributes"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
+        if let Some(input) = context.input().downcast_ref::<UpdateItemInput>() {
+            let mut names: std::collections::BTreeSet<String> = input
+                .key()
+                .into_iter()
+                .flat_map(|k| k.keys().cloned())
+                .collect();
+            names.extend(
+                input
+                    .expression_attribute_names()
+                    .into_iter()
+                    .flat_map(|n| n.values().cloned()),
+            );
+            // Attribute names written literally in the expressions would escape the map above.
+            let exprs = format!(
+                "{} {}",
+                input.update_expression().unwrap_or_default(),
+                input.condition_expression().unwrap_or_default()
+            );
+            for word in exprs.split(|c: char| !(c.is_alphanumeric() || "_#:".contains(c))) {
+                let literal = !word.is_empty()
+                    && !word.starts_with('#')
+                    && !word.starts_with(':')
+                    && !matches!(word, "SET" | "AND" | "OR" | "NOT" | "REMOVE");
+                if literal {
+                    names.insert(word.to_owned());
+                }
+            }
+            self.0.lock().unwrap().push(names);
+        }
+        Ok(())
+    }
+}
+
+/// The IAM condition in template.yaml lets every UpdateItem touch `id`, `status` and `doc` only
+/// (never `expires_at`, the dedupe key or an index key): every UpdateItem the adapter sends, for a
+/// status change and for a redaction, names no other attribute.
+#[tokio::test]
+async fn dynamodb_updates_touch_only_the_attributes_iam_allows() {
+    let Some(endpoint) = common::moto_endpoint("dynamodb_updates_touch_only_the_attributes") else {
+        return;
+    };
+    let config = common::moto_config(&endpoint).await;
+    let seen = UpdateItemAttributes::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(seen.clone())
+            .build(),
+    );
+    let table = common::unique_name("iam-attrs");
+    let store = DynamoStore::new(client, TableNames::with_defaults(&table)).with_retention(400);
+    store.create_table().await.unwrap();
+    let mut r = orchestrator_core::Record::received(
+        orchestrator_core::Source::CircleciOrb,
+        serde_json::json!({"a": 1}),
+        None,
+    );
+    r.dedupe_key = Some("k".into());
+    store.create(&r).await.unwrap();
+    use orchestrator_core::Status;
+    use orchestrator_core::store::Transition;
+    store
+        .transition(r.id, &Transition::to(Status::Dispatched).task_arn("arn:t"))
+        .await
+        .unwrap();
+    let mut done = Transition::to(Status::Failed).reason("x");
+    done.outcome = Some(serde_json::json!({"o": 1}));
+    store.transition(r.id, &done).await.unwrap();
+    store.redact(r.id, "admin-token").await.unwrap();
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "two transitions and a redaction: {seen:?}");
+    let allowed: std::collections::BTreeSet<String> =
+        ["id", "status", "doc"].map(str::to_owned).into();
+    for names in &seen {
+        assert!(
+            names.is_subset(&allowed),
+            "{names:?} is not within {allowed:?}"
+        );
+    }
+}

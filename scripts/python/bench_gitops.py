@@ -169,14 +169,19 @@ class GithubMock(http.server.BaseHTTPRequestHandler):
         self.do_POST()
 
 
+# The audit routes need a credential of their own (the intake is left open here).
+AUDIT_TOKEN = "bench-audit-" + os.urandom(8).hex()
+
+
 def webhook_to_pr(server_bin, task_bin, repo_url, github_url, runs, work, clone):
     """Seconds POST -> succeeded with a PR, for `runs` deliveries, with GITOPS_CLONE=`clone`."""
     payload = json.load(open(FIXTURE))
     data = tempfile.mkdtemp(dir=work)
     env = dict(os.environ, PORT="0", DATA_DIR=data, RUST_LOG="warn", GITOPS_REPO_URL=repo_url,
                GITOPS_BASE_BRANCH="main", GITHUB_API_URL=github_url, GITHUB_REPOSITORY="acme/gitops",
-               GITHUB_TOKEN="bench-token", GITOPS_CLONE=clone)
+               GITHUB_TOKEN="bench-token", GITOPS_CLONE=clone, AUDIT_TOKEN=AUDIT_TOKEN)
     env.pop("INTAKE_TOKEN", None)
+    env.pop("ADMIN_TOKEN", None)
     proc = subprocess.Popen([server_bin, "serve", "--task-binary", task_bin], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     times = []
@@ -193,7 +198,8 @@ def webhook_to_pr(server_bin, task_bin, repo_url, github_url, runs, work, clone)
             assert r.status == 202, (r.status, body)
             rid = body["id"]
             while True:
-                conn.request("GET", f"/pullrequests/{rid}")
+                conn.request("GET", f"/pullrequests/{rid}",
+                             headers={"Authorization": f"Bearer {AUDIT_TOKEN}"})
                 rec = json.loads(conn.getresponse().read())
                 if rec["status"] not in ("received", "dispatched", "running"):
                     break

@@ -28,6 +28,10 @@ def report(name, ms):
     print(f"BENCH local {name}: n={len(ms)} p50={pct(ms, 50):.2f}ms p95={pct(ms, 95):.2f}ms p99={pct(ms, 99):.2f}ms mean={statistics.mean(ms):.2f}ms")
 
 
+# The audit routes need a credential of their own (the intake is left open here).
+AUDIT_TOKEN = "bench-audit-" + os.urandom(8).hex()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -35,8 +39,11 @@ def main():
     args = ap.parse_args()
     payload = json.load(open(FIXTURE))
     with tempfile.TemporaryDirectory() as data:
-        env = dict(os.environ, PORT="0", DATA_DIR=data, TASK_BINARY="/bin/true", RUST_LOG="warn")
+        env = dict(os.environ, PORT="0", DATA_DIR=data, TASK_BINARY="/bin/true", RUST_LOG="warn",
+                   AUDIT_TOKEN=AUDIT_TOKEN)
         env.pop("INTAKE_TOKEN", None)
+        env.pop("ADMIN_TOKEN", None)
+        audit = {"Authorization": f"Bearer {AUDIT_TOKEN}"}
         t0 = time.perf_counter()
         proc = subprocess.Popen([args.binary, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
@@ -59,13 +66,13 @@ def main():
                 ids.append(json.loads(data_)["id"])
             for i in range(args.requests):
                 t = time.perf_counter()
-                conn.request("GET", "/pullrequests?limit=25")
+                conn.request("GET", "/pullrequests?limit=25", headers=audit)
                 r = conn.getresponse(); r.read()
                 lst.append((time.perf_counter() - t) * 1000)
                 assert r.status == 200
             for i in range(args.requests):
                 t = time.perf_counter()
-                conn.request("GET", f"/pullrequests/{ids[i]}")
+                conn.request("GET", f"/pullrequests/{ids[i]}", headers=audit)
                 r = conn.getresponse(); r.read()
                 show.append((time.perf_counter() - t) * 1000)
                 assert r.status == 200

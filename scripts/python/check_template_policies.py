@@ -29,6 +29,14 @@ Checks (exit 1 with one line per finding, naming the resource, the statement and
 7. Every Allow statement granting ecs:ListTasks, ecs:DescribeTasks or ecs:StopTask (or a wildcard
    covering one) has an `ecs:cluster` condition: the recovery sweeper and the functions that
    adopt a live task look at our cluster's tasks only.
+8. The audit trail cannot be erased: no Allow statement grants dynamodb:DeleteItem or
+   dynamodb:BatchWriteItem (records are redacted, never deleted), every dynamodb:UpdateItem grant
+   has a `ForAllValues:StringEquals` condition on `dynamodb:Attributes` naming only the
+   attributes a status change writes (id, status, doc: never `expires_at`, the dedupe key or an
+   index key), and every table has its TTL on `expires_at` (retention).
+9. No unused DynamoDB permission: a function built from a binary listed in DYNAMODB_ACTIONS_OF
+   (the lifecycle function reads and updates one record; it lists nothing) is granted no other
+   DynamoDB action.
 
 The template is loaded with cfn-lint's own YAML loader (short tags !Ref, !Sub, !GetAtt, !If ...
 become their long forms), or, without cfn-lint, with PyYAML and an equivalent tag constructor.
@@ -77,6 +85,14 @@ EC2_INSTANCE_ACTIONS = [
 EC2_TAGGING_ACTIONS = ["ec2:createtags"]
 # ECS task inspection (lower case): only on our cluster.
 ECS_CLUSTER_SCOPED_ACTIONS = ["ecs:listtasks", "ecs:describetasks", "ecs:stoptask"]
+# What an UpdateItem may touch: the key and what a status change (or a redaction) writes.
+UPDATABLE_ATTRIBUTES = {"id", "status", "doc"}
+# The TTL attribute every table must expire records on.
+TTL_ATTRIBUTE = "expires_at"
+# The DynamoDB actions (lower case) a function built from a binary may be granted, at most.
+DYNAMODB_ACTIONS_OF = {
+    "lifecycle": {"dynamodb:getitem", "dynamodb:updateitem"},
+}
 IAM_POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
 SAM_FUNCTION_TYPES = {"AWS::Serverless::Function"}
 
@@ -234,6 +250,25 @@ def condition_keys(condition: Any) -> set[str]:
     return keys
 
 
+def attribute_limits(condition: Any) -> list[set[str] | None]:
+    """For each alternative of a Condition: the attribute names its
+    `ForAllValues:StringEquals` on `dynamodb:Attributes` allows (None: no such test)."""
+    out: list[set[str] | None] = []
+    for alt in alternatives(condition) if condition is not None else [None]:
+        allowed = None
+        if isinstance(alt, dict):
+            for operator, tests in alt.items():
+                if str(operator).strip().lower() != "forallvalues:stringequals":
+                    continue
+                for t in alternatives(tests):
+                    if isinstance(t, dict):
+                        for k, v in t.items():
+                            if str(k).strip().lower() == "dynamodb:attributes":
+                                allowed = {x if isinstance(x, str) else repr(x) for x in flat_values(v)}
+        out.append(allowed)
+    return out
+
+
 def is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
@@ -280,6 +315,39 @@ def check_policies(template: dict) -> list[str]:
                             f"{name} ({rtype}) {where}: action {action} has no {key} condition "
                             f"(covers {needed_for}); add one"
                         )
+        for action, hits in granted:
+            for erasing in ("dynamodb:deleteitem", "dynamodb:batchwriteitem"):
+                if erasing in hits:
+                    errors.append(
+                        f"{name} ({rtype}) {where}: action {action} grants {erasing}: records are "
+                        "redacted, never deleted (retention is the table's TTL)"
+                    )
+            if "dynamodb:updateitem" in hits:
+                for allowed in attribute_limits(stmt.get("Condition")):
+                    if allowed is None:
+                        errors.append(
+                            f"{name} ({rtype}) {where}: action {action} grants dynamodb:UpdateItem "
+                            "without a ForAllValues:StringEquals dynamodb:Attributes condition "
+                            f"(allow only {sorted(UPDATABLE_ATTRIBUTES)})"
+                        )
+                    elif not allowed <= UPDATABLE_ATTRIBUTES:
+                        errors.append(
+                            f"{name} ({rtype}) {where}: action {action} may update "
+                            f"{sorted(allowed - UPDATABLE_ATTRIBUTES)}: only "
+                            f"{sorted(UPDATABLE_ATTRIBUTES)} (never the TTL, the dedupe key or an "
+                            "index key)"
+                        )
+        binary = (resources.get(name, {}).get("Metadata") or {}).get("BuildProperties", {})
+        binary = binary.get("Binary") if isinstance(binary, dict) else None
+        if binary in DYNAMODB_ACTIONS_OF:
+            for action, hits in granted:
+                extra = sorted(h for h in hits if h.startswith("dynamodb:")
+                               and h not in DYNAMODB_ACTIONS_OF[binary])
+                if extra:
+                    errors.append(
+                        f"{name} ({rtype}) {where}: action {action} grants {', '.join(extra)}, "
+                        f"which the {binary} function does not use"
+                    )
         for action, hits in granted:
             if "dynamodb:scan" in hits and not str(action).startswith("NotAction"):
                 errors.append(
@@ -396,6 +464,13 @@ def check_tables(template: dict) -> list[str]:
                 )
         if not is_true(props.get("DeletionProtectionEnabled")):
             errors.append(f"{name} (AWS::DynamoDB::Table): DeletionProtectionEnabled must be true")
+        ttl = props.get("TimeToLiveSpecification") or {}
+        if not (isinstance(ttl, dict) and is_true(ttl.get("Enabled"))
+                and ttl.get("AttributeName") == TTL_ATTRIBUTE):
+            errors.append(
+                f"{name} (AWS::DynamoDB::Table): TimeToLiveSpecification must be enabled on "
+                f"{TTL_ATTRIBUTE!r} (retention is the TTL, not a person's DELETE)"
+            )
         pitr = props.get("PointInTimeRecoverySpecification") or {}
         if not (isinstance(pitr, dict) and is_true(pitr.get("PointInTimeRecoveryEnabled"))):
             errors.append(
@@ -428,6 +503,28 @@ def _good() -> dict:
                 "Properties": {
                     "DeletionProtectionEnabled": True,
                     "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+                },
+            },
+            "Lifecycle": {
+                "Type": "AWS::Serverless::Function",
+                "Metadata": {"BuildProperties": {"Binary": "lifecycle"}},
+                "Properties": {
+                    "Policies": [
+                        {
+                            "Statement": [
+                                {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": table_arn},
+                                {
+                                    "Effect": "Allow",
+                                    "Action": "dynamodb:UpdateItem",
+                                    "Resource": table_arn,
+                                    "Condition": {
+                                        "ForAllValues:StringEquals": {"dynamodb:Attributes": ["id", "status", "doc"]}
+                                    },
+                                },
+                            ]
+                        }
+                    ]
                 },
             },
             "Role": {
@@ -504,6 +601,10 @@ def _fn_stmt(t: dict) -> list:
     return t["Resources"]["Fn"]["Properties"]["Policies"][1]["Statement"]
 
 
+def _lifecycle_stmt(t: dict) -> list:
+    return t["Resources"]["Lifecycle"]["Properties"]["Policies"][0]["Statement"]
+
+
 def _bad_cases() -> list[tuple[str, Any, str]]:
     """(description, mutation or YAML text, text the error must contain)."""
 
@@ -573,6 +674,26 @@ def _bad_cases() -> list[tuple[str, Any, str]]:
             {"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": False}})),
          "PointInTimeRecoveryEnabled"),
         ("no table at all", mut(lambda t: t["Resources"].pop("Table")), "no AWS::DynamoDB::Table"),
+        ("dynamodb:DeleteItem on the table", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "dynamodb:DeleteItem", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}})),
+         "grants dynamodb:deleteitem"),
+        ("dynamodb:Batch* (BatchWriteItem deletes too)", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "dynamodb:Batch*", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}})),
+         "grants dynamodb:batchwriteitem"),
+        ("UpdateItem without a dynamodb:Attributes condition", mut(lambda t: _lifecycle_stmt(t)[1].pop(
+            "Condition")), "without a ForAllValues:StringEquals dynamodb:Attributes condition"),
+        ("UpdateItem that may change expires_at", mut(lambda t: _lifecycle_stmt(t)[1]["Condition"][
+            "ForAllValues:StringEquals"]["dynamodb:Attributes"].append("expires_at")), "may update ['expires_at']"),
+        ("UpdateItem limited with ForAnyValue (allows anything alongside)", mut(lambda t: _lifecycle_stmt(t)[1].update(
+            {"Condition": {"ForAnyValue:StringEquals": {"dynamodb:Attributes": ["status"]}}})),
+         "without a ForAllValues:StringEquals"),
+        ("the lifecycle function granted Query", mut(lambda t: _lifecycle_stmt(t).append(
+            {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}})),
+         "grants dynamodb:query, which the lifecycle function does not use"),
+        ("table without TTL", mut(lambda t: t["Resources"]["Table"]["Properties"].pop("TimeToLiveSpecification")),
+         "TimeToLiveSpecification"),
+        ("table with TTL on another attribute", mut(lambda t: t["Resources"]["Table"]["Properties"].update(
+            {"TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True}})), "TimeToLiveSpecification"),
         ("YAML with short tags: !Sub/!GetAtt/!If and dynamodb:* on *", """
 Transform: AWS::Serverless-2016-10-31
 Conditions:
@@ -585,6 +706,7 @@ Resources:
     Properties:
       DeletionProtectionEnabled: true
       PointInTimeRecoverySpecification: {PointInTimeRecoveryEnabled: true}
+      TimeToLiveSpecification: {AttributeName: expires_at, Enabled: true}
   ApiFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -655,7 +777,9 @@ def main(argv: list[str]) -> int:
     print(f"{path}: OK ({statements} IAM statements checked; no wildcard resource on RunTask, "
           "PassRole, DynamoDB or GetSecretValue; RunTask only with ecs:cluster, PassRole only with "
           "iam:PassedToService; EC2 instance actions only with aws:ResourceTag, CreateTags only "
-          "with ec2:CreateAction; no Scan; table retained, protected, PITR on)")
+          "with ec2:CreateAction; ListTasks/DescribeTasks only with ecs:cluster; no Scan, "
+          "DeleteItem or BatchWriteItem; UpdateItem only on id, status, doc; no unused DynamoDB "
+          "action; table retained, protected, PITR and TTL on)")
     return 0
 
 

@@ -13,7 +13,8 @@ the bytes sent) must not be answered 401, nor 404 unless it names a record that 
 (`not_found` on /pullrequests/{id}...): a router or auth layer that refused everything would
 otherwise pass as "documented statuses".
 
-Environment: SCHEMATHESIS_INTAKE_TOKEN, SCHEMATHESIS_CIRCLECI_SECRET, SCHEMATHESIS_PORT_SECRET.
+Environment: SCHEMATHESIS_INTAKE_TOKEN, SCHEMATHESIS_ADMIN_TOKEN, SCHEMATHESIS_CIRCLECI_SECRET,
+SCHEMATHESIS_PORT_SECRET.
 """
 
 import base64
@@ -106,12 +107,27 @@ def _authenticated(request):
     if url.path == "/webhooks/port":
         timestamp = _header(headers, "x-port-timestamp") or ""
         return _header(headers, "x-port-signature") == _port_signature(timestamp, body)
-    token = _secret("SCHEMATHESIS_INTAKE_TOKEN")
-    return (
-        _header(headers, "authorization") == f"Bearer {token}"
-        or parse_qs(url.query).get("token") == [token]
-        or url.path == "/openapi.json"
-    )
+    if url.path == "/openapi.json":
+        return True
+    if request.method == "POST" and url.path == "/pullrequests":
+        token = _secret("SCHEMATHESIS_INTAKE_TOKEN")
+        return (
+            _header(headers, "authorization") == f"Bearer {token}"
+            or parse_qs(url.query).get("token") == [token]
+        )
+    # The audit routes: the admin token, as Bearer or as the Basic password (never ?token=).
+    admin = _secret("SCHEMATHESIS_ADMIN_TOKEN")
+    auth = _header(headers, "authorization") or ""
+    if auth == f"Bearer {admin}":
+        return True
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            _, _, password = base64.b64decode(value).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return password == admin
+    return False
 
 
 @schemathesis.check

@@ -308,6 +308,13 @@ pub struct Record {
     /// task and the lifecycle function report progress to it.
     #[serde(default)]
     pub port_run: Option<PortRun>,
+    /// Who redacted the record (`admin-token`, `iam:<arn>`): its payload and outcome are gone,
+    /// the rest stays as a tombstone ([`crate::store::redact`]).
+    #[serde(default)]
+    pub redacted_by: Option<String>,
+    /// When it was redacted.
+    #[serde(default, with = "rfc3339_opt")]
+    pub redacted_at: Option<DateTime<Utc>>,
 }
 
 /// The attempt of a record that was launched at most once.
@@ -395,6 +402,8 @@ impl Record {
             retry_at: None,
             history: Vec::new(),
             port_run: None,
+            redacted_by: None,
+            redacted_at: None,
         }
     }
 

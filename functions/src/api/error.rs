@@ -17,6 +17,18 @@ use crate::sources::Refusal;
 pub enum ApiError {
     #[error("a valid token is required (query parameter `token` or `Authorization: Bearer`)")]
     Unauthorized,
+    /// An audit route without a valid audit or admin credential (names the setting).
+    #[error(
+        "a valid {0} is required (`Authorization: Bearer <token>`, or the HTTP Basic password; \
+         on AWS, SigV4 with an authorized IAM identity)"
+    )]
+    CredentialRequired(&'static str),
+    /// A valid credential that does not grant this operation (names the one that does).
+    #[error("this operation needs {0}; the credential given cannot do it")]
+    Forbidden(&'static str),
+    /// The credential a route needs is not configured: the route is closed.
+    #[error("{0} is not configured on this deployment: these routes are closed")]
+    CredentialNotConfigured(&'static str),
     #[error("the request signature is missing, invalid or stale")]
     BadSignature,
     #[error("Content-Type must be application/json")]
@@ -57,6 +69,7 @@ impl From<StoreError> for ApiError {
                 reason: e.to_string(),
             },
             StoreError::NotFound(id) => ApiError::NotFound(format!("record {id}")),
+            StoreError::InFlight { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -90,7 +103,10 @@ impl From<DispatchError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadSignature | ApiError::CredentialRequired(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden(_) | ApiError::CredentialNotConfigured(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyUnreadable | ApiError::Payload(_) | ApiError::InvalidQuery { .. } => {
@@ -109,7 +125,9 @@ impl ApiError {
     /// The stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::CredentialRequired(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::CredentialNotConfigured(_) => "credential_not_configured",
             ApiError::BadSignature => "bad_signature",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -127,6 +145,16 @@ impl ApiError {
             ApiError::DispatchFailed { .. } => "dispatch_failed",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The setting that names the credential a refused request needed.
+    fn credential(&self) -> Option<&'static str> {
+        match self {
+            ApiError::CredentialRequired(c)
+            | ApiError::Forbidden(c)
+            | ApiError::CredentialNotConfigured(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -157,6 +185,9 @@ impl IntoResponse for ApiError {
         let mut error = json!({"code": self.code(), "message": self.to_string()});
         if let Some(f) = self.field() {
             error["field"] = json!(f);
+        }
+        if let Some(c) = self.credential() {
+            error["credential"] = json!(c);
         }
         let mut body = json!({ "error": error });
         if let ApiError::DispatchFailed { record_id, .. } = &self {

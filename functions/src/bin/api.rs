@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use clap::Parser;
+use orchestrator::api::access::AccessArgs;
 use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::secrets::{self, SecretArns};
 use orchestrator::{AppState, init_error, lambda_app, telemetry};
-use orchestrator_core::store::dynamodb::DynamoStore;
 
 #[derive(Debug, Parser)]
 #[command(about = "API Gateway Lambda for the gitops orchestrator (configured by environment)")]
@@ -24,6 +24,10 @@ struct Config {
     ecs: EcsArgs,
     #[command(flatten)]
     secrets: SecretArns,
+    /// Tokens for the audit routes; usually unset on AWS, where API Gateway authorizes those
+    /// routes with IAM (SigV4) and the function trusts the identity it verified.
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 /// Reads and checks the configuration, resolves the secrets, and builds the state. `Err` is the
@@ -60,16 +64,15 @@ async fn configure() -> Result<AppState, String> {
                 .into(),
         );
     }
+    let access = config.access.settings(intake.token.as_ref())?;
     Ok(AppState {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            config.dynamo.names(),
-        )),
+        store: Arc::new(config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws))),
         launcher: Arc::new(EcsLauncher::new(
             aws_sdk_ecs::Client::new(&aws),
             config.ecs.settings(),
         )),
         intake: Arc::new(intake),
+        access: Arc::new(access),
     })
 }
 

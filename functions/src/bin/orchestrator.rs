@@ -1,7 +1,8 @@
 //! The local orchestrator: `serve` runs the same Router as the Lambda on 127.0.0.1, with the
 //! embedded SQLite store and the task binary as a child process; `schedule fire` runs one
 //! EventBridge Scheduler schedule now, against the same store and task binary; `create-table`
-//! creates the DynamoDB table.
+//! creates the DynamoDB table; `records` reads and operates a deployed (or local) API's audit
+//! trail (`orchestrator::records_client`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,8 +10,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use orchestrator::api::access::AccessArgs;
 use orchestrator::config::{DynamoArgs, IntakeArgs, LocalArgs};
 use orchestrator::launch::process::ProcessLauncher;
+use orchestrator::records_client::{self, RecordsArgs};
 use orchestrator::{AppState, app, recovery, telemetry};
 use orchestrator_core::store::dynamodb::DynamoStore;
 use orchestrator_core::store::sqlite::SqliteStore;
@@ -33,7 +36,11 @@ enum Command {
         local: LocalArgs,
         #[command(flatten)]
         intake: Box<IntakeArgs>,
+        #[command(flatten)]
+        access: AccessArgs,
     },
+    /// Read and operate the audit trail of a deployed or local API (list, show, redispatch, redact).
+    Records(Box<RecordsArgs>),
     /// Create the DynamoDB table and its indexes (honours AWS_ENDPOINT_URL, e.g. for moto).
     CreateTable {
         #[command(flatten)]
@@ -127,9 +134,12 @@ async fn fire(
     Ok(())
 }
 
-async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
+async fn serve(local: LocalArgs, intake: IntakeArgs, access: AccessArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let settings = intake.settings().map_err(anyhow::Error::msg)?;
+    let access = access
+        .settings(settings.token.as_ref())
+        .map_err(anyhow::Error::msg)?;
     let (store, launcher, db) = local_adapters(&local)?;
     let task_binary = launcher.program().to_owned();
     if settings.token.is_none() {
@@ -148,6 +158,7 @@ async fn serve(local: LocalArgs, intake: IntakeArgs) -> anyhow::Result<()> {
         store: Arc::new(store),
         launcher: Arc::new(launcher),
         intake: Arc::new(settings),
+        access: Arc::new(access),
     };
     // The same sweeper the `recovery` Lambda runs on a schedule.
     if local.recovery_interval_secs > 0 {
@@ -183,7 +194,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(telemetry::wants_json());
     match cli.command {
-        Command::Serve { local, intake } => serve(local, *intake).await,
+        Command::Serve {
+            local,
+            intake,
+            access,
+        } => serve(local, *intake, access).await,
+        Command::Records(args) => {
+            let out = records_client::run(*args, |k| std::env::var(k).ok()).await?;
+            print!("{out}");
+            Ok(())
+        }
         Command::Schedule {
             command:
                 ScheduleCommand::Fire {

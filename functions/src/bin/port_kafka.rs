@@ -29,7 +29,6 @@ use orchestrator::dispatch::{self, RetryPolicy};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::rules::RuleSet;
 use orchestrator::{init_error, telemetry};
-use orchestrator_core::store::dynamodb::DynamoStore;
 use serde_json::Value;
 
 #[derive(Debug, Parser)]
@@ -98,7 +97,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (config, rules, policy, runs) = init_error::or_report(configure()).await?;
     tracing::info!(rules = rules.len(), "Port rules loaded");
     let aws = aws_config::load_from_env().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
+    let store = config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws));
     let launcher = EcsLauncher::new(aws_sdk_ecs::Client::new(&aws), config.ecs.settings());
     let rules = Arc::new(rules);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use orchestrator::api::access::AccessSettings;
 use orchestrator::launch::ecs::{EcsLauncher, EcsSettings};
 use orchestrator::launch::{
     LaunchError, Launched, LiveTask, TaskInspector, TaskLauncher, TaskState,
@@ -17,7 +18,7 @@ use orchestrator::{AppState, IntakeSettings, app};
 use orchestrator_core::store::dynamodb::{DynamoStore, TableNames};
 use orchestrator_core::store::sqlite::SqliteStore;
 use orchestrator_core::store::{ListQuery, Page, RecordStore, Transition};
-use orchestrator_core::{Job, LaunchContract, Record, RecordId, Source, Status};
+use orchestrator_core::{Job, LaunchContract, Record, RecordId, Secret, Source, Status};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -115,6 +116,28 @@ impl TaskInspector for RecordingLauncher {
     }
 }
 
+/// The audit token of [`sqlite_app`]'s state: reads records.
+pub const AUDIT_TOKEN: &str = "test-audit-token";
+/// The admin token of [`sqlite_app`]'s state: re-dispatches and redacts records.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Both audit credentials configured, [`AUDIT_TOKEN`] and [`ADMIN_TOKEN`].
+pub fn access() -> Arc<AccessSettings> {
+    Arc::new(AccessSettings {
+        audit_token: Some(Secret::new(AUDIT_TOKEN)),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+    })
+}
+
+/// `req` with `Authorization: Bearer <token>`.
+pub fn bearer(mut req: Request<Body>, token: &str) -> Request<Body> {
+    req.headers_mut().insert(
+        axum::http::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    req
+}
+
 pub struct TestApp {
     pub state: AppState,
     pub launcher: Arc<RecordingLauncher>,
@@ -131,6 +154,7 @@ pub fn sqlite_app(settings: IntakeSettings) -> TestApp {
             store: store.clone(),
             launcher: launcher.clone(),
             intake: Arc::new(settings),
+            access: access(),
         },
         launcher,
         store,

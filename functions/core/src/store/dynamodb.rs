@@ -11,10 +11,13 @@
 //! | `source`     | filter attribute                                                 |
 //! | `dedupe_key` | the delivery key, also held by a marker item `dedupe#<key>`      |
 //! | `doc`        | the whole record as JSON: the source of truth                    |
+//! | `expires_at` | epoch seconds: the table's TTL (retention), on the record and its marker |
 //!
 //! Every index uses `id` as its range key, so "newest first" is `ScanIndexForward = false` and a
 //! cursor is simply the last id returned. Listing is always a `Query`; this module never scans.
-//! A record and its dedupe marker are written and deleted in one transaction.
+//! A record and its dedupe marker are written in one transaction. Nothing here deletes: a
+//! redaction rewrites `doc` (the marker stays, so a replay is still a duplicate), and DynamoDB's
+//! TTL removes a record and its marker once `expires_at` has passed ([`DynamoStore::with_retention`]).
 
 use std::collections::HashMap;
 
@@ -22,8 +25,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
     TransactWriteItem,
 };
 
@@ -56,11 +59,16 @@ const MAX_QUERY_PAGES: usize = 10;
 /// How often a transition re-reads after losing a race.
 const MAX_TRANSITION_ATTEMPTS: usize = 5;
 
+/// The TTL attribute: epoch seconds after which DynamoDB may delete the item.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
 /// DynamoDB-backed [`RecordStore`].
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     names: TableNames,
+    /// How long records are kept (their `expires_at`); `None`: forever.
+    retention: Option<chrono::Duration>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -107,8 +115,26 @@ fn encode(r: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> {
 }
 
 impl DynamoStore {
+    /// A store that keeps records forever; see [`with_retention`](Self::with_retention).
     pub fn new(client: Client, names: TableNames) -> Self {
-        Self { client, names }
+        Self {
+            client,
+            names,
+            retention: None,
+        }
+    }
+
+    /// Records written from now on expire `days` after they were received (the table's TTL on
+    /// `expires_at`); 0 keeps them forever.
+    pub fn with_retention(mut self, days: u32) -> Self {
+        self.retention = (days > 0).then(|| chrono::Duration::days(i64::from(days)));
+        self
+    }
+
+    /// The `expires_at` of a record received at `received`, if records expire.
+    fn expires_at(&self, received: chrono::DateTime<chrono::Utc>) -> Option<AttributeValue> {
+        self.retention
+            .map(|r| AttributeValue::N((received + r).timestamp().to_string()))
     }
 
     pub fn names(&self) -> &TableNames {
@@ -160,6 +186,19 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk("CreateTable", e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.names.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk("UpdateTimeToLive", e))?;
         Ok(())
     }
 
@@ -196,7 +235,11 @@ impl DynamoStore {
 #[async_trait]
 impl RecordStore for DynamoStore {
     async fn create(&self, record: &Record) -> Result<Created, StoreError> {
-        let item = encode(record)?;
+        let mut item = encode(record)?;
+        let expires_at = self.expires_at(record.received_at);
+        if let Some(at) = &expires_at {
+            item.insert(TTL_ATTRIBUTE.into(), at.clone());
+        }
         let Some(key) = &record.dedupe_key else {
             self.client
                 .put_item()
@@ -216,10 +259,13 @@ impl RecordStore for DynamoStore {
                 .build()
                 .map_err(|e| StoreError::Backend(e.to_string()))
         };
-        let marker = HashMap::from([
+        let mut marker = HashMap::from([
             ("id".to_owned(), s(marker_id(key))),
             ("record_id".to_owned(), s(record.id.to_string())),
         ]);
+        if let Some(at) = expires_at {
+            marker.insert(TTL_ATTRIBUTE.into(), at);
+        }
         let result = self
             .client
             .transact_write_items()
@@ -334,41 +380,31 @@ impl RecordStore for DynamoStore {
         })
     }
 
-    async fn delete(&self, id: RecordId) -> Result<bool, StoreError> {
-        let Some(item) = self.get_item(&id.to_string()).await? else {
-            return Ok(false);
-        };
-        let del = |key: String| {
-            Delete::builder()
-                .table_name(&self.names.table)
-                .key("id", s(key))
-                .build()
-                .map_err(|e| StoreError::Backend(e.to_string()))
-        };
-        let mut tx = self.client.transact_write_items().transact_items(
-            TransactWriteItem::builder()
-                .delete(del(id.to_string())?)
-                .build(),
-        );
-        if let Some(key) = item.get("dedupe_key").and_then(|v| v.as_s().ok()) {
-            tx = tx.transact_items(
-                TransactWriteItem::builder()
-                    .delete(del(marker_id(key))?)
-                    .build(),
-            );
-        }
-        tx.send().await.map_err(|e| sdk("TransactWriteItems", e))?;
-        Ok(true)
+    async fn redact(&self, id: RecordId, by: &str) -> Result<Record, StoreError> {
+        self.update_with(id, |r| super::redact(r, by, crate::record::now()))
+            .await
     }
 
     async fn transition(&self, id: RecordId, change: &Transition) -> Result<Record, StoreError> {
+        self.update_with(id, |r| change.apply(r)).await
+    }
+}
+
+impl DynamoStore {
+    /// Reads the record, changes it with `f` and writes it back only if nobody wrote in between
+    /// (a conditional update on the document); otherwise re-reads and re-applies `f`.
+    async fn update_with(
+        &self,
+        id: RecordId,
+        f: impl Fn(&Record) -> Result<Record, StoreError>,
+    ) -> Result<Record, StoreError> {
         for _ in 0..MAX_TRANSITION_ATTEMPTS {
             let item = self
                 .get_item(&id.to_string())
                 .await?
                 .ok_or(StoreError::NotFound(id))?;
             let current = decode(&item)?;
-            let next = change.apply(&current)?;
+            let next = f(&current)?;
             let doc = serde_json::to_string(&next)
                 .map_err(|e| StoreError::Backend(format!("encode record: {e}")))?;
             let result = self

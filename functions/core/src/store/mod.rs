@@ -38,6 +38,76 @@ pub enum Created {
     Duplicate(Box<Record>),
 }
 
+/// Largest outcome a record keeps, as JSON text. With the largest payload the intake accepts
+/// (256 KiB) and a reason of [`MAX_REASON_BYTES`], a record stays under DynamoDB's 400 KB item
+/// limit, so a task's report is never refused for its size (a step that succeeded never ends
+/// `failed` because its output was long).
+pub const MAX_OUTCOME_BYTES: usize = 64 * 1024;
+/// Largest status reason a record keeps.
+pub const MAX_REASON_BYTES: usize = 8 * 1024;
+/// Longest string kept whole inside a capped outcome (longer ones keep their end).
+const CAPPED_STRING_BYTES: usize = 1024;
+
+/// The key a capped outcome carries: `{"original_bytes": <size of the outcome as reported>}`.
+pub const TRUNCATED_MARKER: &str = "_truncated";
+
+/// The end of `s`: at most `max` bytes, cut at a character boundary, after a `…`.
+fn tail(s: &str, max: usize) -> String {
+    let mut start = s.len().saturating_sub(max);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &s[start..])
+}
+
+/// The start of `s`: at most `max` bytes, cut at a character boundary, before a `…`.
+fn head(s: &str, max: usize) -> String {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn shorten_strings(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.len() > CAPPED_STRING_BYTES => {
+            *s = tail(s, CAPPED_STRING_BYTES);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(shorten_strings),
+        serde_json::Value::Object(o) => o.values_mut().for_each(shorten_strings),
+        _ => {}
+    }
+}
+
+/// `outcome` as a record keeps it: unchanged when its JSON fits in [`MAX_OUTCOME_BYTES`];
+/// otherwise with every long string cut to its end (output tails say most), and if that is
+/// still too big, the start of its JSON text as `head`. A capped outcome says so:
+/// [`TRUNCATED_MARKER`] with the original size.
+pub fn cap_outcome(outcome: &serde_json::Value) -> serde_json::Value {
+    let original = outcome.to_string().len();
+    if original <= MAX_OUTCOME_BYTES {
+        return outcome.clone();
+    }
+    let marker = serde_json::json!({ "original_bytes": original });
+    // Room for the marker and the wrapping.
+    let budget = MAX_OUTCOME_BYTES - 256;
+    let mut short = outcome.clone();
+    shorten_strings(&mut short);
+    let text = short.to_string();
+    if text.len() <= budget {
+        return match short {
+            serde_json::Value::Object(mut o) => {
+                o.insert(TRUNCATED_MARKER.into(), marker);
+                serde_json::Value::Object(o)
+            }
+            other => serde_json::json!({ TRUNCATED_MARKER: marker, "value": other }),
+        };
+    }
+    // JSON-escaping the head may grow it (quotes, backslashes): a quarter of the room is safe.
+    serde_json::json!({ TRUNCATED_MARKER: marker, "head": head(&text, budget / 4) })
+}
+
 /// A status change and the fields that come with it. `None` fields are left as they are.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transition {
@@ -142,7 +212,11 @@ impl Transition {
             next.status = to;
         }
         if let Some(r) = &self.reason {
-            next.status_reason = Some(r.clone());
+            next.status_reason = Some(if r.len() > MAX_REASON_BYTES {
+                head(r, MAX_REASON_BYTES)
+            } else {
+                r.clone()
+            });
         }
         if let Some(v) = &self.task_arn {
             next.task_arn = Some(v.clone());
@@ -154,7 +228,7 @@ impl Transition {
             next.branch = Some(v.clone());
         }
         if let Some(v) = &self.outcome {
-            next.outcome = Some(v.clone());
+            next.outcome = Some(cap_outcome(v));
         }
         if let Some(v) = self.retry_at {
             next.retry_at = v;
@@ -179,6 +253,44 @@ impl Transition {
         }
         Ok(next)
     }
+}
+
+/// The tombstone of `record`, redacted by `by` at `at`: the payload and the outcome (the task's
+/// report, which may quote it) are cleared; the id, status, reason, job, dedupe key, task and PR
+/// references and every other field stay. A record whose task may still be running (`received`,
+/// `dispatched`, `running`) is refused: its task would write an outcome into the tombstone. A
+/// record already redacted is returned as it is (the first redaction's author and time stay).
+pub fn redact(
+    record: &Record,
+    by: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Record, StoreError> {
+    if record.redacted_at.is_some() {
+        return Ok(record.clone());
+    }
+    // A task may be running (`received`, `dispatched`, `running`), or the recovery sweeper will
+    // launch one (`dispatch_failed` with a retry pending).
+    if !record.is_settled() {
+        return Err(StoreError::InFlight {
+            id: record.id,
+            status: record.status,
+        });
+    }
+    let mut tomb = record.clone();
+    tomb.payload = serde_json::Value::Null;
+    tomb.outcome = None;
+    tomb.redacted_by = Some(by.to_owned());
+    tomb.redacted_at = Some(at);
+    tomb.updated_at = at.max(record.updated_at);
+    tomb.history.push(HistoryEntry {
+        at: tomb.updated_at,
+        status: tomb.status,
+        attempt: tomb.attempt,
+        note: Some(format!("redacted by {by}")),
+    });
+    let excess = tomb.history.len().saturating_sub(HISTORY_LIMIT);
+    tomb.history.drain(..excess);
+    Ok(tomb)
 }
 
 /// A listing request. Newest first.
@@ -245,6 +357,10 @@ pub enum StoreError {
     /// The change was made for another launch attempt than the record's current one.
     #[error("attempt {got} is not the record's current attempt {current}")]
     Superseded { current: u32, got: u32 },
+    #[error(
+        "record {id} is `{status}`: its task may be running, or a launch retry is pending, so it cannot be redacted yet"
+    )]
+    InFlight { id: RecordId, status: Status },
     #[error("the cursor is not one this API issued")]
     InvalidCursor,
     #[error("store backend error: {0}")]
@@ -263,8 +379,13 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// Newest first, filtered, at most `query.limit` (capped at [`MAX_PAGE`]) records.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Deletes the record (and releases its dedupe key). `false` when there was none.
-    async fn delete(&self, id: RecordId) -> Result<bool, StoreError>;
+    /// Replaces the record with its tombstone ([`redact`]), atomically like [`transition`]
+    /// (a concurrent status change is re-read and re-checked). Nothing is ever deleted: the
+    /// dedupe key stays held, so a replay of the delivery is still a duplicate. Retention is the
+    /// store's business (DynamoDB: a TTL attribute).
+    ///
+    /// [`transition`]: RecordStore::transition
+    async fn redact(&self, id: RecordId, by: &str) -> Result<Record, StoreError>;
 
     /// Applies `change` atomically: the write only lands if the record still has the status it
     /// was read with, so concurrent writers never lose an outcome. Returns the new record.
@@ -274,6 +395,66 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_outcomes_are_kept_as_they_are() {
+        let v = serde_json::json!({"outcome": "succeeded", "output": "x".repeat(60 * 1024)});
+        assert_eq!(cap_outcome(&v), v);
+    }
+
+    #[test]
+    fn a_big_outcome_keeps_its_shape_and_the_ends_of_its_strings() {
+        let output = format!("{}THE END", "a".repeat(1024 * 1024));
+        let v = serde_json::json!({"outcome": "succeeded", "pr_url": "https://x/pr/1", "steps": [{"id": "s1", "output": output}]});
+        let c = cap_outcome(&v);
+        assert!(
+            c.to_string().len() <= MAX_OUTCOME_BYTES,
+            "{}",
+            c.to_string().len()
+        );
+        assert_eq!(c["outcome"], "succeeded");
+        assert_eq!(c["pr_url"], "https://x/pr/1");
+        assert_eq!(c["steps"][0]["id"], "s1");
+        assert!(
+            c["steps"][0]["output"]
+                .as_str()
+                .unwrap()
+                .ends_with("THE END")
+        );
+        assert_eq!(c[TRUNCATED_MARKER]["original_bytes"], v.to_string().len());
+    }
+
+    #[test]
+    fn an_outcome_of_many_small_parts_keeps_its_start() {
+        let v = serde_json::json!(
+            (0..20_000)
+                .map(|i| format!("\"line {i}\""))
+                .collect::<Vec<_>>()
+        );
+        let c = cap_outcome(&v);
+        assert!(
+            c.to_string().len() <= MAX_OUTCOME_BYTES,
+            "{}",
+            c.to_string().len()
+        );
+        assert!(
+            c["head"].as_str().unwrap().starts_with("[\"\\\"line 0"),
+            "{}",
+            &c["head"]
+        );
+        assert!(c[TRUNCATED_MARKER]["original_bytes"].as_u64().unwrap() > MAX_OUTCOME_BYTES as u64);
+    }
+
+    #[test]
+    fn long_reasons_are_cut() {
+        let r = Record::received(Source::CircleciOrb, serde_json::json!({}), None);
+        let next = Transition::to(Status::DispatchFailed)
+            .reason("é".repeat(MAX_REASON_BYTES))
+            .apply(&r)
+            .unwrap();
+        let reason = next.status_reason.unwrap();
+        assert!(reason.len() <= MAX_REASON_BYTES + '…'.len_utf8() && reason.ends_with('…'));
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_forgeries() {

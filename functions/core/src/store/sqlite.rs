@@ -2,13 +2,14 @@
 //!
 //! One file (`<data dir>/records.sqlite3`) is shared by the local server and the task processes it
 //! launches; SQLite's locking and a busy timeout make that safe. The record is stored as its JSON
-//! document, with the columns that listings filter on beside it.
+//! document, with the columns that listings filter on beside it. Rows are never deleted (a
+//! redaction rewrites the document); local mode has no retention (`RECORD_RETENTION_DAYS` is a
+//! DynamoDB TTL and is ignored here).
 //!
 //! Every transaction that writes begins `IMMEDIATE`: it takes the write lock before its first
-//! read, waiting up to [`BUSY_TIMEOUT`] for it (a lone statement, as `delete`'s, takes it at its
-//! start). A deferred transaction that reads and then writes cannot wait: when another process
-//! holds the lock or wrote since the read, SQLite refuses the upgrade at once (`database is
-//! locked`) without calling the busy handler.
+//! read, waiting up to [`BUSY_TIMEOUT`] for it. A deferred transaction that reads and then
+//! writes cannot wait: when another process holds the lock or wrote since the read, SQLite
+//! refuses the upgrade at once (`database is locked`) without calling the busy handler.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -205,18 +206,25 @@ impl RecordStore for SqliteStore {
         .await
     }
 
-    async fn delete(&self, id: RecordId) -> Result<bool, StoreError> {
-        self.with(move |conn| {
-            let n = conn
-                .execute("DELETE FROM records WHERE id = ?1", [id.to_string()])
-                .map_err(backend)?;
-            Ok(n > 0)
-        })
-        .await
+    async fn redact(&self, id: RecordId, by: &str) -> Result<Record, StoreError> {
+        let by = by.to_owned();
+        self.update_with(id, move |r| super::redact(r, &by, crate::record::now()))
+            .await
     }
 
     async fn transition(&self, id: RecordId, change: &Transition) -> Result<Record, StoreError> {
         let change = change.clone();
+        self.update_with(id, move |r| change.apply(r)).await
+    }
+}
+
+impl SqliteStore {
+    /// Reads the record, changes it with `f` and writes it back, in one write transaction.
+    async fn update_with(
+        &self,
+        id: RecordId,
+        f: impl FnOnce(&Record) -> Result<Record, StoreError> + Send + 'static,
+    ) -> Result<Record, StoreError> {
         self.with(move |conn| {
             // IMMEDIATE takes the write lock before the read: no other writer (server or task
             // process) can slip in between the check and the write.
@@ -224,7 +232,7 @@ impl RecordStore for SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let current = read(&tx, &id.to_string())?.ok_or(StoreError::NotFound(id))?;
-            let next = change.apply(&current)?;
+            let next = f(&current)?;
             tx.execute(
                 "UPDATE records SET status = ?2, doc = ?3 WHERE id = ?1",
                 params![id.to_string(), next.status.as_str(), to_doc(&next)?],

@@ -1,6 +1,7 @@
 //! Shared test support: fixtures, state builders, moto access, the Lambda Runtime API emulator.
 #![allow(dead_code)]
 
+pub mod port_local;
 pub mod runtime_api;
 
 use std::path::PathBuf;

@@ -255,6 +255,38 @@ pub async fn redaction_keeps_a_tombstone_and_the_dedupe_key(store: &dyn RecordSt
         .unwrap();
     assert_eq!(again, tomb);
 
+    assert_eq!(
+        tomb.history.last().and_then(|h| h.note.as_deref()),
+        Some("redacted by admin-token"),
+        "the redaction is in the history"
+    );
+
+    // A launch failure that the sweeper will retry cannot be redacted either; a final one can.
+    let pending = record("billing");
+    store.create(&pending).await.unwrap();
+    let retry = Transition {
+        retry_at: Some(Some(crate::record::now())),
+        ..Transition::to(Status::DispatchFailed).reason("capacity")
+    };
+    store.transition(pending.id, &retry).await.unwrap();
+    let err = store.redact(pending.id, "admin-token").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::InFlight {
+                status: Status::DispatchFailed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let give_up = Transition {
+        retry_at: Some(None),
+        ..Transition::default().reason("capacity; gave up")
+    };
+    store.transition(pending.id, &give_up).await.unwrap();
+    store.redact(pending.id, "admin-token").await.unwrap();
+
     // The dedupe key is still held: a replay is a duplicate of the tombstone.
     let mut replay = record("billing");
     replay.dedupe_key = Some("k-1".into());

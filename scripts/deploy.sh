@@ -34,7 +34,8 @@ set to an empty string to clear an optional value):
   AWS_REGION                     region to deploy to (else the AWS CLI default)
   STAGE_NAME                     API stage, default dev                           -> StageName
   ASSIGN_PUBLIC_IP               true|false, default false                        -> AssignPublicIp
-  TASK_IMAGE_REPOSITORY_NAME     ECR repository the execution role may pull from, default *
+  TASK_IMAGE_REPOSITORY_NAME     ECR repository the execution role may pull from; default: the
+                                 repository of TASK_IMAGE_URI when it is an ECR image, else *
                                                                                  -> TaskImageRepositoryName
   TASK_CPU / TASK_MEMORY         Fargate size, default 512 / 1024                 -> TaskCpu / TaskMemory
   GITOPS_BASE_BRANCH             default main                                     -> GitopsBaseBranch
@@ -224,6 +225,15 @@ if [[ -n "${PORT_CLIENT_SECRET_SECRET_ARN:-}" && -z "${PORT_RULES:-}" ]]; then
   die "PORT_CLIENT_SECRET_SECRET_ARN enables POST /webhooks/port, which needs PORT_RULES or PORT_RULES_FILE"
 fi
 case "${ASSIGN_PUBLIC_IP:-false}" in true | false) ;; *) die "ASSIGN_PUBLIC_IP must be true or false" ;; esac
+# Unless told otherwise, the execution role pulls only from the task image's own ECR repository.
+ecr_re='^[0-9]{12}[.]dkr[.]ecr[.][a-z0-9-]+[.]amazonaws[.]com([.]cn)?/([^@]+)(@sha256:[0-9a-f]{64})?$'
+if [[ -z "${TASK_IMAGE_REPOSITORY_NAME+set}" && "$TASK_IMAGE_URI" =~ $ecr_re ]]; then
+  repo="${BASH_REMATCH[2]}"
+  # A tag follows the last ':' of the last path segment.
+  if [[ "${repo##*/}" == *:* ]]; then repo="${repo%:*}"; fi
+  TASK_IMAGE_REPOSITORY_NAME="$repo"
+  echo "deploy.sh: the task execution role may pull only from ECR repository '$repo' (set TASK_IMAGE_REPOSITORY_NAME to change it)" >&2
+fi
 [[ "$STACK_NAME" =~ ^[A-Za-z][A-Za-z0-9-]{0,127}$ ]] || die "STACK_NAME '$STACK_NAME' is not a valid stack name (letters, digits, hyphens; starts with a letter)"
 [[ "$GITOPS_REPO_URL" != *@* ]] || die "GITOPS_REPO_URL must not contain credentials (user@ or token@); the task authenticates with GITHUB_TOKEN"
 

@@ -86,3 +86,16 @@ if [[ -x scripts/check-template.sh ]]; then
   echo "== template checks"
   scripts/check-template.sh
 fi
+
+echo "== deploy.sh --dry-run (the task may pull only from its own ECR repository)"
+deploy_out="$(STACK_NAME=ci SUBNETS=subnet-1 SECURITY_GROUPS=sg-1 \
+  TASK_IMAGE_URI=123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/gitops-task:1.4 \
+  GITOPS_REPO_URL=https://github.com/acme/gitops \
+  GITHUB_TOKEN_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:123456789012:secret:gh \
+  INTAKE_TOKEN_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:123456789012:secret:intake \
+  scripts/deploy.sh --dry-run --no-build 2>&1)" || { echo "$deploy_out"; exit 1; }
+if ! grep -q "TaskImageRepositoryName = 'team/gitops-task'" <<<"$deploy_out"; then
+  echo "$deploy_out"
+  echo "test.sh: deploy.sh did not scope the ECR pull to the image's repository" >&2
+  exit 1
+fi

@@ -323,7 +323,7 @@ pub const fn first_attempt() -> u32 {
 }
 
 /// How many entries a record's history keeps.
-pub const HISTORY_LIMIT: usize = 50;
+pub const HISTORY_LIMIT: usize = 40;
 
 /// One entry of a record's history: the status it moved to (or kept), at which attempt, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

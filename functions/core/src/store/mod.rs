@@ -39,12 +39,15 @@ pub enum Created {
 }
 
 /// Largest outcome a record keeps, as JSON text. With the largest payload the intake accepts
-/// (256 KiB) and a reason of [`MAX_REASON_BYTES`], a record stays under DynamoDB's 400 KB item
+/// (256 KiB), a reason of [`MAX_REASON_BYTES`] and a full history, a record stays under DynamoDB's 400 KB item
 /// limit, so a task's report is never refused for its size (a step that succeeded never ends
 /// `failed` because its output was long).
 pub const MAX_OUTCOME_BYTES: usize = 64 * 1024;
 /// Largest status reason a record keeps.
 pub const MAX_REASON_BYTES: usize = 8 * 1024;
+/// Largest note a history entry keeps: with [`crate::record::HISTORY_LIMIT`] entries the history
+/// stays near 20 KB, inside the item limit's margin.
+pub const MAX_NOTE_BYTES: usize = 512;
 /// Longest string kept whole inside a capped outcome (longer ones keep their end).
 const CAPPED_STRING_BYTES: usize = 1024;
 
@@ -237,11 +240,21 @@ impl Transition {
         }
         next.updated_at = crate::record::now().max(record.updated_at);
         if next.status != record.status || self.note.is_some() || next.attempt != record.attempt {
-            let note = self.note.clone().or_else(|| {
-                (next.status != record.status)
-                    .then(|| self.reason.clone())
-                    .flatten()
-            });
+            let note = self
+                .note
+                .clone()
+                .or_else(|| {
+                    (next.status != record.status)
+                        .then(|| self.reason.clone())
+                        .flatten()
+                })
+                .map(|n| {
+                    if n.len() > MAX_NOTE_BYTES {
+                        head(&n, MAX_NOTE_BYTES)
+                    } else {
+                        n
+                    }
+                });
             next.history.push(HistoryEntry {
                 at: next.updated_at,
                 status: next.status,

@@ -321,7 +321,10 @@ pub async fn an_oversized_report_is_capped_not_refused(store: &dyn RecordStore) 
     let stored = store.transition(r.id, &done).await.unwrap();
     assert_eq!(stored.status, Status::Succeeded);
     let note = stored.history.last().unwrap().note.as_deref().unwrap();
-    assert!(note.len() <= super::MAX_NOTE_BYTES + '…'.len_utf8(), "history notes are capped");
+    assert!(
+        note.len() <= super::MAX_NOTE_BYTES + '…'.len_utf8(),
+        "history notes are capped"
+    );
     let outcome = stored.outcome.clone().expect("an outcome");
     assert!(outcome.to_string().len() <= super::MAX_OUTCOME_BYTES);
     assert_eq!(outcome["outcome"], "succeeded");

@@ -52,8 +52,8 @@ free_port() {
 port="$(free_port)"
 echo "== smoke: scripts/local.sh (PORT=$port, DATA_DIR in $work)"
 start=$SECONDS
-audit="smoke-audit-$RANDOM$RANDOM"
-env -u INTAKE_TOKEN -u ADMIN_TOKEN -u GITOPS_REPO_URL AUDIT_TOKEN="$audit" PORT="$port" DATA_DIR="$work/data" \
+# No AUDIT_TOKEN: local.sh makes one in DATA_DIR/audit-token, which the README's curl reads.
+env -u INTAKE_TOKEN -u AUDIT_TOKEN -u ADMIN_TOKEN -u GITOPS_REPO_URL PORT="$port" DATA_DIR="$work/data" \
   scripts/local.sh >"$work/local.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"
@@ -63,6 +63,10 @@ until curl -s -o /dev/null "$base/openapi.json"; do
   sleep 0.5
 done
 echo "local.sh answered after $((SECONDS - start)) s"
+[[ -s "$work/data/audit-token" ]] || fail "scripts/local.sh made no DATA_DIR/audit-token"
+[[ "$(stat -c %a "$work/data/audit-token")" == "600" ]] || fail "DATA_DIR/audit-token is not mode 600"
+audit="$(cat "$work/data/audit-token")"
+grep -qF "$audit" "$work/local.log" && fail "scripts/local.sh printed the audit token"
 
 code="$(curl -s -o "$work/post.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
   --data-binary "@$fixture" "$base/pullrequests")"

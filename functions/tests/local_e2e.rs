@@ -252,6 +252,12 @@ async fn a_record_left_received_is_launched_by_the_servers_sweeper() {
         &[
             ("RECOVERY_INTERVAL_SECS", "1"),
             ("RECOVERY_RECEIVED_AFTER_SECS", "0"),
+            ("AUDIT_TOKEN", "audit-token-not-for-the-task"),
+            ("ADMIN_TOKEN", "admin-token-not-for-the-task"),
+            (
+                "CIRCLECI_WEBHOOK_SECRET",
+                "circleci-secret-not-for-the-task",
+            ),
         ],
     );
     let dump = dir.path().join(format!("task-env-{}", stuck.id));
@@ -265,6 +271,8 @@ async fn a_record_left_received_is_launched_by_the_servers_sweeper() {
     }
     let env = std::fs::read_to_string(&dump).unwrap();
     assert!(env.lines().any(|l| l == "ORCH_ATTEMPT=2"), "{env}");
+    // The server's own credentials stay with the server.
+    assert!(!env.contains("not-for-the-task"), "{env}");
     let now = store.get(stuck.id).await.unwrap().unwrap();
     assert_eq!(
         (now.status, now.attempt),

@@ -1,8 +1,8 @@
 //! Local mode: the task binary as a child process.
 //!
 //! The child inherits the server's environment (in ECS that role is played by the task
-//! definition's environment and secrets) plus exactly the contract variables the ECS launcher
-//! puts in the overrides. Its output goes to `<data dir>/tasks/<record id>.log` (`<record id>.attempt-<n>.log` for a
+//! definition's environment and secrets), minus the server's own credentials ([`SERVER_ONLY`]),
+//! plus exactly the contract variables the ECS launcher puts in the overrides. Its output goes to `<data dir>/tasks/<record id>.log` (`<record id>.attempt-<n>.log` for a
 //! later attempt). The request never
 //! waits for it: a background task reaps the child and logs its exit status.
 //!
@@ -20,6 +20,15 @@ use orchestrator_core::{LaunchContract, RecordId};
 use tokio::process::Command;
 
 use super::{LaunchError, Launched, LiveTask, TaskInspector, TaskLauncher, TaskState};
+
+/// The server's own credentials: the task never needs them, so its process never gets them (in
+/// ECS the task definition does not hold them either).
+pub const SERVER_ONLY: [&str; 4] = [
+    "INTAKE_TOKEN",
+    "AUDIT_TOKEN",
+    "ADMIN_TOKEN",
+    "CIRCLECI_WEBHOOK_SECRET",
+];
 
 /// A child this launcher started.
 #[derive(Debug, Clone)]
@@ -82,6 +91,9 @@ impl TaskLauncher for ProcessLauncher {
             .try_clone()
             .map_err(|e| LaunchError::permanent(format!("cannot open task log: {e}")))?;
         let mut cmd = Command::new(&self.program);
+        for name in SERVER_ONLY {
+            cmd.env_remove(name);
+        }
         cmd.envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(contract.to_env())
             .stdin(Stdio::null())

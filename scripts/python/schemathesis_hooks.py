@@ -69,7 +69,7 @@ def _set_header(headers, name, value):
 @schemathesis.hook
 def before_call(context, case, kwargs):
     path = case.operation.path
-    if path not in ("/webhooks/circleci", "/webhooks/port") or case.headers is None:
+    if path not in ("/webhooks/circleci", "/webhooks/port", "/webhooks/port/runs") or case.headers is None:
         return
     headers = case.headers
     if path == "/webhooks/circleci":
@@ -104,12 +104,12 @@ def _authenticated(request):
     headers = request.headers
     if url.path == "/webhooks/circleci":
         return _header(headers, "circleci-signature") == _circleci_signature(body)
-    if url.path == "/webhooks/port":
+    if url.path in ("/webhooks/port", "/webhooks/port/runs"):
         timestamp = _header(headers, "x-port-timestamp") or ""
         return _header(headers, "x-port-signature") == _port_signature(timestamp, body)
     if url.path == "/openapi.json":
         return True
-    if request.method == "POST" and url.path == "/pullrequests":
+    if request.method == "POST" and url.path in ("/pullrequests", "/events"):
         token = _secret("SCHEMATHESIS_INTAKE_TOKEN")
         return (
             _header(headers, "authorization") == f"Bearer {token}"

@@ -46,7 +46,11 @@ pub struct AwsEvent {
 fn text(o: &Map<String, Value>, key: &'static str) -> Result<Option<String>, PayloadError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
+        // Blank means ASCII whitespace only, as the OpenAPI document's patterns say.
+        Some(Value::String(s)) => Ok(Some(
+            s.trim_matches(|c: char| c.is_ascii_whitespace()).to_owned(),
+        )
+        .filter(|s| !s.is_empty())),
         Some(_) => Err(PayloadError::InvalidField {
             field: key,
             reason: "must be a string".into(),
@@ -70,12 +74,7 @@ pub fn from_value(value: Value) -> Result<AwsEvent, PayloadError> {
     let Value::Object(o) = value else {
         return Err(PayloadError::NotAnObject);
     };
-    if o.contains_key(SCHEDULE_KEY) {
-        return schedule_run(&o);
-    }
-    let id = required(&o, "id")?;
-    let source = required(&o, "source")?;
-    let detail_type = required(&o, "detail-type")?;
+    // The envelope's own fields have the same types in a schedule run (which ignores them).
     match o.get("detail") {
         None | Some(Value::Object(_)) => {}
         Some(_) => {
@@ -95,9 +94,15 @@ pub fn from_value(value: Value) -> Result<AwsEvent, PayloadError> {
             });
         }
     }
-    for key in ["region", "account", "time"] {
+    for key in ["region", "account", "time", "id", "source", "detail-type"] {
         text(&o, key)?;
     }
+    if o.contains_key(SCHEDULE_KEY) {
+        return schedule_run(&o);
+    }
+    let id = required(&o, "id")?;
+    let source = required(&o, "source")?;
+    let detail_type = required(&o, "detail-type")?;
     Ok(AwsEvent {
         id,
         source,

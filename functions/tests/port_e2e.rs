@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use axum::http::StatusCode;
 use orchestrator::AppState;
-use orchestrator_core::store::RecordStore;
-use orchestrator_core::{Record, RecordId, Status};
+use orchestrator_core::{RecordId, Status};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -25,27 +22,6 @@ fn local(port_api: &str, slack: &str, script: &str) -> Local {
 
 async fn deliver(state: &AppState, body: &[u8]) -> (StatusCode, Value) {
     common::port_local::deliver(state, "/webhooks/port", body).await
-}
-
-/// Polls the store until the record is final (bounded).
-async fn final_record(store: &dyn RecordStore, id: RecordId, data_hint: &Local) -> Record {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = store.get(id).await.unwrap().unwrap();
-        if r.status.is_final() {
-            return r;
-        }
-        if Instant::now() > deadline {
-            let log =
-                std::fs::read_to_string(data_hint.dir.path().join(format!("data/tasks/{id}.log")))
-                    .unwrap_or_default();
-            panic!(
-                "record {id} still `{}` after 60 s; task log:\n{log}",
-                r.status
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn record_id(rec: &Value) -> RecordId {
@@ -86,7 +62,7 @@ async fn low_free_storage_runs_the_command_then_patches_the_reported_value() {
     let (status, rec) = deliver(&t.state, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{rec}");
     assert_eq!(rec["status"], "dispatched");
-    let done = final_record(t.store.as_ref(), record_id(&rec), &t).await;
+    let done = t.final_record(record_id(&rec)).await;
 
     assert_eq!(done.status, Status::Succeeded, "{:?}", done.outcome);
     let outcome = done.outcome.unwrap();
@@ -132,7 +108,7 @@ async fn a_failing_command_stops_the_sequence_and_names_the_step() {
     let body = common::fixture("port/changelog-vm-free-storage-low.json");
     let (status, rec) = deliver(&t.state, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{rec}");
-    let done = final_record(t.store.as_ref(), record_id(&rec), &t).await;
+    let done = t.final_record(record_id(&rec)).await;
     assert_eq!(done.status, Status::Failed);
     let reason = done.status_reason.unwrap();
     assert!(
@@ -175,7 +151,7 @@ async fn a_degraded_deployment_posts_exactly_one_slack_message() {
         let (status, rec) = deliver(&t.state, &common::fixture(fixture)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{fixture}: {rec}");
         let id = record_id(&rec);
-        let done = final_record(t.store.as_ref(), id, &t).await;
+        let done = t.final_record(id).await;
         assert_eq!(
             done.status,
             Status::Succeeded,

@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use orchestrator::AppState;
-use orchestrator_core::store::RecordStore;
-use orchestrator_core::{Record, RecordId, Status};
+use orchestrator_core::{RecordId, Status};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -24,27 +23,6 @@ fn local(port_api: &str, slack: &str, script: &str) -> Local {
 
 async fn deliver(state: &AppState, body: &[u8]) -> (StatusCode, Value) {
     common::port_local::deliver(state, "/webhooks/port/runs", body).await
-}
-
-/// Polls the store until the record is final (bounded).
-async fn final_record(store: &dyn RecordStore, id: RecordId, data_hint: &Local) -> Record {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = store.get(id).await.unwrap().unwrap();
-        if r.status.is_final() {
-            return r;
-        }
-        if Instant::now() > deadline {
-            let log =
-                std::fs::read_to_string(data_hint.dir.path().join(format!("data/tasks/{id}.log")))
-                    .unwrap_or_default();
-            panic!(
-                "record {id} still `{}` after 60 s; task log:\n{log}",
-                r.status
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn record_id(rec: &Value) -> RecordId {
@@ -124,7 +102,7 @@ async fn an_entity_updated_automation_run_ends_success_with_its_steps_logged() {
     assert_eq!(status, StatusCode::ACCEPTED, "{rec}");
     assert_eq!(rec["port_run"]["id"], RUN);
     let id = record_id(&rec);
-    let done = final_record(t.store.as_ref(), id, &t).await;
+    let done = t.final_record(id).await;
     assert_eq!(done.status, Status::Succeeded, "{:?}", done.outcome);
     let record_url = format!("{RECORD_BASE}/pullrequests/{id}");
     assert_eq!(
@@ -154,7 +132,7 @@ async fn a_failing_step_ends_the_run_failure_with_the_step_named_in_its_log() {
     let (status, rec) = deliver(&t.state, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{rec}");
     let id = record_id(&rec);
-    let done = final_record(t.store.as_ref(), id, &t).await;
+    let done = t.final_record(id).await;
     assert_eq!(done.status, Status::Failed);
     let record_url = format!("{RECORD_BASE}/pullrequests/{id}");
     let reports = run_reports(&port).await;
@@ -179,7 +157,7 @@ async fn the_same_run_delivered_twice_is_handled_once() {
     let body = common::fixture("port/automation-vm-free-storage-low.json");
     let (status, first) = deliver(&t.state, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
-    let done = final_record(t.store.as_ref(), record_id(&first), &t).await;
+    let done = t.final_record(record_id(&first)).await;
     assert_eq!(done.status, Status::Succeeded);
     // Port retries the delivery (a new timestamp, so a new signature): the same record, nothing run.
     let (status, again) = deliver(&t.state, &body).await;

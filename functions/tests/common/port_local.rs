@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -14,8 +15,9 @@ use orchestrator::intake::port::PortSettings;
 use orchestrator::launch::process::ProcessLauncher;
 use orchestrator::rules::RuleSet;
 use orchestrator::{AppState, IntakeSettings};
-use orchestrator_core::Secret;
+use orchestrator_core::store::RecordStore;
 use orchestrator_core::store::sqlite::SqliteStore;
+use orchestrator_core::{Record, RecordId, Secret};
 use serde_json::Value;
 
 pub const SECRET: &str = "port-client-secret-e2e";
@@ -116,4 +118,27 @@ pub async fn deliver(state: &AppState, route: &str, body: &[u8]) -> (StatusCode,
         .body(Body::from(body.to_vec()))
         .unwrap();
     super::send(state, req).await
+}
+
+impl Local {
+    /// Polls the store until record `id` is final (at most 60 s; the task's log on timeout).
+    pub async fn final_record(&self, id: RecordId) -> Record {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.store.get(id).await.unwrap().unwrap();
+            if r.status.is_final() {
+                return r;
+            }
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join(format!("data/tasks/{id}.log")))
+                        .unwrap_or_default();
+                panic!(
+                    "record {id} still `{}` after 60 s; task log:\n{log}",
+                    r.status
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -220,7 +220,7 @@ pub async fn launch_and_record(
             let change = Transition::to(Status::Dispatched)
                 .task_arn(launched.task_arn.clone())
                 .at_attempt(record.attempt);
-            match store.transition(record.id, &change).await {
+            match store.transition_from(record, &change).await {
                 Ok(updated) => {
                     tracing::info!(record_id = %record.id, attempt = record.attempt, task = %launched.task_arn, "dispatched");
                     Ok(updated)
@@ -239,7 +239,7 @@ pub async fn launch_and_record(
         }
         Err(e) => {
             let change = failed_launch(record, &e, policy, orchestrator_core::record::now());
-            let updated = store.transition(record.id, &change).await?;
+            let updated = store.transition_from(record, &change).await?;
             tracing::warn!(record_id = %record.id, attempt = record.attempt, retry_at = ?updated.retry_at, reason = %e.reason, "dispatch failed");
             match updated.retry_at {
                 Some(_) => Ok(updated),

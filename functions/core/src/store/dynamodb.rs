@@ -95,9 +95,14 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> 
     serde_json::from_str(doc).map_err(|e| StoreError::Backend(format!("decode record: {e}")))
 }
 
+/// The `doc` attribute: the whole record as JSON. The same record always gives the same text,
+/// which the conditional writes compare.
+fn encode_doc(r: &Record) -> Result<String, StoreError> {
+    serde_json::to_string(r).map_err(|e| StoreError::Backend(format!("encode record: {e}")))
+}
+
 fn encode(r: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let doc =
-        serde_json::to_string(r).map_err(|e| StoreError::Backend(format!("encode record: {e}")))?;
+    let doc = encode_doc(r)?;
     let mut item = HashMap::from([
         ("id".to_owned(), s(r.id.to_string())),
         ("kind".to_owned(), s(KIND)),
@@ -388,6 +393,25 @@ impl RecordStore for DynamoStore {
     async fn transition(&self, id: RecordId, change: &Transition) -> Result<Record, StoreError> {
         self.update_with(id, |r| change.apply(r)).await
     }
+
+    /// One `UpdateItem` instead of `GetItem` + `UpdateItem` when `current` is what is stored:
+    /// the condition compares the whole document, so the write lands only on exactly `current`.
+    async fn transition_from(
+        &self,
+        current: &Record,
+        change: &Transition,
+    ) -> Result<Record, StoreError> {
+        if let Ok(next) = change.apply(current)
+            && self
+                .write_over(current, &encode_doc(current)?, &next)
+                .await?
+        {
+            return Ok(next);
+        }
+        // Someone wrote since (or the change does not apply to `current`): read what is there
+        // and decide on that, as `transition` does.
+        self.transition(current.id, change).await
+    }
 }
 
 impl DynamoStore {
@@ -405,40 +429,54 @@ impl DynamoStore {
                 .ok_or(StoreError::NotFound(id))?;
             let current = decode(&item)?;
             let next = f(&current)?;
-            let doc = serde_json::to_string(&next)
-                .map_err(|e| StoreError::Backend(format!("encode record: {e}")))?;
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.names.table)
-                .key("id", s(id.to_string()))
-                .update_expression("SET #st = :new, #doc = :doc")
-                .condition_expression("#st = :old AND #doc = :olddoc")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_names("#doc", "doc")
-                .expression_attribute_values(":new", s(next.status.as_str()))
-                .expression_attribute_values(":old", s(current.status.as_str()))
-                .expression_attribute_values(":doc", s(doc))
-                .expression_attribute_values(
-                    ":olddoc",
-                    item.get("doc").cloned().unwrap_or_else(|| s("")),
-                )
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(next),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                {
-                    // Someone else wrote first: re-read and re-check the state machine.
-                    continue;
-                }
-                Err(e) => return Err(sdk("UpdateItem", e)),
+            // Compared with the stored text, not a re-encoding: a record written by an older
+            // version may not encode back to the same text.
+            let stored = item
+                .get("doc")
+                .and_then(|v| v.as_s().ok())
+                .map_or("", String::as_str);
+            if self.write_over(&current, stored, &next).await? {
+                return Ok(next);
             }
+            // Someone else wrote first: re-read and re-check the state machine.
         }
         Err(StoreError::Backend(format!(
             "record {id}: gave up after {MAX_TRANSITION_ATTEMPTS} concurrent updates"
         )))
+    }
+
+    /// Writes `next` over `current` if the stored status is still `current`'s and the stored
+    /// document is still `current_doc`. `false`: someone else wrote first.
+    async fn write_over(
+        &self,
+        current: &Record,
+        current_doc: &str,
+        next: &Record,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.names.table)
+            .key("id", s(current.id.to_string()))
+            .update_expression("SET #st = :new, #doc = :doc")
+            .condition_expression("#st = :old AND #doc = :olddoc")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_values(":new", s(next.status.as_str()))
+            .expression_attribute_values(":old", s(current.status.as_str()))
+            .expression_attribute_values(":doc", s(encode_doc(next)?))
+            .expression_attribute_values(":olddoc", s(current_doc))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("UpdateItem", e)),
+        }
     }
 }

@@ -403,6 +403,18 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// Applies `change` atomically: the write only lands if the record still has the status it
     /// was read with, so concurrent writers never lose an outcome. Returns the new record.
     async fn transition(&self, id: RecordId, change: &Transition) -> Result<Record, StoreError>;
+
+    /// [`transition`](Self::transition) for a caller that holds the record as it was last
+    /// written (it has just created or changed it): a store may skip reading it again. The write
+    /// still lands only if the stored record is exactly `current`; otherwise the store re-reads
+    /// it and applies `change` to what it finds, as `transition` does.
+    async fn transition_from(
+        &self,
+        current: &Record,
+        change: &Transition,
+    ) -> Result<Record, StoreError> {
+        self.transition(current.id, change).await
+    }
 }
 
 #[cfg(test)]

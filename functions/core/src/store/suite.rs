@@ -35,6 +35,7 @@ where
     get_missing_is_none(&fresh().await).await;
     dedupe_key_returns_the_first_record(&fresh().await).await;
     transitions_follow_the_state_machine(&fresh().await).await;
+    transition_from_a_stale_copy_decides_on_the_stored_record(&fresh().await).await;
     transition_of_missing_record_is_not_found(&fresh().await).await;
     attempts_are_guarded_and_every_move_is_in_the_history(&fresh().await).await;
     redaction_keeps_a_tombstone_and_the_dedupe_key(&fresh().await).await;
@@ -102,6 +103,53 @@ pub async fn transitions_follow_the_state_machine(store: &dyn RecordStore) {
     assert_eq!(stored.status, Status::Succeeded);
     assert_eq!(stored.status_reason.as_deref(), Some("pr opened"));
     assert_eq!(stored.task_arn.as_deref(), Some("arn:aws:ecs:task/1"));
+}
+
+/// `transition_from` with the record just written changes it; with a copy someone has written
+/// over since, it decides on what is stored (never writes the stale copy back).
+pub async fn transition_from_a_stale_copy_decides_on_the_stored_record(store: &dyn RecordStore) {
+    let r = record("billing");
+    store.create(&r).await.unwrap();
+    let d = store
+        .transition_from(
+            &r,
+            &Transition::to(Status::Dispatched).task_arn("arn:aws:ecs:task/1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.status, Status::Dispatched);
+    assert_eq!(store.get(r.id).await.unwrap().unwrap(), d);
+
+    // `d` is current: the task's `running` lands on it.
+    let running = store
+        .transition_from(&d, &Transition::to(Status::Running))
+        .await
+        .unwrap();
+    assert_eq!(running.status, Status::Running);
+    assert_eq!(running.task_arn.as_deref(), Some("arn:aws:ecs:task/1"));
+
+    // `r` and `d` are stale now: an outcome made from `r` lands on the stored `running` record
+    // (its task ARN kept), and a `dispatched` made from `r` is refused, not written back.
+    let done = store
+        .transition_from(&r, &Transition::to(Status::Succeeded).reason("pr opened"))
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+    assert_eq!(done.task_arn.as_deref(), Some("arn:aws:ecs:task/1"));
+    let err = store
+        .transition_from(&d, &Transition::to(Status::Running))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = store
+        .transition_from(
+            &r,
+            &Transition::to(Status::Dispatched).task_arn("arn:aws:ecs:task/2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.get(r.id).await.unwrap().unwrap(), done);
 }
 
 /// A new attempt is the current one + 1; a change made for another attempt is refused; a

@@ -61,13 +61,21 @@ impl Function {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Prints the process's figures: init (start → first request for work, what Lambda bills as
+    /// init), cold start (start → first answer; the first invocation was queued before the start)
+    /// and peak RSS. Figures only: nothing here is asserted.
     async fn report(&self, name: &str, api: &RuntimeApi) {
-        let (_, first) = api.timings().await;
-        let cold = first.map(|t| t.duration_since(self.started));
+        let (next, first) = api.timings().await;
+        let ms = |t: Option<Instant>| {
+            t.map_or(f64::NAN, |t| {
+                t.duration_since(self.started).as_secs_f64() * 1000.0
+            })
+        };
         let rss = peak_rss_kib(self.child.id());
         println!(
-            "BENCH lambda={name} cold_start_ms={:.1} peak_rss_kib={}",
-            cold.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
+            "BENCH lambda={name} init_ms={:.1} cold_start_ms={:.1} peak_rss_kib={}",
+            ms(next),
+            ms(first),
             rss.map_or_else(|| "n/a".into(), |k| k.to_string())
         );
     }
@@ -226,6 +234,29 @@ async fn api_binary_through_the_runtime_api_against_moto() {
     );
     let listed = aws.started_tasks().await;
     assert_eq!(listed.task_arns().len(), 5);
+
+    // Warm invocations, one at a time (each: record, RunTask, record the launch, against moto):
+    // figures for scripts/bench.sh, and each one must still be a 202.
+    let mut warm = Vec::new();
+    for n in 0..20 {
+        let t = Instant::now();
+        let req = api
+            .invoke(&apigw_event("http-v2-post-pullrequests.json", 3000 + n))
+            .await;
+        let outcome = api.outcome(&req, WAIT).await;
+        warm.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(
+            matches!(&outcome, Outcome::Response(r) if r["statusCode"] == 202),
+            "warm invocation {n}: {outcome:?}"
+        );
+    }
+    warm.sort_by(f64::total_cmp);
+    println!(
+        "BENCH lambda=api warm_p50_ms={:.1} warm_max_ms={:.1} n={}",
+        warm[warm.len() / 2],
+        warm[warm.len() - 1],
+        warm.len()
+    );
 }
 
 #[tokio::test]

@@ -108,6 +108,11 @@ impl RuntimeApi {
     pub async fn outcome(&self, id: &str, timeout: Duration) -> Outcome {
         let deadline = Instant::now() + timeout;
         loop {
+            // Registered before the check, so an answer arriving in between is not missed (the
+            // warm-invocation figures depend on waking at once).
+            let answered = self.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
             {
                 let inner = self.inner.lock().await;
                 if let Some(r) = inner.results.get(id) {
@@ -120,11 +125,7 @@ impl RuntimeApi {
                 !left.is_zero(),
                 "no answer for invocation {id} within {timeout:?}"
             );
-            let _ = tokio::time::timeout(
-                left.min(Duration::from_millis(50)),
-                self.answered.notified(),
-            )
-            .await;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), answered).await;
         }
     }
 

@@ -425,6 +425,7 @@ impl Flow {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
         }
+        let cone = sparse::first_checkout(overlay);
         sparse::clone(
             git,
             parent,
@@ -432,15 +433,10 @@ impl Flow {
             self.settings.remote.url(),
             base,
             self.settings.clone,
+            &cone,
         )
         .await?;
         let sparse_checkout = self.settings.clone == CloneMode::Partial;
-        if sparse_checkout
-            && let Some(overlay_dir) = overlay.parent().and_then(Path::to_str)
-            && !overlay_dir.is_empty()
-        {
-            sparse::add(git, dir, &[overlay_dir]).await?;
-        }
         let base_sha = git
             .rev_parse(dir, "HEAD^{commit}")
             .await?

@@ -2,9 +2,10 @@
 //!
 //! A `--depth 1` clone is not cheap for the server on a big repository: it packs every blob at
 //! the tip. The task reads one overlay and what that overlay builds from, so it clones with
-//! `--filter=blob:none --depth 1 --sparse` (commits and trees only, no file in the working tree
-//! but the top level), checks out the overlay's directory, and then widens the checkout one
-//! directory at a time while the preflight finds a path it needs that is in the tree but not on
+//! `--filter=blob:none --depth 1 --no-checkout` (commits and trees only), sets a cone-mode sparse
+//! checkout of the top level, the overlay's directory and the `base` beside its `overlays`,
+//! checks that out (git fetches those blobs in one batch), and then
+//! widens the checkout one directory at a time while the preflight finds a path it needs that is in the tree but not on
 //! disk (`../../base`, a shared component, a resource file). Git fetches the blobs of each
 //! directory on demand, over the same authenticated remote.
 //!
@@ -31,9 +32,10 @@ const FILTER_IGNORED: [&str; 2] = [
 ];
 
 /// Clones `branch` of `url` into `dir` (run from `parent`), shallow. [`CloneMode::Partial`]:
-/// blobs fetched on demand and only the top level checked out (a sparse checkout, even when the
-/// server ignores the filter and sends every blob). Returns whether the server honoured the
-/// filter, for the log.
+/// commits and trees only, then a cone-mode sparse checkout of the top level and of `cone`
+/// (directories, `/`-separated), whose blobs git fetches in one batch at checkout (a sparse
+/// checkout even when the server ignores the filter and sends every blob). Returns whether the
+/// server honoured the filter, for the log.
 pub async fn clone(
     git: &Git,
     parent: &Path,
@@ -41,11 +43,14 @@ pub async fn clone(
     url: &str,
     branch: &str,
     mode: CloneMode,
+    cone: &[String],
 ) -> Result<bool, GitError> {
     let dir_arg = dir.display().to_string();
     let mut args = vec!["clone", "--quiet", "--depth", "1"];
     if mode == CloneMode::Partial {
-        args.extend(["--filter=blob:none", "--sparse"]);
+        // No checkout yet: checking out the top level, then each directory, would fetch blobs
+        // once per step; the checkout below fetches what the cone needs at once.
+        args.extend(["--filter=blob:none", "--no-checkout"]);
     }
     args.extend([
         "--single-branch",
@@ -61,12 +66,45 @@ pub async fn clone(
         return Ok(false);
     }
     let partial = !FILTER_IGNORED.iter().any(|w| out.stderr.contains(w));
+    let input = cone.iter().map(|p| format!("{p}\n")).collect::<String>();
+    git.run_with_input(
+        dir,
+        &["sparse-checkout", "set", "--cone", "--stdin"],
+        Some(&input),
+    )
+    .await?;
+    git.run(dir, &["checkout", "--quiet", branch]).await?;
     if !partial {
         tracing::info!(
             "the git server ignores partial-clone filters (uploadpack.allowFilter), or the remote is a local path: cloned every file at the tip instead"
         );
     }
     Ok(partial)
+}
+
+/// The directories to check out first for the overlay file `overlay` (repository-relative): the
+/// overlay's directory and, for an overlay in `<service>/overlays/<env>/`, `<service>/base`
+/// (where an overlay usually builds from; a directory that does not exist is no error). Empty
+/// for an overlay at the top level.
+pub fn first_checkout(overlay: &Path) -> Vec<String> {
+    let Some(overlay_dir) = overlay
+        .parent()
+        .and_then(Path::to_str)
+        .filter(|d| !d.is_empty())
+    else {
+        return Vec::new();
+    };
+    let mut dirs = vec![overlay_dir.to_owned()];
+    let base = Path::new(overlay_dir)
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "overlays"))
+        .and_then(Path::parent)
+        .and_then(Path::to_str)
+        .filter(|p| !p.is_empty());
+    if let Some(service_dir) = base {
+        dirs.push(format!("{service_dir}/base"));
+    }
+    dirs
 }
 
 /// Adds `paths` (directories, relative to the repository, `/`-separated) to the sparse checkout.
@@ -153,6 +191,22 @@ pub fn repo_relative(root: &Path, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_checkout_is_the_overlay_and_its_base() {
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "kustomize/billing/overlays/dev/kustomization.yaml",
+                &["kustomize/billing/overlays/dev", "kustomize/billing/base"],
+            ),
+            ("apps/billing/dev/kustomization.yaml", &["apps/billing/dev"]),
+            ("overlays/dev/kustomization.yaml", &["overlays/dev"]),
+            ("kustomization.yaml", &[]),
+        ];
+        for (overlay, want) in cases {
+            assert_eq!(first_checkout(Path::new(overlay)), want, "{overlay}");
+        }
+    }
 
     #[test]
     fn paths_are_made_relative_to_the_repository_lexically() {

@@ -184,10 +184,10 @@ impl GitDatabase {
         let index_path = index.path().display().to_string();
         let env = [("GIT_INDEX_FILE", index_path.as_str())];
         std::fs::remove_file(index.path()).ok();
-        if let Some(base) = body["base_tree"].as_str() {
-            if self.git(&["read-tree", base], &env, None).is_none() {
-                return unprocessable("base_tree is not a valid tree");
-            }
+        if let Some(base) = body["base_tree"].as_str()
+            && self.git(&["read-tree", base], &env, None).is_none()
+        {
+            return unprocessable("base_tree is not a valid tree");
         }
         for entry in body["tree"].as_array().cloned().unwrap_or_default() {
             let (Some(path), Some(mode)) = (entry["path"].as_str(), entry["mode"].as_str()) else {

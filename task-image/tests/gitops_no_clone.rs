@@ -459,10 +459,30 @@ async fn the_preflight_fetches_what_the_overlay_builds_from() {
     );
     repo.commit_to(
         "main",
+        "platform/common/kustomization.yaml",
+        "resources:\n- sidecar.yaml\n",
+        "Shared components",
+    );
+    repo.commit_to(
+        "main",
+        "platform/common/sidecar.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sidecar\nspec:\n  containers:\n  - name: s\n    image: busybox:1\n",
+        "Sidecar",
+    );
+    repo.commit_to(
+        "main",
+        "platform/common/unused.yaml",
+        "kind: ConfigMap\n",
+        "Not listed anywhere",
+    );
+    repo.commit_to(
+        "main",
         &overlay_path("dev"),
+        // A file of the shared directory is listed first, so that directory is on disk before
+        // its own kustomization is needed.
         &dev_overlay(OLD_TAG).replace(
             "- ../../base\n",
-            "- ../../base\n- ../../../../platform/common/namespace.yaml\n",
+            "- ../../../../platform/common/namespace.yaml\n- ../../../../platform/common\n- ../../base\n",
         ),
         "Use the shared namespace",
     );
@@ -494,7 +514,9 @@ async fn the_preflight_fetches_what_the_overlay_builds_from() {
             "kustomize/circleci-samples/base/deployment.yaml",
             "kustomize/circleci-samples/base/kustomization.yaml",
             "kustomize/circleci-samples/overlays/dev/kustomization.yaml",
+            "platform/common/kustomization.yaml",
             "platform/common/namespace.yaml",
+            "platform/common/sidecar.yaml",
         ]
     );
 

@@ -423,12 +423,22 @@ impl<'a> Snapshot<'a> {
             else {
                 break;
             };
-            if path.exists() {
-                break; // present but unreadable, or a directory without a kustomization
+            // A directory already on disk (made for a file inside it) may still lack its
+            // kustomization; any other path on disk is present but unreadable.
+            let dir_on_disk = path.is_dir();
+            if path.exists() && !dir_on_disk {
+                break;
             }
             let Some(rel) = repo_relative(&self.root, &path) else {
                 break; // outside the repository
             };
+            if dir_on_disk
+                && KUSTOMIZATION_FILES
+                    .iter()
+                    .any(|name| self.files.contains(&format!("{rel}/{name}")))
+            {
+                break; // fetched already: the preflight reports what is wrong with it
+            }
             let Some(entry) = self.entry(&rel).await? else {
                 break; // not in the commit either: the preflight names it
             };
@@ -443,9 +453,13 @@ impl<'a> Snapshot<'a> {
                     let kustomization = KUSTOMIZATION_FILES.iter().find_map(|name| {
                         listing.iter().find(|e| e.path == *name && e.kind == "blob")
                     });
-                    if let Some(k) = kustomization {
-                        let path = format!("{rel}/{}", k.path);
-                        self.write_file(&path, k).await?;
+                    match kustomization {
+                        Some(k) => {
+                            let path = format!("{rel}/{}", k.path);
+                            self.write_file(&path, k).await?;
+                        }
+                        None if dir_on_disk => break, // none in the commit either
+                        None => {}
                     }
                 }
                 _ => break, // a symlink or a submodule: not followed

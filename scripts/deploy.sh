@@ -46,6 +46,7 @@ set to an empty string to clear an optional value):
   GITOPS_REVIEWERS               comma-separated reviewer logins                  -> GitopsReviewers
   GITOPS_TEAM_REVIEWERS          comma-separated reviewer team slugs              -> GitopsTeamReviewers
   GITOPS_LABELS                  comma-separated labels                           -> GitopsLabels
+  GITOPS_CLONE                   partial (default), shallow or github-api         -> GitopsClone
   RECORD_BASE_URL                base URL linked from PRs (e.g. the WebhookUrl)   -> RecordBaseUrl
   PORT_CLIENT_ID_SECRET_ARN      Secrets Manager ARN (optional)                   -> PortClientIdSecretArn
   PORT_CLIENT_SECRET_SECRET_ARN  Secrets Manager ARN (optional)                   -> PortClientSecretSecretArn
@@ -156,6 +157,7 @@ params=(
   GITOPS_REVIEWERS:GitopsReviewers
   GITOPS_TEAM_REVIEWERS:GitopsTeamReviewers
   GITOPS_LABELS:GitopsLabels
+  GITOPS_CLONE:GitopsClone
   RECORD_BASE_URL:RecordBaseUrl
   GITHUB_TOKEN_SECRET_ARN:GithubTokenSecretArn
   PORT_CLIENT_ID_SECRET_ARN:PortClientIdSecretArn

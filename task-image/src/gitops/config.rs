@@ -100,7 +100,9 @@ pub struct RunArgs {
     /// How the gitops repository is fetched: `partial` (the tip's commits and trees, then the
     /// files of the overlay and of what it builds from, on demand; a server without filter
     /// support gets `shallow`) or `shallow` (every file at the tip, for a server whose on-demand
-    /// fetches are slow or refused).
+    /// fetches are slow or refused), or `github-api` (no clone: the overlay and what it builds
+    /// from are read through GitHub's API and the commit is made through it, so that a GitHub
+    /// App's commits show as verified; needs a repository on GitHub and GITHUB_TOKEN).
     #[arg(long, env = "GITOPS_CLONE", default_value = DEFAULT_CLONE)]
     pub clone: String,
 
@@ -125,6 +127,8 @@ pub enum CloneMode {
     Partial,
     /// Shallow: every file at the tip.
     Shallow,
+    /// No clone: GitHub's Git Database API ([`super::gitdata`]).
+    GithubApi,
 }
 
 /// A variable set to the empty string counts as unset (the SAM template passes optional
@@ -559,13 +563,28 @@ impl Settings {
         let clone = match or_default(&args.clone, DEFAULT_CLONE) {
             "partial" => CloneMode::Partial,
             "shallow" => CloneMode::Shallow,
+            "github-api" => CloneMode::GithubApi,
             other => {
                 return Err(bad(
                     "GITOPS_CLONE",
-                    format!("`{other}` is not `partial` or `shallow`"),
+                    format!("`{other}` is not `partial`, `shallow` or `github-api`"),
                 ));
             }
         };
+        if clone == CloneMode::GithubApi {
+            if let Remote::Local { .. } = remote {
+                return Err(bad(
+                    "GITOPS_CLONE",
+                    "`github-api` needs the gitops repository on GitHub, and GITOPS_REPO_URL is a local path or file:// URL",
+                ));
+            }
+            if github.is_none() {
+                return Err(bad(
+                    "GITOPS_CLONE",
+                    "`github-api` needs the GitHub API: GITOPS_REPO_URL is not on github.com and GITHUB_API_URL is unset",
+                ));
+            }
+        }
 
         Ok(Settings {
             remote,
@@ -713,6 +732,61 @@ mod tests {
         ]))
         .unwrap();
         assert!(s.github.is_none());
+    }
+
+    #[test]
+    fn the_github_api_mode_needs_a_github_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().display().to_string();
+        let file = format!("file://{local}");
+        for repo in [local.as_str(), file.as_str()] {
+            let err = Settings::from_args(&args(&[
+                "--repo-url",
+                repo,
+                "--clone",
+                "github-api",
+                "--github-api-url",
+                "http://127.0.0.1:1",
+                "--github-repository",
+                "acme/gitops",
+                "--github-token",
+                "t",
+            ]))
+            .unwrap_err();
+            assert_eq!(err.name, "GITOPS_CLONE", "{repo}: {err}");
+            assert!(err.problem.contains("on GitHub"), "{err}");
+        }
+        // Another host and no API URL: no GitHub API to use.
+        let err = Settings::from_args(&args(&[
+            "--repo-url",
+            "https://git.example.com/acme/gitops.git",
+            "--github-token",
+            "t",
+            "--clone",
+            "github-api",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.name, "GITOPS_CLONE");
+        assert!(err.problem.contains("GITHUB_API_URL"), "{err}");
+        // github.com without a token: the token is what is missing.
+        let err = Settings::from_args(&args(&[
+            "--repo-url",
+            "https://github.com/acme/gitops.git",
+            "--clone",
+            "github-api",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.name, "GITHUB_TOKEN");
+        let s = Settings::from_args(&args(&[
+            "--repo-url",
+            "https://github.com/acme/gitops.git",
+            "--github-token",
+            "t",
+            "--clone",
+            "github-api",
+        ]))
+        .unwrap();
+        assert_eq!(s.clone, CloneMode::GithubApi);
     }
 
     #[test]

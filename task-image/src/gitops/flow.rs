@@ -13,6 +13,10 @@
 //! A push that loses a race (stale lease, lost ref lock) starts a new attempt from a fresh clone,
 //! up to `GITOPS_PUSH_ATTEMPTS` times. Everything else ends the job.
 //!
+//! With `GITOPS_CLONE=github-api` an attempt makes no clone ([`Flow::attempt_api`]): the same
+//! steps and decisions through GitHub's API ([`super::gitdata`]), the commit made by GitHub, the
+//! branch moved with a lease on the sha read at the start.
+//!
 //! Over 500 lines and still one idea: the attempt above and the outcome it reports (the PR body
 //! and the record's reason are written from the same steps). Git itself is [`super::git`],
 //! GitHub [`super::github`], the edit the `kustomize-set-image` crate.
@@ -25,6 +29,7 @@ use serde::Serialize;
 
 use super::config::{CloneMode, Remote, Settings};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
+use super::gitdata::{self, GitDataError, Snapshot, ZERO_OID};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
 use super::sparse;
 use kustomize_set_image as kustomize;
@@ -135,6 +140,21 @@ enum FlowError {
     Refused { branch: String, detail: String },
     #[error("{0}")]
     Io(String),
+    #[error(transparent)]
+    Github(#[from] GithubError),
+}
+
+impl From<GitDataError> for FlowError {
+    fn from(e: GitDataError) -> Self {
+        match e {
+            GitDataError::Github(e) => FlowError::Github(e),
+            GitDataError::Raced(detail) => FlowError::Raced {
+                branch: String::new(),
+                detail,
+            },
+            GitDataError::Io(m) => FlowError::Io(m),
+        }
+    }
 }
 
 /// The end of one attempt.
@@ -328,10 +348,17 @@ impl Flow {
             outcome.attempts += 1;
             let n = outcome.attempts;
             let dir = root.join(format!("{}-attempt-{n}", req.record_id));
-            match self
-                .attempt(&git, req, &overlay, &branch, &dir, n, &mut old, &mut notes)
-                .await
-            {
+            let attempted = match (&self.github, self.settings.clone) {
+                (Some(gh), CloneMode::GithubApi) => {
+                    self.attempt_api(gh, req, &overlay, &branch, &dir, n, &mut old, &mut notes)
+                        .await
+                }
+                _ => {
+                    self.attempt(&git, req, &overlay, &branch, &dir, n, &mut old, &mut notes)
+                        .await
+                }
+            };
+            match attempted {
                 Ok(d) => break d,
                 Err(FlowError::Raced { detail, .. }) if n < max => {
                     tracing::warn!(attempt = n, branch = %branch, detail = %detail, "push lost a race; starting again from a fresh clone");
@@ -594,6 +621,165 @@ impl Flow {
             commit,
             pushed: true,
         })
+    }
+
+    /// One attempt without a clone (`GITOPS_CLONE=github-api`): the same steps and decisions as
+    /// [`Flow::attempt`], through GitHub's API ([`gitdata`]). Only the overlay and what its
+    /// preflight reads are written to `dir`; the commit is made by GitHub (and signed by it for a
+    /// GitHub App token) and the branch moved with a lease on the sha read at the start.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_api(
+        &self,
+        gh: &GithubClient,
+        req: &FlowRequest<'_>,
+        overlay: &Path,
+        branch: &str,
+        dir: &Path,
+        attempt: u32,
+        old: &mut Option<CurrentImage>,
+        notes: &mut Vec<String>,
+    ) -> Result<Decision, FlowError> {
+        let job = req.job;
+        let base = &self.settings.base_branch;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
+        }
+        let mut snapshot = Snapshot::read(gh, base, dir).await?;
+        let base_sha = snapshot.commit.sha.clone();
+        // The update branch as it is now: its sha is the lease for the ref update.
+        let remote = gitdata::branch_head(gh, branch).await?;
+        tracing::info!(attempt, base = %base, base_sha = %base_sha, branch = %branch, branch_sha = remote.as_deref().unwrap_or(""), "read through the GitHub API");
+
+        let overlay_text = overlay.display().to_string();
+        let overlay_rel = overlay
+            .components()
+            .filter_map(|c| c.as_os_str().to_str())
+            .filter(|c| *c != ".")
+            .collect::<Vec<_>>()
+            .join("/");
+        let missing = || FlowError::OverlayMissing {
+            overlay: overlay_text.clone(),
+            base: base.clone(),
+        };
+        let entry = snapshot
+            .entry(&overlay_rel)
+            .await?
+            .filter(|e| e.kind == "blob" && matches!(e.mode.as_str(), "100644" | "100755"))
+            .ok_or_else(missing)?;
+        snapshot.write_file(&overlay_rel, &entry).await?;
+        let path = dir.join(overlay);
+        let before = std::fs::read_to_string(&path).map_err(|_| missing())?;
+        *old = current_image(&before, job.image.as_str());
+        snapshot
+            .materialize_for_preflight(&path, job.image.as_str())
+            .await?;
+        tracing::info!(files = ?snapshot.files, "fetched what the overlay builds from");
+        let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
+            FlowError::Edit {
+                overlay: overlay_text.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        notes.clone_from(&edited.notes);
+        let report =
+            kustomize::preflight(&path, job.image.as_str()).map_err(|e| FlowError::Preflight {
+                overlay: overlay_text.clone(),
+                image: job.image.to_string(),
+                message: e.to_string().replace(&format!("{}/", dir.display()), ""),
+            })?;
+        tracing::info!(
+            overlay = %overlay_text,
+            image = %job.image,
+            matched = report.matched.len(),
+            changed = edited.changed,
+            "overlay edited; preflight passed"
+        );
+
+        let desired_tree = if edited.changed {
+            let after = std::fs::read_to_string(&path)
+                .map_err(|e| FlowError::Io(format!("cannot read the edited overlay: {e}")))?;
+            gitdata::tree_with_file(gh, &snapshot.commit.tree, &overlay_rel, &entry.mode, &after)
+                .await?
+        } else {
+            snapshot.commit.tree.clone()
+        };
+        let version = format!("{}:{}", job.image, job.tag);
+
+        if let Some(remote_sha) = &remote {
+            let theirs = gitdata::commit(gh, remote_sha).await?;
+            if theirs.tree == desired_tree {
+                if edited.changed {
+                    tracing::info!(branch = %branch, commit = %remote_sha, "the update branch already holds exactly this change");
+                    return Ok(Decision::Ready {
+                        commit: remote_sha.clone(),
+                        pushed: false,
+                    });
+                }
+                return Ok(Decision::NoChange(format!(
+                    "{overlay_text} on {base} already uses {version}"
+                )));
+            }
+            let ours = req.record_id.to_string();
+            if let Some(newer) = gitdata::trailer_values(&theirs.message, RECORD_TRAILER)
+                .filter_map(|v| v.parse::<RecordId>().ok())
+                .find(|theirs| theirs.to_string() > ours)
+            {
+                return Ok(Decision::NoChange(format!(
+                    "{branch} was already updated for a newer event (record {newer}); this older event changes nothing"
+                )));
+            }
+            if !edited.changed {
+                self.move_branch_api(gh, branch, remote_sha, ZERO_OID, attempt)
+                    .await?;
+                return Ok(Decision::NoChange(format!(
+                    "{overlay_text} on {base} already uses {version}; deleted the stale branch {branch}, which closes its pull request"
+                )));
+            }
+        } else if !edited.changed {
+            return Ok(Decision::NoChange(format!(
+                "{overlay_text} on {base} already uses {version}"
+            )));
+        }
+
+        let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
+        // What `git commit --signoff` adds: the sign-off joins the trailer block.
+        let message = format!(
+            "{}Signed-off-by: {} <{}>\n",
+            texts.commit_message, self.settings.author.name, self.settings.author.email
+        );
+        let commit = gitdata::create_commit(gh, &message, &desired_tree, &base_sha).await?;
+        let lease = remote.as_deref().unwrap_or(ZERO_OID);
+        self.move_branch_api(gh, branch, lease, &commit, attempt)
+            .await?;
+        tracing::info!(branch = %branch, commit = %commit, replaced = remote.as_deref().unwrap_or(""), "branch moved through the GitHub API");
+        Ok(Decision::Ready {
+            commit,
+            pushed: true,
+        })
+    }
+
+    /// [`gitdata::move_branch`], after the test hook [`FlowOptions::before_push`].
+    async fn move_branch_api(
+        &self,
+        gh: &GithubClient,
+        branch: &str,
+        lease: &str,
+        new: &str,
+        attempt: u32,
+    ) -> Result<(), FlowError> {
+        if let Some(hook) = &self.options.before_push {
+            hook(attempt);
+        }
+        gitdata::move_branch(gh, branch, lease, new)
+            .await
+            .map_err(|e| match e {
+                GitDataError::Raced(detail) => FlowError::Raced {
+                    branch: branch.to_owned(),
+                    detail,
+                },
+                other => other.into(),
+            })
     }
 
     /// `git push --force-with-lease=refs/heads/<branch>:<lease> origin <refspec>`; an empty

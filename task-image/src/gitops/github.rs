@@ -167,6 +167,9 @@ pub enum GithubError {
     },
     #[error("{op}: unexpected response from GitHub: {detail}")]
     Decode { op: &'static str, detail: String },
+    /// A GraphQL request answered 200 with `errors` (GraphQL reports failures in the body).
+    #[error("{op}: GitHub's GraphQL API answered: {message}")]
+    GraphQl { op: &'static str, message: String },
     #[error(
         "create pull request: GitHub says an open pull request for {head} exists, but none into {base} was found"
     )]
@@ -357,6 +360,65 @@ impl GithubClient {
                 cause: Box::new(cause),
             })?;
         Ok(pr)
+    }
+
+    /// One REST call on the repository, `{api_base}/repos/{owner}/{repo}/{tail..}`, with the
+    /// retry policy; returns the body of the 2xx response. For the no-clone mode's Git Database
+    /// calls ([`super::gitdata`]).
+    pub async fn rest(
+        &self,
+        op: &'static str,
+        method: Method,
+        tail: &[&str],
+        body: Option<&Value>,
+    ) -> Result<String, GithubError> {
+        self.send(op, method, self.url(tail), body, false).await
+    }
+
+    /// One GraphQL request (`{api_base}/graphql`; GitHub Enterprise: `https://HOST/api/graphql`)
+    /// with the retry policy; returns `data`, or [`GithubError::GraphQl`] when the answer has
+    /// `errors`.
+    pub async fn graphql(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, GithubError> {
+        let body = json!({ "query": query, "variables": variables });
+        let text = self
+            .send(op, Method::POST, self.graphql_url(), Some(&body), false)
+            .await?;
+        let answer: Value = decode(op, &text)?;
+        if let Some(errors) = answer.get("errors").and_then(Value::as_array)
+            && !errors.is_empty()
+        {
+            let message = errors
+                .iter()
+                .map(|e| e.get("message").and_then(Value::as_str).unwrap_or("error"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(GithubError::GraphQl {
+                op,
+                message: self.redact(&message),
+            });
+        }
+        Ok(answer.get("data").cloned().unwrap_or(Value::Null))
+    }
+
+    /// `{api_base}/graphql`, or `https://HOST/api/graphql` for a GitHub Enterprise Server
+    /// `https://HOST/api/v3`.
+    fn graphql_url(&self) -> Url {
+        let mut url = self.base.clone();
+        let v3 = url.path().trim_end_matches('/').ends_with("/api/v3");
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty();
+            if v3 {
+                segments.pop().pop().extend(["api", "graphql"]);
+            } else {
+                segments.push("graphql");
+            }
+        }
+        url
     }
 
     fn head(&self, spec: &PullRequestSpec) -> String {
@@ -917,6 +979,27 @@ mod tests {
         let b: Vec<u64> = (1..=6).map(|a| client.backoff(a).as_secs()).collect();
         assert_eq!(b, [1, 2, 4, 5, 5, 5]);
         assert_eq!(client.backoff(u32::MAX), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_graphql_endpoint_follows_the_rest_root() {
+        let url = |base: &str| {
+            let mut cfg = GithubConfig::new("o", "r", Secret::new("t"));
+            cfg.api_base = base.to_owned();
+            GithubClient::new(cfg).unwrap().graphql_url().to_string()
+        };
+        assert_eq!(
+            url("https://api.github.com"),
+            "https://api.github.com/graphql"
+        );
+        assert_eq!(
+            url("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com/api/graphql"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/graphql"
+        );
     }
 
     #[test]

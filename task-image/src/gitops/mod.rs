@@ -7,6 +7,8 @@
 //! - [`github`]: the GitHub REST client (open or update the PR, reviewers, labels).
 //! - [`flow`]: clone, edit, decide, commit, push, PR.
 //! - [`sparse`]: the partial, sparse clone that fetches only what the edit reads.
+//! - [`gitdata`]: no clone at all (`GITOPS_CLONE=github-api`): read and commit through GitHub's
+//!   API, so that a GitHub App's commits are signed by GitHub.
 //! - [`report`]: `running` at start, the final status, the JSON summary line.
 //!
 //! # Branch and pull request scheme
@@ -40,6 +42,7 @@
 pub mod config;
 pub mod flow;
 pub mod git;
+pub mod gitdata;
 pub mod github;
 pub mod report;
 pub mod sparse;

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Benchmarks that print figures (nothing here asserts a speed):
-#   - the local server: start-to-ready time and request latency (release build);
-#   - each Lambda binary's cold start (process start -> first answer) and peak memory through the
-#     Runtime API emulator against moto (release build);
-#   - the gitops task: process start -> pull request opened, against a local bare repository and a
-#     GitHub mock (release build);
+# One benchmark run that prints every figure as one table at the end (nothing here asserts a
+# speed; scripts/python/bench_table.py reads the `FIGURE` lines each step prints):
+#   - the local server: start-to-ready, one-client latency per endpoint, and intake throughput
+#     with 32 keep-alive clients (functions/examples/intake_load.rs) (release build);
+#   - the api and lifecycle Lambda binaries through the Runtime API emulator against moto: init,
+#     cold start, warm invocations, peak RSS (release build);
 #   - webhook -> pull request opened through the local server and the task, on the demo's small
 #     repository and on a generated large one (10,000 files, 5,000 commits, served with
 #     uploadpack.allowFilter as GitHub does), partial and shallow clone, beside a full clone +
-#     commit + push of the same repository (scripts/python/bench_gitops.py).
+#     commit + push of the same repository (scripts/python/bench_gitops.py); and the no-clone
+#     mode (GITOPS_CLONE=github-api) against the GitHub mock over a local bare repository;
+#   - package sizes: each Lambda binary stripped and zipped (x86_64 release; arm64 as SAM builds
+#     it when BENCH_ARM64=1, or when target/lambda/<bin>/bootstrap exists from an earlier
+#     `cargo lambda build --release --arm64`).
 # Usage: scripts/bench.sh [--help]   Settings: BENCH_REQUESTS (default 500), BENCH_GITOPS_RUNS
-# (default 5), BENCH_WORK (a directory that keeps the generated large repository between runs).
+# (default 5), BENCH_SECONDS (intake load, default 10), BENCH_WORK (a directory that keeps the
+# generated large repository between runs), BENCH_ARM64=1 (build the arm64 Lambda packages with
+# cargo-lambda first: many minutes on a small machine).
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -22,28 +28,81 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh >/dev/null
 
-echo "== building (release)"
-cargo build --release --quiet -p orchestrator --bins -p gitops-task
-target="${CARGO_TARGET_DIR:-$root/target}"
-
-echo "== local server"
-.venv/bin/python scripts/python/bench_local.py "$target/release/orchestrator" --requests "${BENCH_REQUESTS:-500}"
-
-echo "== Lambda cold starts (Runtime API emulator + moto)"
 work="$(mktemp -d)"
-moto_pid=""
-trap '[[ -n "$moto_pid" ]] && kill "$moto_pid" 2>/dev/null; rm -rf "$work"' EXIT
-.venv/bin/python scripts/python/moto_server.py --port-file "$work/port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 1 100); do [[ -s "$work/port" ]] && break; sleep 0.2; done
-MOTO_ENDPOINT="http://127.0.0.1:$(cat "$work/port")" REQUIRE_MOTO=1 \
-  cargo test --release --quiet -p orchestrator --test lambda_runtime -- --nocapture --test-threads 1 2>&1 | grep -o 'BENCH.*'
-# (`grep -o`: with --quiet, a test's progress dot can precede its line.)
+trap 'rm -rf "$work"' EXIT
+log="$work/bench.log"
 
-echo "== gitops task: start -> PR opened (local bare repository, GitHub mock; release build)"
-cargo test --release --quiet -p gitops-task --test gitops_binary -- --nocapture \
-  opens_the_pr_and_reports_it_with_no_subcommand 2>&1 | grep -o 'TIMING.*'
+# `FIGURE` line for a binary's size and its zip (`zip -9`, what Lambda stores).
+size_figure() {
+  .venv/bin/python - "$@" <<'PY'
+import io, os, sys, zipfile
+name, path, what = sys.argv[1:4]
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    z.write(path, "bootstrap")
+print(f"FIGURE package size|{name}: {what}, binary / zipped|{os.path.getsize(path) / 1e6:.2f} MB / {len(buf.getvalue()) / 1e6:.2f} MB|")
+PY
+}
 
-echo "== gitops: webhook -> PR opened, small and large repository, beside the full-clone way (release build)"
-.venv/bin/python scripts/python/bench_gitops.py "$target/release/orchestrator" "$target/release/gitops-task" \
-  --runs "${BENCH_GITOPS_RUNS:-5}" ${BENCH_WORK:+--work "$BENCH_WORK"}
+steps() {
+  local moto_pid="" server_pid=""
+  trap '[[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null; [[ -n "$moto_pid" ]] && kill "$moto_pid" 2>/dev/null; true' EXIT
+
+  echo "== building (release)"
+  cargo build --release --quiet -p orchestrator --bins --examples -p gitops-task
+  local target="${CARGO_TARGET_DIR:-$root/target}"
+
+  echo "== local server"
+  .venv/bin/python scripts/python/bench_local.py "$target/release/orchestrator" --requests "${BENCH_REQUESTS:-500}"
+  local data="$work/load-data"
+  mkdir -p "$data"
+  PORT=0 DATA_DIR="$data" TASK_BINARY=/bin/true RUST_LOG=warn AUDIT_TOKEN="bench-$RANDOM$RANDOM" \
+    INTAKE_TOKEN= ADMIN_TOKEN= "$target/release/orchestrator" serve >"$work/serve.out" 2>"$work/serve.err" &
+  server_pid=$!
+  for _ in $(seq 1 100); do grep -q '^listening on ' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+  local url
+  url="$(sed -n 's/^listening on //p' "$work/serve.out")"
+  [[ -n "$url" ]] || { cat "$work/serve.err"; echo "the local server did not start" >&2; return 1; }
+  BENCH_SECONDS="${BENCH_SECONDS:-10}" "$target/release/examples/intake_load" "$url" failed
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+
+  echo "== Lambda binaries (Runtime API emulator + moto)"
+  .venv/bin/python scripts/python/moto_server.py --port-file "$work/port" >"$work/moto.log" 2>&1 &
+  moto_pid=$!
+  for _ in $(seq 1 100); do [[ -s "$work/port" ]] && break; sleep 0.2; done
+  MOTO_ENDPOINT="http://127.0.0.1:$(cat "$work/port")" REQUIRE_MOTO=1 \
+    cargo test --release --quiet -p orchestrator --test lambda_runtime -- --nocapture --test-threads 1 2>&1 \
+    | grep -o -E '(BENCH|FIGURE).*'
+  # (`grep -o`: with --quiet, a test's progress dot can precede its line.)
+
+  echo "== gitops: webhook -> PR opened, small and large repository, beside the full-clone way (release build)"
+  .venv/bin/python scripts/python/bench_gitops.py "$target/release/orchestrator" "$target/release/gitops-task" \
+    --runs "${BENCH_GITOPS_RUNS:-5}" ${BENCH_WORK:+--work "$BENCH_WORK"}
+
+  echo "== gitops: the no-clone mode against the GitHub mock over a local bare repository (release build)"
+  cargo test --release --quiet -p gitops-task --test gitops_no_clone -- --nocapture \
+    opens_a_pr_with_one_commit_made_through_the_api_and_no_clone 2>&1 | grep -o -E '(TIMING|FIGURE).*'
+
+  echo "== package sizes"
+  if [[ "${BENCH_ARM64:-0}" == 1 ]]; then
+    scripts/sam-build.sh || echo "the arm64 build failed (scripts/sam-build.sh): no arm64 sizes"
+  fi
+  local bin resource
+  for bin in api lifecycle port-kafka events recovery; do
+    size_figure "$bin" "$target/release/$bin" "x86_64 release (stripped)"
+    case "$bin" in
+      api) resource=ApiFunction ;; lifecycle) resource=LifecycleFunction ;;
+      port-kafka) resource=PortKafkaFunction ;; events) resource=EventsFunction ;;
+      recovery) resource=RecoveryFunction ;;
+    esac
+    if [[ -f ".aws-sam/build/$resource/bootstrap" ]]; then
+      size_figure "$bin" ".aws-sam/build/$resource/bootstrap" "arm64 (sam build)"
+    elif [[ -f "$target/lambda/$bin/bootstrap" ]]; then
+      size_figure "$bin" "$target/lambda/$bin/bootstrap" "arm64 (cargo lambda build)"
+    fi
+  done
+}
+
+steps 2>&1 | tee "$log"
+echo
+.venv/bin/python scripts/python/bench_table.py "$log"

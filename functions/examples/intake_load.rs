@@ -116,5 +116,11 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 100.0),
         answers.join(",")
     );
+    println!(
+        "FIGURE local server|intake throughput, {connections} connections, {seconds} s ({status} builds)|{:.0} req/s, p99 {:.2} ms|{}",
+        latencies.len() as f64 / elapsed,
+        percentile(&latencies, 99.0),
+        answers.join(", ")
+    );
     Ok(())
 }

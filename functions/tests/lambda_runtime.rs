@@ -72,12 +72,22 @@ impl Function {
             })
         };
         let rss = peak_rss_kib(self.child.id());
+        let rss = rss.map_or_else(|| "n/a".into(), |k| k.to_string());
         println!(
-            "BENCH lambda={name} init_ms={:.1} cold_start_ms={:.1} peak_rss_kib={}",
+            "BENCH lambda={name} init_ms={:.1} cold_start_ms={:.1} peak_rss_kib={rss}",
             ms(next),
             ms(first),
-            rss.map_or_else(|| "n/a".into(), |k| k.to_string())
         );
+        // For scripts/bench.sh's one table (scripts/python/bench_table.py).
+        println!(
+            "FIGURE Lambda {name} (Runtime API emulator, moto)|init (start -> first request for work)|{:.1} ms|",
+            ms(next)
+        );
+        println!(
+            "FIGURE Lambda {name} (Runtime API emulator, moto)|cold start (start -> first answer)|{:.1} ms|",
+            ms(first)
+        );
+        println!("FIGURE Lambda {name} (Runtime API emulator, moto)|peak RSS|{rss} KiB|");
     }
 }
 
@@ -253,6 +263,12 @@ async fn api_binary_through_the_runtime_api_against_moto() {
     warm.sort_by(f64::total_cmp);
     println!(
         "BENCH lambda=api warm_p50_ms={:.1} warm_max_ms={:.1} n={}",
+        warm[warm.len() / 2],
+        warm[warm.len() - 1],
+        warm.len()
+    );
+    println!(
+        "FIGURE Lambda api (Runtime API emulator, moto)|warm invocation, p50 / max|{:.1} / {:.1} ms|{} sequential orb deliveries: PutItem (transaction), RunTask, UpdateItem",
         warm[warm.len() / 2],
         warm[warm.len() - 1],
         warm.len()

@@ -279,6 +279,11 @@ def main():
     print("|---|---|---|---|---|")
     for name, partial, shallow, seed in rows:
         print(f"| {name} | {partial:.2f} s | {shallow:.2f} s | {seed:.2f} s | {seed / partial:.1f}x |")
+    # For scripts/bench.sh's one table (scripts/python/bench_table.py).
+    for name, partial, shallow, seed in rows:
+        print(f"FIGURE gitops {name}|webhook -> PR opened, partial clone (default), median of {args.runs}|{partial:.2f} s|")
+        print(f"FIGURE gitops {name}|webhook -> PR opened, GITOPS_CLONE=shallow, median of {args.runs}|{shallow:.2f} s|")
+        print(f"FIGURE gitops {name}|full clone + edit + commit + push, git alone (the seed's way)|{seed:.2f} s|{seed / partial:.1f}x the partial clone's time")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -26,6 +26,7 @@ def pct(values, p):
 
 def report(name, ms):
     print(f"BENCH local {name}: n={len(ms)} p50={pct(ms, 50):.2f}ms p95={pct(ms, 95):.2f}ms p99={pct(ms, 99):.2f}ms mean={statistics.mean(ms):.2f}ms")
+    print(f"FIGURE local server|{name}, one client, p50 / p99|{pct(ms, 50):.2f} / {pct(ms, 99):.2f} ms|{len(ms)} requests")
 
 
 # The audit routes need a credential of their own (the intake is left open here).
@@ -51,6 +52,7 @@ def main():
             ready = (time.perf_counter() - t0) * 1000
             host, port = line.strip().removeprefix("listening on http://").split(":")
             print(f"BENCH local start_to_ready_ms={ready:.1f}")
+            print(f"FIGURE local server|process start -> listening|{ready:.1f} ms|")
             conn = http.client.HTTPConnection(host, int(port))
             post, lst, show = [], [], []
             ids = []

@@ -83,6 +83,12 @@ async fn opens_a_pr_with_one_commit_made_through_the_api_and_no_clone() {
         git_calls,
         other
     );
+    // For scripts/bench.sh's one table (scripts/python/bench_table.py).
+    eprintln!(
+        "FIGURE gitops small (test repository)|task start -> PR opened, GITOPS_CLONE=github-api (no clone; GitHub mock over a local bare repository)|{} ms|{} API calls",
+        run.summary.elapsed_ms,
+        requests.len()
+    );
     assert!(run.ok(), "{run:#?}");
     assert_eq!(run.summary.outcome, OutcomeKind::Succeeded);
     assert_eq!(run.summary.pr_url.as_deref(), Some(PR_URL));

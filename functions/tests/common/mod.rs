@@ -156,6 +156,7 @@ pub fn sqlite_app(settings: IntakeSettings) -> TestApp {
             launcher: launcher.clone(),
             intake: Arc::new(settings),
             access: access(),
+            console: Default::default(),
         },
         launcher,
         store,

@@ -125,7 +125,7 @@ fn secure_headers(h: &mut axum::http::HeaderMap) {
         ),
     );
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
 }
 
 fn see_other(to: &str) -> Response {

@@ -63,7 +63,7 @@ fn layout(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) " · gitops orchestrator" }
                 link rel="stylesheet" href={ (root) "/style.css" };
             }

@@ -92,3 +92,72 @@ pub async fn find(store: &dyn RecordStore, find: &Find) -> Result<Found, StoreEr
         records,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_core::store::sqlite::SqliteStore;
+    use orchestrator_core::{Job, Source};
+
+    async fn store_with(envs: &[&str]) -> (tempfile::TempDir, SqliteStore, Vec<Record>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteStore::file_in(dir.path())).unwrap();
+        let mut made = Vec::new();
+        for (i, env) in envs.iter().enumerate() {
+            let job = Job::parse("svc", "acme/svc", env, &format!("{i:07x}")).unwrap();
+            let r = Record::received(Source::CircleciOrb, serde_json::json!({}), Some(job));
+            store.create(&r).await.unwrap();
+            made.push(r);
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        made.reverse(); // newest first
+        (dir, store, made)
+    }
+
+    fn ids(rs: &[Record]) -> Vec<RecordId> {
+        rs.iter().map(|r| r.id).collect()
+    }
+
+    #[tokio::test]
+    async fn the_environment_filter_pages_through_every_match_in_order() {
+        let envs = ["prod", "dev", "dev", "prod", "dev", "prod", "dev"];
+        let (_d, store, made) = store_with(&envs).await;
+        let want: Vec<_> = made
+            .iter()
+            .filter(|r| r.job.as_ref().unwrap().environment.as_str() == "prod")
+            .map(|r| r.id)
+            .collect();
+        let mut f = Find {
+            environment: Some("prod".into()),
+            ..Find::default()
+        };
+        f.store.limit = 2;
+        let mut got = Vec::new();
+        loop {
+            let page = find(&store, &f).await.unwrap();
+            assert!(page.records.len() <= 2);
+            got.extend(ids(&page.records));
+            match page.next_cursor {
+                Some(c) => f.store.after = Some(cursor::decode(&c).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn from_and_to_keep_the_records_received_in_the_window() {
+        let (_d, store, made) = store_with(&["a1", "a2", "a3", "a4", "a5"]).await;
+        // Newest first: made[1] .. made[3] are inside [made[3].received_at, made[1].received_at].
+        let f = Find {
+            from: Some(made[3].received_at),
+            to: Some(made[1].received_at),
+            ..Find::default()
+        };
+        let page = find(&store, &f).await.unwrap();
+        assert_eq!(ids(&page.records), ids(&made[1..4]));
+        assert_eq!(page.next_cursor, None);
+        let all = find(&store, &Find::default()).await.unwrap();
+        assert_eq!(ids(&all.records), ids(&made));
+    }
+}

@@ -180,7 +180,10 @@ async fn submit(c: &Client, form: fantoccini::elements::Form, want: &str, seen: 
             seen.push(url);
             return;
         }
-        assert!(Instant::now() < deadline, "never reached a URL with {want}: {url}");
+        assert!(
+            Instant::now() < deadline,
+            "never reached a URL with {want}: {url}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -221,7 +224,11 @@ async fn the_console_in_a_real_browser() {
     let failed_id = failed["record_id"].as_str().unwrap().to_owned();
     script(dir.path(), true);
     let mut ids = vec![failed_id.clone()];
-    for (n, service, branch) in [(2, "web", "main"), (3, "api", "feature-x"), (4, "web", "dev")] {
+    for (n, service, branch) in [
+        (2, "web", "main"),
+        (3, "api", "feature-x"),
+        (4, "web", "dev"),
+    ] {
         let r = deliver(&http, &base, n, service, branch).await;
         assert_eq!(r["status"], "dispatched", "{r}");
         ids.push(r["id"].as_str().unwrap().to_owned());
@@ -290,9 +297,18 @@ async fn the_console_in_a_real_browser() {
         Ok(e) => e,
         Err(e) => panic!("{e}: {}", c.source().await.unwrap_or_default()),
     };
-    assert!(error.text().await.unwrap().contains("not the audit or admin token"));
+    assert!(
+        error
+            .text()
+            .await
+            .unwrap()
+            .contains("not the audit or admin token")
+    );
     assert!(at(&c, &mut seen).await.ends_with("/console/login"));
-    assert!(c.get_all_cookies().await.unwrap().is_empty(), "no session for a wrong token");
+    assert!(
+        c.get_all_cookies().await.unwrap().is_empty(),
+        "no session for a wrong token"
+    );
 
     // The admin token: a session cookie that never holds the token.
     c.find(Locator::Id("token"))
@@ -326,10 +342,23 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(row_ids(&c).await, ids);
     assert_eq!(
         column(&c, "Status").await,
-        ["dispatched", "dispatched", "dispatched", "dispatched", "succeeded", "dispatch_failed"]
+        [
+            "dispatched",
+            "dispatched",
+            "dispatched",
+            "dispatched",
+            "succeeded",
+            "dispatch_failed"
+        ]
     );
-    assert_eq!(column(&c, "Env").await, ["prod", "prod", "dev", "dev", "prod", "prod"]);
-    let pr_links = c.find_all(Locator::Css("td[data-label=PR] a")).await.unwrap();
+    assert_eq!(
+        column(&c, "Env").await,
+        ["prod", "prod", "dev", "dev", "prod", "prod"]
+    );
+    let pr_links = c
+        .find_all(Locator::Css("td[data-label=PR] a"))
+        .await
+        .unwrap();
     assert_eq!(pr_links.len(), 1);
     assert_eq!(pr_links[0].attr("href").await.unwrap().as_deref(), Some(pr));
     std::fs::write(
@@ -343,7 +372,15 @@ async fn the_console_in_a_real_browser() {
     let form = c.form(Locator::Css("form.filters")).await.unwrap();
     form.set_by_name("environment", "prod").await.unwrap();
     submit(&c, form, "environment=prod", &mut seen).await;
-    assert_eq!(row_ids(&c).await, [ids[0].clone(), ids[1].clone(), ids[4].clone(), ids[5].clone()]);
+    assert_eq!(
+        row_ids(&c).await,
+        [
+            ids[0].clone(),
+            ids[1].clone(),
+            ids[4].clone(),
+            ids[5].clone()
+        ]
+    );
     let form = c.form(Locator::Css("form.filters")).await.unwrap();
     form.set_by_name("environment", "").await.unwrap();
     form.set_by_name("status", "dispatch_failed").await.unwrap();
@@ -353,20 +390,26 @@ async fn the_console_in_a_real_browser() {
     form.set_by_name("status", "").await.unwrap();
     form.set_by_name("service", "web").await.unwrap();
     submit(&c, form, "service=web", &mut seen).await;
-    assert_eq!(row_ids(&c).await, [ids[0].clone(), ids[2].clone(), ids[4].clone()]);
+    assert_eq!(
+        row_ids(&c).await,
+        [ids[0].clone(), ids[2].clone(), ids[4].clone()]
+    );
     let form = c.form(Locator::Css("form.filters")).await.unwrap();
     form.set_by_name("service", "").await.unwrap();
     form.set_by_name("source", "port").await.unwrap();
     submit(&c, form, "source=port", &mut seen).await;
     assert!(c.find(Locator::Id("no-records")).await.is_ok());
     // Time: before `mid` the four first records, from `mid` the two last.
-    let t = |d: chrono::DateTime<chrono::Utc>| {
-        d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    };
-    c.goto(&format!("{base}/console?to={}", t(mid))).await.unwrap();
+    let t =
+        |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    c.goto(&format!("{base}/console?to={}", t(mid)))
+        .await
+        .unwrap();
     at(&c, &mut seen).await;
     assert_eq!(row_ids(&c).await, &ids[2..]);
-    c.goto(&format!("{base}/console?from={}", t(mid))).await.unwrap();
+    c.goto(&format!("{base}/console?from={}", t(mid)))
+        .await
+        .unwrap();
     at(&c, &mut seen).await;
     assert_eq!(row_ids(&c).await, &ids[..2]);
 
@@ -381,14 +424,24 @@ async fn the_console_in_a_real_browser() {
         paged.extend(page);
     }
     assert_eq!(paged, ids);
-    c.goto(&format!("{base}/console?limit=1&environment=prod")).await.unwrap();
+    c.goto(&format!("{base}/console?limit=1&environment=prod"))
+        .await
+        .unwrap();
     let mut paged = row_ids(&c).await;
     while let Ok(next) = c.find(Locator::Id("next-page")).await {
         next.click().await.unwrap();
         at(&c, &mut seen).await;
         paged.extend(row_ids(&c).await);
     }
-    assert_eq!(paged, [ids[0].clone(), ids[1].clone(), ids[4].clone(), ids[5].clone()]);
+    assert_eq!(
+        paged,
+        [
+            ids[0].clone(),
+            ids[1].clone(),
+            ids[4].clone(),
+            ids[5].clone()
+        ]
+    );
 
     // A record page, reached from its row: timeline, PR, branch, commit, diff; no log link locally.
     c.goto(&format!("{base}/console")).await.unwrap();
@@ -398,7 +451,11 @@ async fn the_console_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    assert!(at(&c, &mut seen).await.ends_with(&format!("/console/records/{}", ids[4])));
+    assert!(
+        at(&c, &mut seen)
+            .await
+            .ends_with(&format!("/console/records/{}", ids[4]))
+    );
     let mut timeline = Vec::new();
     for li in c.find_all(Locator::Css("#timeline li")).await.unwrap() {
         timeline.push(li.text().await.unwrap());
@@ -411,33 +468,91 @@ async fn the_console_in_a_real_browser() {
     assert!(timeline.last().unwrap().contains("succeeded"));
     let pr_link = c.find(Locator::Css("#pr-link a")).await.unwrap();
     assert_eq!(pr_link.attr("href").await.unwrap().as_deref(), Some(pr));
-    let page = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
-    for want in ["gitops/web-prod", "abc1234", "1111111", "+  newTag: 0000000000000000000000000000000000000002"] {
+    let page = c
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "gitops/web-prod",
+        "abc1234",
+        "1111111",
+        "+  newTag: 0000000000000000000000000000000000000002",
+    ] {
         assert!(page.contains(want), "{want} missing from the record page");
     }
     assert!(c.find(Locator::Id("no-log-link")).await.is_ok());
     assert!(c.find(Locator::Id("log-link")).await.is_err());
+    // Tall enough for the diff and the timeline in the picture.
+    c.set_window_size(1280, 1700).await.unwrap();
     std::fs::write(
         screenshots_dir().join("record.png"),
         c.screenshot().await.unwrap(),
     )
     .unwrap();
+    c.set_window_size(1280, 900).await.unwrap();
 
     // The re-dispatch of the failed record: a confirmation page, then the action.
-    c.goto(&format!("{base}/console/records/{failed_id}")).await.unwrap();
+    c.goto(&format!("{base}/console/records/{failed_id}"))
+        .await
+        .unwrap();
     at(&c, &mut seen).await;
-    c.find(Locator::Id("redispatch")).await.unwrap().click().await.unwrap();
-    assert!(at(&c, &mut seen).await.ends_with(&format!("/console/records/{failed_id}/dispatch")));
-    let h1 = c.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    c.find(Locator::Id("redispatch"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        at(&c, &mut seen)
+            .await
+            .ends_with(&format!("/console/records/{failed_id}/dispatch"))
+    );
+    let h1 = c
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(h1, "Re-dispatch this record?");
-    let before = store.get(failed_id.parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!((before.status, before.attempt), (Status::DispatchFailed, 1), "nothing happens on GET");
-    c.find(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
-    assert!(at(&c, &mut seen).await.contains(&format!("/console/records/{failed_id}?done=dispatched")));
+    let before = store
+        .get(failed_id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (before.status, before.attempt),
+        (Status::DispatchFailed, 1),
+        "nothing happens on GET"
+    );
+    c.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        at(&c, &mut seen)
+            .await
+            .contains(&format!("/console/records/{failed_id}?done=dispatched"))
+    );
     assert!(c.find(Locator::Id("done")).await.is_ok());
-    let after = store.get(failed_id.parse().unwrap()).await.unwrap().unwrap();
+    let after = store
+        .get(failed_id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((after.status, after.attempt), (Status::Dispatched, 2));
-    let badge = c.find(Locator::Css("p.status .badge")).await.unwrap().text().await.unwrap();
+    let badge = c
+        .find(Locator::Css("p.status .badge"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(badge, "dispatched");
 
     // The same POST without the form's CSRF token, or from another origin: refused, nothing done.
@@ -450,7 +565,10 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(no_csrf.status(), 403);
-    let page = c.find(Locator::Css("form.logout input[name=csrf]")).await.unwrap();
+    let page = c
+        .find(Locator::Css("form.logout input[name=csrf]"))
+        .await
+        .unwrap();
     let csrf = page.attr("value").await.unwrap().unwrap();
     let cross = http
         .post(&redact)
@@ -461,7 +579,15 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
-    assert!(store.get(done_id).await.unwrap().unwrap().redacted_at.is_none());
+    assert!(
+        store
+            .get(done_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .redacted_at
+            .is_none()
+    );
     // A wrong login answers 401.
     let wrong = http
         .post(format!("{base}/console/login"))
@@ -481,7 +607,11 @@ async fn the_console_in_a_real_browser() {
         )
         .await
         .unwrap();
-    assert_eq!(overflow.as_i64(), Some(0), "the list scrolls sideways on a phone");
+    assert_eq!(
+        overflow.as_i64(),
+        Some(0),
+        "the list scrolls sideways on a phone"
+    );
     std::fs::write(
         screenshots_dir().join("list-phone.png"),
         c.screenshot().await.unwrap(),
@@ -489,7 +619,12 @@ async fn the_console_in_a_real_browser() {
     .unwrap();
 
     // Sign out: the session is gone.
-    c.find(Locator::Css("form.logout button")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(at(&c, &mut seen).await.ends_with("/console/login"));
     c.goto(&format!("{base}/console")).await.unwrap();
     assert!(at(&c, &mut seen).await.ends_with("/console/login"));

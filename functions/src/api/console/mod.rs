@@ -71,10 +71,7 @@ pub struct ConsoleArgs {
 impl ConsoleArgs {
     pub fn settings(&self) -> ConsoleSettings {
         ConsoleSettings {
-            task_log_group: self
-                .task_log_group
-                .clone()
-                .filter(|g| !g.trim().is_empty()),
+            task_log_group: self.task_log_group.clone().filter(|g| !g.trim().is_empty()),
             task_log_stream_prefix: self.task_log_stream_prefix.clone(),
             task_log_container: self.task_log_container.clone(),
         }
@@ -174,7 +171,9 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.session.as_ref().is_some_and(|s| s.power == Power::Admin)
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.power == Power::Admin)
     }
 
     fn login_redirect(&self) -> Response {
@@ -244,7 +243,10 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let ctx = Ctx::new(&state, &parts);
     if !session::origin_ok(&parts.headers) {
-        return ctx.error(StatusCode::FORBIDDEN, "This form was posted from another site.");
+        return ctx.error(
+            StatusCode::FORBIDDEN,
+            "This form was posted from another site.",
+        );
     }
     let Ok(Form(form)) =
         Form::<LoginForm>::from_request(Request::from_parts(parts, body), &()).await
@@ -269,15 +271,24 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
         );
     };
     let Some(s) = Session::issue(&state.access, power, now()) else {
-        return ctx.error(StatusCode::INTERNAL_SERVER_ERROR, "No session could be made.");
+        return ctx.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "No session could be made.",
+        );
     };
     tracing::info!(
-        role = if power == Power::Admin { "admin" } else { "audit" },
+        role = if power == Power::Admin {
+            "admin"
+        } else {
+            "audit"
+        },
         "console login"
     );
     let mut resp = see_other(&ctx.root());
-    resp.headers_mut()
-        .insert(SET_COOKIE, session_cookie(&ctx.base, s.value(), SESSION_SECS));
+    resp.headers_mut().insert(
+        SET_COOKIE,
+        session_cookie(&ctx.base, s.value(), SESSION_SECS),
+    );
     resp
 }
 
@@ -296,7 +307,10 @@ async fn checked_post(
     need: Power,
 ) -> Result<(), Response> {
     if !session::origin_ok(&parts.headers) {
-        return Err(ctx.error(StatusCode::FORBIDDEN, "This form was posted from another site."));
+        return Err(ctx.error(
+            StatusCode::FORBIDDEN,
+            "This form was posted from another site.",
+        ));
     }
     let Some(s) = &ctx.session else {
         return Err(ctx.login_redirect());
@@ -420,20 +434,26 @@ fn find_of(f: &Filters, cursor_param: Option<&str>) -> Result<Find, ApiError> {
     }
     store.service = Some(f.service.clone()).filter(|s| !s.is_empty());
     if !f.status.is_empty() {
-        store.status = Some(f.status.parse::<Status>().map_err(|reason| {
-            ApiError::InvalidQuery {
-                param: "status",
-                reason,
-            }
-        })?);
+        store.status =
+            Some(
+                f.status
+                    .parse::<Status>()
+                    .map_err(|reason| ApiError::InvalidQuery {
+                        param: "status",
+                        reason,
+                    })?,
+            );
     }
     if !f.source.is_empty() {
-        store.source = Some(f.source.parse::<Source>().map_err(|reason| {
-            ApiError::InvalidQuery {
-                param: "source",
-                reason,
-            }
-        })?);
+        store.source =
+            Some(
+                f.source
+                    .parse::<Source>()
+                    .map_err(|reason| ApiError::InvalidQuery {
+                        param: "source",
+                        reason,
+                    })?,
+            );
     }
     Ok(Find {
         store,
@@ -515,7 +535,10 @@ async fn confirm(state: AppState, raw: String, req: Request, action: Action) -> 
         );
     }
     match load(&ctx, &raw).await {
-        Ok(r) => html(StatusCode::OK, pages::confirm(&ctx, &r, action).into_string()),
+        Ok(r) => html(
+            StatusCode::OK,
+            pages::confirm(&ctx, &r, action).into_string(),
+        ),
         Err(resp) => resp,
     }
 }
@@ -598,8 +621,12 @@ async fn do_redact(
 pub fn log_stream_url(settings: &ConsoleSettings, task_arn: &str) -> Option<String> {
     let group = settings.task_log_group.as_deref()?;
     let mut fields = task_arn.split(':');
-    let (arn, partition, service, region) =
-        (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+    let (arn, partition, service, region) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
     if arn != "arn" || partition != "aws" || service != "ecs" || region.is_empty() {
         return None;
     }
@@ -672,10 +699,7 @@ mod tests {
         let find = find_of(&f, None).unwrap();
         assert_eq!(find.environment.as_deref(), Some("prod"));
         assert_eq!(find.store.status, Some(Status::Failed));
-        assert_eq!(
-            find.from.unwrap().to_rfc3339(),
-            "2026-01-31T14:00:00+00:00"
-        );
+        assert_eq!(find.from.unwrap().to_rfc3339(), "2026-01-31T14:00:00+00:00");
         for bad in [
             Filters {
                 status: "nope".into(),

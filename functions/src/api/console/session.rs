@@ -96,7 +96,11 @@ impl Session {
             _ => return None,
         };
         let expires: i64 = exp.parse().ok()?;
-        let want = mac(key(access, power)?, "console-session-v1", &format!("{r}.{exp}"));
+        let want = mac(
+            key(access, power)?,
+            "console-session-v1",
+            &format!("{r}.{exp}"),
+        );
         (eq(sig, &want) && now < expires).then(|| Session {
             power,
             expires,
@@ -186,7 +190,13 @@ mod tests {
         let extended = audit
             .value()
             .replacen(&audit.expires.to_string(), "99999999999", 1);
-        for bad in [promoted.as_str(), extended.as_str(), "admin.99999999999.00", "", "x"] {
+        for bad in [
+            promoted.as_str(),
+            extended.as_str(),
+            "admin.99999999999.00",
+            "",
+            "x",
+        ] {
             assert_eq!(Session::verify(&a, bad, 1001), None, "{bad}");
         }
         // Another deployment's tokens sign other sessions.

@@ -385,7 +385,7 @@ async fn the_console_in_a_real_browser() {
     form.set_by_name("environment", "").await.unwrap();
     form.set_by_name("status", "dispatch_failed").await.unwrap();
     submit(&c, form, "status=dispatch_failed", &mut seen).await;
-    assert_eq!(row_ids(&c).await, [failed_id.clone()]);
+    assert_eq!(row_ids(&c).await, std::slice::from_ref(&failed_id));
     let form = c.form(Locator::Css("form.filters")).await.unwrap();
     form.set_by_name("status", "").await.unwrap();
     form.set_by_name("service", "web").await.unwrap();

@@ -188,11 +188,45 @@ async fn submit(c: &Client, form: fantoccini::elements::Form, want: &str, seen: 
     }
 }
 
+/// Clicks what leads to another page and waits until that page has loaded (a WebDriver click
+/// returns before the navigation it starts is done): the old document is marked, and the wait
+/// ends when the browser holds a complete document without the mark.
+async fn click(c: &Client, el: fantoccini::elements::Element) {
+    c.execute("window.__before_click = true; return null", vec![])
+        .await
+        .unwrap();
+    el.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let loaded = c
+            .execute(
+                "return window.__before_click !== true && document.readyState === 'complete'",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if loaded {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the click led to no new page");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Where the browser is, noted for the credential check.
 async fn at(c: &Client, seen: &mut Vec<String>) -> String {
     let url = c.current_url().await.unwrap().to_string();
+    no_credential(&url);
     seen.push(url.clone());
     url
+}
+
+fn no_credential(url: &str) {
+    for secret in [INTAKE, AUDIT, ADMIN, "token="] {
+        assert!(!url.contains(secret), "{url} holds {secret}");
+    }
 }
 
 fn screenshots_dir() -> PathBuf {
@@ -287,12 +321,14 @@ async fn the_console_in_a_real_browser() {
         .send_keys(INTAKE)
         .await
         .unwrap();
-    c.find(Locator::Css("form.card button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        c.find(Locator::Css("form.card button[type=submit]"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    at(&c, &mut seen).await;
     let error = match c.find(Locator::Id("login-error")).await {
         Ok(e) => e,
         Err(e) => panic!("{e}: {}", c.source().await.unwrap_or_default()),
@@ -317,12 +353,13 @@ async fn the_console_in_a_real_browser() {
         .send_keys(ADMIN)
         .await
         .unwrap();
-    c.find(Locator::Css("form.card button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        c.find(Locator::Css("form.card button[type=submit]"))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(at(&c, &mut seen).await.ends_with("/console"));
     let cookies = c.get_all_cookies().await.unwrap();
     assert_eq!(cookies.len(), 1, "{cookies:?}");
@@ -417,7 +454,7 @@ async fn the_console_in_a_real_browser() {
     c.goto(&format!("{base}/console?limit=2")).await.unwrap();
     let mut paged = row_ids(&c).await;
     while let Ok(next) = c.find(Locator::Id("next-page")).await {
-        next.click().await.unwrap();
+        click(&c, next).await;
         assert!(at(&c, &mut seen).await.contains("limit=2"));
         let page = row_ids(&c).await;
         assert!(page.len() <= 2);
@@ -429,7 +466,7 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     let mut paged = row_ids(&c).await;
     while let Ok(next) = c.find(Locator::Id("next-page")).await {
-        next.click().await.unwrap();
+        click(&c, next).await;
         at(&c, &mut seen).await;
         paged.extend(row_ids(&c).await);
     }
@@ -445,12 +482,13 @@ async fn the_console_in_a_real_browser() {
 
     // A record page, reached from its row: timeline, PR, branch, commit, diff; no log link locally.
     c.goto(&format!("{base}/console")).await.unwrap();
-    c.find(Locator::Css(&format!("tr[data-id=\"{}\"] a", ids[4])))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        c.find(Locator::Css(&format!("tr[data-id=\"{}\"] a", ids[4])))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(
         at(&c, &mut seen)
             .await
@@ -499,12 +537,7 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     at(&c, &mut seen).await;
-    c.find(Locator::Id("redispatch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, c.find(Locator::Id("redispatch")).await.unwrap()).await;
     assert!(
         at(&c, &mut seen)
             .await
@@ -528,12 +561,7 @@ async fn the_console_in_a_real_browser() {
         (Status::DispatchFailed, 1),
         "nothing happens on GET"
     );
-    c.find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, c.find(Locator::Id("confirm")).await.unwrap()).await;
     assert!(
         at(&c, &mut seen)
             .await
@@ -619,12 +647,11 @@ async fn the_console_in_a_real_browser() {
     .unwrap();
 
     // Sign out: the session is gone.
-    c.find(Locator::Css("form.logout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        c.find(Locator::Css("form.logout button")).await.unwrap(),
+    )
+    .await;
     assert!(at(&c, &mut seen).await.ends_with("/console/login"));
     c.goto(&format!("{base}/console")).await.unwrap();
     assert!(at(&c, &mut seen).await.ends_with("/console/login"));
@@ -632,11 +659,7 @@ async fn the_console_in_a_real_browser() {
 
     // No credential in any URL the browser was at.
     assert!(seen.len() > 15, "{seen:?}");
-    for url in &seen {
-        for secret in [INTAKE, AUDIT, ADMIN, "token="] {
-            assert!(!url.contains(secret), "{url} holds {secret}");
-        }
-    }
+    seen.iter().for_each(|u| no_credential(u));
     eprintln!(
         "console browser test: {} URLs checked, {:.1} s",
         seen.len(),

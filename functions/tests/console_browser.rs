@@ -616,6 +616,69 @@ async fn the_console_in_a_real_browser() {
             .redacted_at
             .is_none()
     );
+    // An audit session reads, sees no admin action, and the admin routes refuse it, even with its
+    // own CSRF token.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = no_redirect
+        .post(format!("{base}/console/login"))
+        .form(&[("token", AUDIT)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let audit_cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(!audit_cookie.contains(AUDIT));
+    let page = no_redirect
+        .get(format!("{base}/console/records/{}", ids[4]))
+        .header("cookie", &audit_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(pr) && !page.contains("id=\"redispatch\"") && !page.contains("id=\"redact\"")
+    );
+    let audit_csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let confirm = no_redirect
+        .get(&redact)
+        .header("cookie", &audit_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), 403);
+    let post = no_redirect
+        .post(&redact)
+        .header("cookie", &audit_cookie)
+        .form(&[("csrf", audit_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 403);
+    assert!(
+        store
+            .get(done_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .redacted_at
+            .is_none()
+    );
     // A wrong login answers 401.
     let wrong = http
         .post(format!("{base}/console/login"))

@@ -51,6 +51,8 @@ set to an empty string to clear an optional value):
   PORT_CLIENT_ID_SECRET_ARN      Secrets Manager ARN (optional)                   -> PortClientIdSecretArn
   PORT_CLIENT_SECRET_SECRET_ARN  Secrets Manager ARN (optional)                   -> PortClientSecretSecretArn
   SLACK_WEBHOOK_URL_SECRET_ARN   Secrets Manager ARN (optional)                   -> SlackWebhookUrlSecretArn
+  AUDIT_TOKEN_SECRET_ARN         Secrets Manager ARN (optional): console sign-in  -> AuditTokenSecretArn
+  ADMIN_TOKEN_SECRET_ARN         Secrets Manager ARN (optional): console admin    -> AdminTokenSecretArn
   PORT_API_URL                   Port REST API, default https://api.port.io (US: https://api.us.port.io)
                                                                                  -> PortApiUrl
   EXEC_COMMANDS_DIR              exec steps' command directory in the task image, default
@@ -163,6 +165,8 @@ params=(
   PORT_CLIENT_ID_SECRET_ARN:PortClientIdSecretArn
   PORT_CLIENT_SECRET_SECRET_ARN:PortClientSecretSecretArn
   SLACK_WEBHOOK_URL_SECRET_ARN:SlackWebhookUrlSecretArn
+  AUDIT_TOKEN_SECRET_ARN:AuditTokenSecretArn
+  ADMIN_TOKEN_SECRET_ARN:AdminTokenSecretArn
   PORT_API_URL:PortApiUrl
   EXEC_COMMANDS_DIR:ExecCommandsDir
   PORT_RULES:PortRules
@@ -210,7 +214,7 @@ fi
 
 # Values that must be ARNs, not secrets pasted by mistake.
 secret_arn_re='^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$'
-for var in GITHUB_TOKEN_SECRET_ARN INTAKE_TOKEN_SECRET_ARN CIRCLECI_WEBHOOK_SECRET_ARN PORT_CLIENT_ID_SECRET_ARN PORT_CLIENT_SECRET_SECRET_ARN SLACK_WEBHOOK_URL_SECRET_ARN PORT_KAFKA_SASL_SECRET_ARN; do
+for var in GITHUB_TOKEN_SECRET_ARN INTAKE_TOKEN_SECRET_ARN CIRCLECI_WEBHOOK_SECRET_ARN PORT_CLIENT_ID_SECRET_ARN PORT_CLIENT_SECRET_SECRET_ARN SLACK_WEBHOOK_URL_SECRET_ARN AUDIT_TOKEN_SECRET_ARN ADMIN_TOKEN_SECRET_ARN PORT_KAFKA_SASL_SECRET_ARN; do
   value="${!var:-}"
   if [[ -n "$value" && ! "$value" =~ $secret_arn_re ]]; then
     die "$var must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME); the secret value itself never goes into a setting"

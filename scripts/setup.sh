@@ -4,11 +4,13 @@
 #   - rustfmt and clippy, if the toolchain lacks them
 #   - kubectl (its built-in kustomize renders the overlays in the task-image tests), with apt-get
 #     when missing; REQUIRE_KUBECTL=0 turns a kubectl that cannot be installed into a warning
+#   - chromium and chromium-driver (Debian's), for the console's browser test, with apt-get when
+#     missing; REQUIRE_BROWSER=0 turns a browser that cannot be installed into a warning
 # Usage: scripts/setup.sh [--help]
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -58,5 +60,25 @@ else
   To run the tests without the kustomize renders instead: REQUIRE_KUBECTL=0 scripts/test.sh (they are then listed as skipped)."
     echo "$msg" >&2
     [[ "${REQUIRE_KUBECTL:-1}" == 0 ]] || exit 1
+  fi
+fi
+
+# Headless Chromium and its WebDriver: the console's browser test (functions/tests/console_browser.rs)
+# requires them under REQUIRE_BROWSER=1 (scripts/test.sh's default).
+if command -v chromedriver >/dev/null && chromedriver --version >/dev/null 2>&1; then
+  echo "setup: chromedriver found: $(chromedriver --version 2>/dev/null | head -n1)"
+else
+  echo "setup: chromium / chromedriver not found: installing them with apt-get (packages 'chromium', 'chromium-driver')"
+  sudo=""
+  [[ "$(id -u)" -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo"
+  if command -v apt-get >/dev/null; then
+    $sudo apt-get install -y --no-install-recommends chromium chromium-driver || {
+      $sudo apt-get update && $sudo apt-get install -y --no-install-recommends chromium chromium-driver
+    } || true
+  fi
+  if ! command -v chromedriver >/dev/null; then
+    echo "setup: chromium-driver could not be installed (no apt-get, or no candidate). Install Chromium and its
+  chromedriver, or run the tests without the browser test: REQUIRE_BROWSER=0 scripts/test.sh (it is then listed as skipped)." >&2
+    [[ "${REQUIRE_BROWSER:-1}" == 0 ]] || exit 1
   fi
 fi

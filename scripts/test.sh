@@ -27,6 +27,8 @@ fi
 
 # Tests that need kubectl fail without it, unless this is set to 0 (then they skip, and are listed).
 export REQUIRE_KUBECTL="${REQUIRE_KUBECTL:-1}"
+# The console's browser test fails without chromedriver, unless this is set to 0.
+export REQUIRE_BROWSER="${REQUIRE_BROWSER:-1}"
 [[ "$REQUIRE_KUBECTL" == 1 ]] || echo "test.sh: REQUIRE_KUBECTL=$REQUIRE_KUBECTL: the kubectl kustomize renders may be skipped"
 
 scripts/setup.sh
@@ -42,7 +44,7 @@ cleanup() {
     echo "== SKIPPED CHECKS ($(sort -u "$SKIPPED_CHECKS_FILE" | wc -l)): these did not run" >&2
     sort -u "$SKIPPED_CHECKS_FILE" | sed 's/^/  /' >&2
   else
-    echo "== skipped checks: none (REQUIRE_MOTO=$REQUIRE_MOTO, REQUIRE_KUBECTL=$REQUIRE_KUBECTL)"
+    echo "== skipped checks: none (REQUIRE_MOTO=$REQUIRE_MOTO, REQUIRE_KUBECTL=$REQUIRE_KUBECTL, REQUIRE_BROWSER=$REQUIRE_BROWSER)"
   fi
   rm -rf "$work"
 }

@@ -8,7 +8,9 @@
 //! Code map:
 //! - [`intake`]: payload parsing and job derivation (pure).
 //! - [`sources`]: the webhook sources behind one trait, and the list that registers their routes.
-//! - [`api`]: the audit handlers, the one webhook handler, auth, body limits, the one error type.
+//! - [`api`]: the audit handlers, the one webhook handler, auth, body limits, the one error type;
+//!   the audit console's HTML pages (`api::console`).
+//! - [`audit`]: finding records for the console, with the filters the store cannot apply.
 //! - [`dispatch`]: the application layer, no HTTP: record, launch, record the launch (webhooks
 //!   and the Kafka batch loop alike), with its own error type.
 //! - [`launch`]: the launcher port and its ECS and local-process adapters.
@@ -34,6 +36,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod dispatch;
 pub mod events;
@@ -48,6 +51,7 @@ pub mod secrets;
 pub mod sources;
 
 use api::access::AccessSettings;
+use api::console::ConsoleSettings;
 use api::error::ApiError;
 pub use config::IntakeSettings;
 use launch::Tasks;
@@ -65,6 +69,8 @@ pub struct AppState {
     pub intake: Arc<IntakeSettings>,
     /// Who may read and operate the audit trail.
     pub access: Arc<AccessSettings>,
+    /// What the console links to (the task's log stream).
+    pub console: Arc<ConsoleSettings>,
 }
 
 async fn no_route() -> ApiError {
@@ -153,7 +159,8 @@ pub fn app(state: AppState) -> Router {
             "/pullrequests/{id}/dispatch",
             post(api::pullrequests::dispatch_again),
         )
-        .route("/openapi.json", get(api::openapi::document));
+        .route("/openapi.json", get(api::openapi::document))
+        .merge(api::console::routes());
     sources::register(router)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -21,6 +21,13 @@ pub struct SecretArns {
     /// Secrets Manager ARN of the Port client secret (verifies `POST /webhooks/port`).
     #[arg(long, env = "PORT_CLIENT_SECRET_ARN")]
     pub port_client_secret_arn: Option<String>,
+    /// Secrets Manager ARN of the audit token (the console's read-only sign-in).
+    #[arg(long, env = "AUDIT_TOKEN_SECRET_ARN")]
+    pub audit_token_secret_arn: Option<String>,
+    /// Secrets Manager ARN of the admin token (the console's sign-in that can re-dispatch and
+    /// redact).
+    #[arg(long, env = "ADMIN_TOKEN_SECRET_ARN")]
+    pub admin_token_secret_arn: Option<String>,
 }
 
 /// Reads one secret string. The error names the ARN, never the value.

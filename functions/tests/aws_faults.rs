@@ -133,6 +133,7 @@ fn sqlite_state(ecs: aws_sdk_ecs::Client, dir: &tempfile::TempDir) -> (AppState,
         launcher: Arc::new(EcsLauncher::new(ecs, settings())),
         intake: Arc::new(fast_retry()),
         access: common::access(),
+        console: Default::default(),
     };
     (state, store)
 }
@@ -401,6 +402,7 @@ async fn a_dynamodb_failure_answers_500_and_launches_nothing() {
         launcher: Arc::new(EcsLauncher::new(ecs, settings())),
         intake: Arc::new(IntakeSettings::default()),
         access: common::access(),
+        console: Default::default(),
     };
     let (status, body) = post_orb(state).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -165,6 +165,7 @@ async fn fifty_parallel_identical_deliveries_make_one_record_and_at_most_one_tas
         launcher: Arc::new(aws.launcher()),
         intake: Arc::new(settings()),
         access: common::access(),
+        console: Default::default(),
     };
     let body = common::fixture("circleci-native/workflow-completed.json");
     let sig = sign(&body);

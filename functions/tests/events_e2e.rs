@@ -138,6 +138,7 @@ async fn a_reboot_event_twice_snapshots_every_volume_once() {
             ..IntakeSettings::default()
         }),
         access: common::access(),
+        console: Default::default(),
     };
     let event = String::from_utf8(common::fixture(
         "eventbridge/cloudtrail-reboot-instances.json",

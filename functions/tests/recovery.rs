@@ -671,6 +671,7 @@ async fn a_thousand_deliveries_with_faults_end_final_or_dispatched_to_one_task()
             ..IntakeSettings::default()
         }),
         access: common::access(),
+        console: Default::default(),
     };
     // A received record is relaunched after 5 s: longer than any launch in flight here takes.
     let recovery = RecoveryPolicy {

@@ -112,6 +112,7 @@ async fn dynamodb_a_replay_after_redaction_launches_nothing_and_items_expire() {
         launcher: launcher.clone(),
         intake: Arc::new(settings()),
         access: common::access(),
+        console: Default::default(),
     };
     a_replay_after_redaction_is_a_duplicate(&state, &launcher).await;
 

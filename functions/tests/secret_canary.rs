@@ -1478,6 +1478,7 @@ async fn secrets_stay_out_of_run_task_and_dynamodb() {
             audit_token: Some(orchestrator_core::Secret::new(c.audit.value.clone())),
             admin_token: None,
         }),
+        console: Default::default(),
     })
     .await;
     let mut api = Api::new(base);

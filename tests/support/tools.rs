@@ -76,3 +76,29 @@ pub fn kustomize_build(dir: &Path) -> Result<String, String> {
     }
     String::from_utf8(out.stdout).map_err(|e| format!("kubectl kustomize printed non-UTF-8: {e}"))
 }
+
+/// Debian's `chromedriver` (package `chromium-driver`, with `chromium`), which scripts/setup.sh
+/// installs. Without it: panics under `REQUIRE_BROWSER=1` (scripts/test.sh's default), else
+/// records the skip of `test` and returns `None`.
+pub fn chromedriver(test: &str) -> Option<std::path::PathBuf> {
+    let found = ["chromedriver", "/usr/bin/chromedriver"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var("REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "{test}: REQUIRE_BROWSER=1 but chromedriver is not installed (scripts/setup.sh installs chromium and chromium-driver)"
+        );
+        skipped(
+            test,
+            "chromedriver is not installed: the browser test did not run",
+        );
+    }
+    found
+}

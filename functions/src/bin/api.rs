@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use orchestrator::api::access::AccessArgs;
+use orchestrator::api::console::ConsoleArgs;
 use orchestrator::config::{DynamoArgs, EcsArgs, IntakeArgs};
 use orchestrator::launch::ecs::EcsLauncher;
 use orchestrator::secrets::{self, SecretArns};
@@ -28,6 +29,9 @@ struct Config {
     /// routes with IAM (SigV4) and the function trusts the identity it verified.
     #[command(flatten)]
     access: AccessArgs,
+    /// What the console links to (the task's CloudWatch log stream).
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 /// Reads and checks the configuration, resolves the secrets, and builds the state. `Err` is the
@@ -64,7 +68,21 @@ async fn configure() -> Result<AppState, String> {
                 .into(),
         );
     }
-    let access = config.access.settings(intake.token.as_ref())?;
+    // The console's credentials (a browser cannot sign SigV4): from Secrets Manager when named.
+    let mut access_args = config.access.clone();
+    access_args.audit_token = secrets::resolve(
+        &sm,
+        arns.audit_token_secret_arn.as_deref(),
+        access_args.audit_token,
+    )
+    .await?;
+    access_args.admin_token = secrets::resolve(
+        &sm,
+        arns.admin_token_secret_arn.as_deref(),
+        access_args.admin_token,
+    )
+    .await?;
+    let access = access_args.settings(intake.token.as_ref())?;
     Ok(AppState {
         store: Arc::new(config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws))),
         launcher: Arc::new(EcsLauncher::new(
@@ -73,6 +91,7 @@ async fn configure() -> Result<AppState, String> {
         )),
         intake: Arc::new(intake),
         access: Arc::new(access),
+        console: Arc::new(config.console.settings()),
     })
 }
 

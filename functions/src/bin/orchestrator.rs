@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use orchestrator::api::access::AccessArgs;
+use orchestrator::api::console::ConsoleArgs;
 use orchestrator::config::{DynamoArgs, IntakeArgs, LocalArgs};
 use orchestrator::launch::process::ProcessLauncher;
 use orchestrator::records_client::{self, RecordsArgs};
@@ -38,6 +39,8 @@ enum Command {
         intake: Box<IntakeArgs>,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        console: ConsoleArgs,
     },
     /// Read and operate the audit trail of a deployed or local API (list, show, redispatch, redact).
     Records(Box<RecordsArgs>),
@@ -134,7 +137,12 @@ async fn fire(
     Ok(())
 }
 
-async fn serve(local: LocalArgs, intake: IntakeArgs, access: AccessArgs) -> anyhow::Result<()> {
+async fn serve(
+    local: LocalArgs,
+    intake: IntakeArgs,
+    access: AccessArgs,
+    console: ConsoleArgs,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let settings = intake.settings().map_err(anyhow::Error::msg)?;
     let access = access
@@ -159,6 +167,7 @@ async fn serve(local: LocalArgs, intake: IntakeArgs, access: AccessArgs) -> anyh
         launcher: Arc::new(launcher),
         intake: Arc::new(settings),
         access: Arc::new(access),
+        console: Arc::new(console.settings()),
     };
     // The same sweeper the `recovery` Lambda runs on a schedule.
     if local.recovery_interval_secs > 0 {
@@ -198,7 +207,8 @@ async fn main() -> anyhow::Result<()> {
             local,
             intake,
             access,
-        } => serve(local, *intake, access).await,
+            console,
+        } => serve(local, *intake, access, console).await,
         Command::Records(args) => {
             let out = records_client::run(*args, |k| std::env::var(k).ok()).await?;
             print!("{out}");

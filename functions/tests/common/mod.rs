@@ -156,6 +156,7 @@ pub fn sqlite_app(settings: IntakeSettings) -> TestApp {
             launcher: launcher.clone(),
             intake: Arc::new(settings),
             access: access(),
+            console: Default::default(),
         },
         launcher,
         store,
@@ -206,7 +207,7 @@ pub async fn port_records(store: &dyn RecordStore) -> Page {
 #[path = "../../../tests/support/tools.rs"]
 mod tools;
 #[allow(unused_imports)] // each test binary uses some of the shared helpers
-pub use tools::{moto_endpoint, skipped};
+pub use tools::{chromedriver, moto_endpoint, skipped};
 
 pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

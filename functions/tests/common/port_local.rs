@@ -99,6 +99,7 @@ pub fn local(port_api: &str, slack: &str, script: &str, deploy_actions: Vec<Stri
             ..IntakeSettings::default()
         }),
         access: super::access(),
+        console: Default::default(),
     };
     Local { state, store, dir }
 }

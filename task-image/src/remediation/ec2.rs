@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     Instance, InstanceSpecification, ReplaceRootVolumeTaskState, ResourceType, SnapshotState, Tag,
     TagSpecification,
@@ -65,11 +65,33 @@ pub fn is_instance_id(s: &str) -> bool {
     })
 }
 
-fn reason<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => aws_sdk_ec2::error::DisplayErrorContext(e).to_string(),
+/// The longest AWS error message kept in a step's error (the rest is in the log).
+const MAX_MESSAGE: usize = 300;
+
+/// A failed EC2 call in one line a person can read: AWS's error code and message, or what kind of
+/// failure it was (a timeout, EC2 unreachable, an unreadable answer). The SDK's whole error, with
+/// the raw response, goes to the task's log only.
+fn reason<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    tracing::warn!(error = %DisplayErrorContext(e), "EC2 call failed");
+    let why = match e {
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(_) => "could not reach EC2".to_owned(),
+        SdkError::ResponseError(_) => "EC2's answer could not be read".to_owned(),
+        SdkError::ConstructionFailure(_) => "the request could not be built".to_owned(),
+        _ => match (e.code(), e.message()) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.to_owned(),
+            _ => "EC2 refused the call without an error code".to_owned(),
+        },
+    };
+    if why.chars().count() > MAX_MESSAGE {
+        why.chars().take(MAX_MESSAGE).collect::<String>() + "…"
+    } else {
+        why
     }
 }
 
@@ -459,6 +481,17 @@ impl Ec2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_call_reads_as_one_short_line_never_the_error_dump() {
+        use aws_sdk_ec2::operation::reboot_instances::RebootInstancesError;
+        type E = SdkError<RebootInstancesError, ()>;
+        let dump = format!("connection reset {}", "x".repeat(2000));
+        let timeout: E = SdkError::timeout_error(dump.clone());
+        assert_eq!(reason(&timeout), "timed out");
+        let unbuilt: E = SdkError::construction_failure(dump);
+        assert_eq!(reason(&unbuilt), "the request could not be built");
+    }
 
     #[test]
     fn instance_ids() {

@@ -28,6 +28,8 @@ struct Config {
     /// routes with IAM (SigV4) and the function trusts the identity it verified.
     #[command(flatten)]
     access: AccessArgs,
+    #[command(flatten)]
+    notify: orchestrator::notifications::NotifyConfig,
 }
 
 /// Reads and checks the configuration, resolves the secrets, and builds the state. `Err` is the
@@ -65,8 +67,15 @@ async fn configure() -> Result<AppState, String> {
         );
     }
     let access = config.access.settings(intake.token.as_ref())?;
+    // Dispatch failures are notified from here.
+    let store = config
+        .notify
+        .store(Arc::new(
+            config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws)),
+        ))
+        .await?;
     Ok(AppState {
-        store: Arc::new(config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws))),
+        store,
         launcher: Arc::new(EcsLauncher::new(
             aws_sdk_ecs::Client::new(&aws),
             config.ecs.settings(),

@@ -38,6 +38,8 @@ enum Command {
         intake: Box<IntakeArgs>,
         #[command(flatten)]
         access: AccessArgs,
+        #[command(flatten)]
+        notify: Box<orchestrator::notifications::NotifyConfig>,
     },
     /// Read and operate the audit trail of a deployed or local API (list, show, redispatch, redact).
     Records(Box<RecordsArgs>),
@@ -134,7 +136,12 @@ async fn fire(
     Ok(())
 }
 
-async fn serve(local: LocalArgs, intake: IntakeArgs, access: AccessArgs) -> anyhow::Result<()> {
+async fn serve(
+    local: LocalArgs,
+    intake: IntakeArgs,
+    access: AccessArgs,
+    notify: &orchestrator::notifications::NotifyConfig,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let settings = intake.settings().map_err(anyhow::Error::msg)?;
     let access = access
@@ -154,8 +161,14 @@ async fn serve(local: LocalArgs, intake: IntakeArgs, access: AccessArgs) -> anyh
         tracing::warn!("no INTAKE_TOKEN set: the local server accepts unauthenticated requests");
     }
     let recovery = local.recovery.policy(settings.retry);
+    // The server's transitions (dispatch, the sweeper) are notified from here; the task
+    // processes read the same settings from the environment they inherit.
+    let store = notify
+        .store(Arc::new(store))
+        .await
+        .map_err(anyhow::Error::msg)?;
     let state = AppState {
-        store: Arc::new(store),
+        store,
         launcher: Arc::new(launcher),
         intake: Arc::new(settings),
         access: Arc::new(access),
@@ -198,7 +211,8 @@ async fn main() -> anyhow::Result<()> {
             local,
             intake,
             access,
-        } => serve(local, *intake, access).await,
+            notify,
+        } => serve(local, *intake, access, &notify).await,
         Command::Records(args) => {
             let out = records_client::run(*args, |k| std::env::var(k).ok()).await?;
             print!("{out}");

@@ -44,6 +44,7 @@ pub mod init_error;
 pub mod intake;
 pub mod launch;
 pub mod lifecycle;
+pub mod notifications;
 pub mod records_client;
 pub mod recovery;
 pub mod rules;

@@ -34,6 +34,10 @@ Checks (exit 1 with one line per finding, naming the resource, the statement and
    has a `ForAllValues:StringEquals` condition on `dynamodb:Attributes` naming only the
    attributes a status change writes (id, status, doc: never `expires_at`, the dedupe key or an
    index key), and every table has its TTL on `expires_at` (retention).
+10. Secrets are read one by one: every Allow statement granting secretsmanager:GetSecretValue
+   (or a wildcard covering it) names, in every Fn::If branch, only `!Ref` of template parameters
+   whose names end in `SecretArn` (the operator's secrets: the intake token, the Port, GitHub and
+   Slack credentials, the notification secrets), or AWS::NoValue: no pattern, no literal ARN.
 9. No unused DynamoDB permission: a function built from a binary listed in DYNAMODB_ACTIONS_OF
    (the lifecycle function reads and updates one record; it lists nothing) is granted no other
    DynamoDB action.
@@ -480,12 +484,38 @@ def check_tables(template: dict) -> list[str]:
     return errors
 
 
+def check_secrets(template: dict) -> list[str]:
+    errors: list[str] = []
+    resources = template.get("Resources") or {}
+    parameters = template.get("Parameters") or {}
+    for name, where, stmt in iter_policy_statements(template):
+        if str(stmt.get("Effect", "")).strip() != "Allow" or "NotAction" in stmt:
+            continue
+        actions = [a for a in flat_values(stmt.get("Action"))
+                   if "secretsmanager:getsecretvalue" in covered_sensitive(a)]
+        if not actions:
+            continue
+        rtype = resources.get(name, {}).get("Type", "?")
+        for value in flat_values(stmt.get("Resource")):
+            ref = value.get("Ref") if isinstance(value, dict) and len(value) == 1 else None
+            if ref == "AWS::NoValue" or (
+                isinstance(ref, str) and ref.endswith("SecretArn") and ref in parameters
+            ):
+                continue
+            errors.append(
+                f"{name} ({rtype}) {where}: action {actions[0]} on {value!r}: grant secrets only "
+                "as !Ref of a *SecretArn parameter"
+            )
+    return errors
+
+
 def check(template: dict) -> list[str]:
     return (
         check_policies(template)
         + check_ec2(template)
         + check_cluster_scoped(template)
         + check_tables(template)
+        + check_secrets(template)
     )
 
 
@@ -495,6 +525,7 @@ def check(template: dict) -> list[str]:
 def _good() -> dict:
     table_arn = {"Fn::GetAtt": ["Table", "Arn"]}
     return {
+        "Parameters": {"TokenSecretArn": {"Type": "String"}, "OtherSecretArn": {"Type": "String"}},
         "Resources": {
             "Table": {
                 "Type": "AWS::DynamoDB::Table",
@@ -583,6 +614,14 @@ def _good() -> dict:
                                     "Condition": {
                                         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
                                     },
+                                },
+                                {
+                                    "Effect": "Allow",
+                                    "Action": "secretsmanager:GetSecretValue",
+                                    "Resource": [
+                                        {"Ref": "TokenSecretArn"},
+                                        {"Fn::If": ["C", {"Ref": "OtherSecretArn"}, {"Ref": "AWS::NoValue"}]},
+                                    ],
                                 },
                             ]
                         },
@@ -690,6 +729,14 @@ def _bad_cases() -> list[tuple[str, Any, str]]:
         ("the lifecycle function granted Query", mut(lambda t: _lifecycle_stmt(t).append(
             {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}})),
          "grants dynamodb:query, which the lifecycle function does not use"),
+        ("GetSecretValue on a secret name pattern", mut(lambda t: _fn_stmt(t)[2]["Resource"].append(
+            {"Fn::Sub": "arn:aws:secretsmanager:r:1:secret:notify-*"})), "grant secrets only as !Ref"),
+        ("secretsmanager:Get* on a parameter that is not a secret ARN", mut(lambda t: _role_stmt(t).append(
+            {"Effect": "Allow", "Action": "secretsmanager:Get*", "Resource": {"Ref": "TableName"}})),
+         "action secretsmanager:Get* on {'Ref': 'TableName'}"),
+        ("GetSecretValue on a literal ARN in one Fn::If branch", mut(lambda t: _fn_stmt(t)[2].update(
+            {"Resource": {"Fn::If": ["C", {"Ref": "TokenSecretArn"},
+                                     "arn:aws:secretsmanager:r:1:secret:x"]}})), "grant secrets only as !Ref"),
         ("table without TTL", mut(lambda t: t["Resources"]["Table"]["Properties"].pop("TimeToLiveSpecification")),
          "TimeToLiveSpecification"),
         ("table with TTL on another attribute", mut(lambda t: t["Resources"]["Table"]["Properties"].update(

@@ -42,6 +42,8 @@ struct RunCommand {
     gitops: gitops_task::gitops::RunArgs,
     #[command(flatten)]
     remediation: gitops_task::remediation::RemediationArgs,
+    #[command(flatten)]
+    notify: orchestrator_notify::NotifyArgs,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +100,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // Notifications never stop the work: settings it cannot use are logged, and the job
+            // runs without them.
+            let notify = match args.notify.notifier_from_env() {
+                Ok(n) => n.map(|n| std::sync::Arc::new(n) as gitops_task::Notifier),
+                Err(e) => {
+                    tracing::error!(error = %e, "notifications are off: their settings cannot be used");
+                    None
+                }
+            };
             let job = async {
                 match contract.kind {
                     JobKind::GitopsPr => {
@@ -109,11 +120,16 @@ fn main() -> ExitCode {
                         )
                         .map(|s| s.port_run_settings())
                         .unwrap_or_default();
-                        gitops_task::gitops::run(&contract, &args.gitops, &port).await
+                        gitops_task::gitops::run(&contract, &args.gitops, &port, notify).await
                     }
                     JobKind::Remediation => {
-                        gitops_task::remediation::run(&contract, &args.gitops, &args.remediation)
-                            .await
+                        gitops_task::remediation::run(
+                            &contract,
+                            &args.gitops,
+                            &args.remediation,
+                            notify,
+                        )
+                        .await
                     }
                 }
             };

@@ -32,6 +32,8 @@ struct Config {
     /// What the console links to (the task's CloudWatch log stream).
     #[command(flatten)]
     console: ConsoleArgs,
+    #[command(flatten)]
+    notify: orchestrator::notifications::NotifyConfig,
 }
 
 /// Reads and checks the configuration, resolves the secrets, and builds the state. `Err` is the
@@ -83,8 +85,15 @@ async fn configure() -> Result<AppState, String> {
     )
     .await?;
     let access = access_args.settings(intake.token.as_ref())?;
+    // Dispatch failures are notified from here.
+    let store = config
+        .notify
+        .store(Arc::new(
+            config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws)),
+        ))
+        .await?;
     Ok(AppState {
-        store: Arc::new(config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws))),
+        store,
         launcher: Arc::new(EcsLauncher::new(
             aws_sdk_ecs::Client::new(&aws),
             config.ecs.settings(),

@@ -38,6 +38,8 @@ struct Config {
     /// Total seconds one launch may spend retrying.
     #[arg(long, env = "DISPATCH_BUDGET_SECS", default_value_t = 10)]
     dispatch_budget_secs: u64,
+    #[command(flatten)]
+    notify: orchestrator::notifications::NotifyConfig,
 }
 
 fn configure() -> Result<(Config, RuleSet, RetryPolicy), String> {
@@ -61,9 +63,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tracing::info!(rules = rules.len(), "rules loaded");
     let aws = aws_config::load_from_env().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
+    let store =
+        init_error::or_report(config.notify.store(std::sync::Arc::new(store)).await).await?;
+    let store = store.as_ref();
     let launcher = EcsLauncher::new(aws_sdk_ecs::Client::new(&aws), config.ecs.settings());
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let (store, launcher, rules) = (&store, &launcher, &rules);
+        let (launcher, rules) = (&launcher, &rules);
         async move {
             let report = events::handle(store, launcher, policy, rules, event.payload)
                 .await

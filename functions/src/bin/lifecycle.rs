@@ -38,6 +38,8 @@ struct Config {
     /// The orchestrator API's base URL, for the record's link in the Port run.
     #[arg(long, env = "RECORD_BASE_URL")]
     record_base_url: Option<String>,
+    #[command(flatten)]
+    notify: orchestrator::notifications::NotifyConfig,
 }
 
 /// The Port run reports, when both credentials are configured.
@@ -102,9 +104,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = aws_config::load_from_env().await;
     let port = init_error::or_report(port_reports(&config, &aws).await).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
+    // A task that died (`failed`) is notified from here.
+    let store =
+        init_error::or_report(config.notify.store(std::sync::Arc::new(store)).await).await?;
+    let store = store.as_ref();
     let cluster = config.ecs_cluster;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let (store, cluster, port) = (&store, cluster.as_deref(), port.as_ref());
+        let (cluster, port) = (cluster.as_deref(), port.as_ref());
         async move {
             let applied = lifecycle::apply_and_report(store, &event.payload, cluster, port)
                 .await

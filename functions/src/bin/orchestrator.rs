@@ -41,6 +41,8 @@ enum Command {
         access: AccessArgs,
         #[command(flatten)]
         console: ConsoleArgs,
+        #[command(flatten)]
+        notify: Box<orchestrator::notifications::NotifyConfig>,
     },
     /// Read and operate the audit trail of a deployed or local API (list, show, redispatch, redact).
     Records(Box<RecordsArgs>),
@@ -142,6 +144,7 @@ async fn serve(
     intake: IntakeArgs,
     access: AccessArgs,
     console: ConsoleArgs,
+    notify: &orchestrator::notifications::NotifyConfig,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let settings = intake.settings().map_err(anyhow::Error::msg)?;
@@ -162,8 +165,14 @@ async fn serve(
         tracing::warn!("no INTAKE_TOKEN set: the local server accepts unauthenticated requests");
     }
     let recovery = local.recovery.policy(settings.retry);
+    // The server's transitions (dispatch, the sweeper) are notified from here; the task
+    // processes read the same settings from the environment they inherit.
+    let store = notify
+        .store(Arc::new(store))
+        .await
+        .map_err(anyhow::Error::msg)?;
     let state = AppState {
-        store: Arc::new(store),
+        store,
         launcher: Arc::new(launcher),
         intake: Arc::new(settings),
         access: Arc::new(access),
@@ -208,7 +217,8 @@ async fn main() -> anyhow::Result<()> {
             intake,
             access,
             console,
-        } => serve(local, *intake, access, console).await,
+            notify,
+        } => serve(local, *intake, access, console, &notify).await,
         Command::Records(args) => {
             let out = records_client::run(*args, |k| std::env::var(k).ok()).await?;
             print!("{out}");

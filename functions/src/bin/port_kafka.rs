@@ -53,6 +53,8 @@ struct Config {
     /// Organisation for `{org}` in IMAGE_TEMPLATE.
     #[arg(long, env = "DEFAULT_ORG")]
     default_org: Option<String>,
+    #[command(flatten)]
+    notify: orchestrator::notifications::NotifyConfig,
 }
 
 /// Time kept back at the end of an invocation, beside one launch's retry budget: no record is
@@ -98,10 +100,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tracing::info!(rules = rules.len(), "Port rules loaded");
     let aws = aws_config::load_from_env().await;
     let store = config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws));
+    // Dispatch failures are notified from here.
+    let store = init_error::or_report(config.notify.store(Arc::new(store)).await).await?;
+    let store = store.as_ref();
     let launcher = EcsLauncher::new(aws_sdk_ecs::Client::new(&aws), config.ecs.settings());
     let rules = Arc::new(rules);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let (store, launcher, rules, runs) = (&store, &launcher, rules.clone(), &runs);
+        let (launcher, rules, runs) = (&launcher, rules.clone(), &runs);
         async move {
             let stop = stop_by(event.context.deadline(), policy.budget);
             let report = dispatch::process_batch_with(

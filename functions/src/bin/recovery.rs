@@ -27,6 +27,8 @@ struct Config {
     retry: RetryArgs,
     #[command(flatten)]
     recovery: RecoveryArgs,
+    #[command(flatten)]
+    notify: orchestrator::notifications::NotifyConfig,
 }
 
 #[tokio::main]
@@ -37,13 +39,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .await?;
     let aws = aws_config::load_from_env().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
+    // Retries given up and dead tasks are notified from here.
+    let store = init_error::or_report(config.notify.store(Arc::new(store)).await).await?;
+    let store = store.as_ref();
     let tasks = Arc::new(EcsLauncher::new(
         aws_sdk_ecs::Client::new(&aws),
         config.ecs.settings(),
     ));
     let policy: RecoveryPolicy = config.recovery.policy(config.retry.policy());
     lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| {
-        let (store, tasks) = (&store, tasks.clone());
+        let tasks = tasks.clone();
         async move {
             let report = recovery::sweep(
                 store,

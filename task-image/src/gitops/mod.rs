@@ -325,10 +325,12 @@ fn prepare(
 }
 
 /// `gitops-task run`: open the store, run the job, print the summary line. `Err` means exit 1.
+/// With `notify`, the outcome's transition is notified after it is written.
 pub async fn run(
     contract: &LaunchContract,
     args: &RunArgs,
     port: &PortRunSettings,
+    notify: Option<crate::Notifier>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = match open_store(&args.store).await {
@@ -339,6 +341,7 @@ pub async fn run(
             return Err(e.context("cannot open the record store; the outcome is not reported"));
         }
     };
+    let store = orchestrator_notify::Notifying::wrap(store, notify);
     let run = run_job_reported(
         contract,
         Settings::from_args(args),

@@ -181,10 +181,12 @@ pub async fn run_job(
 
 /// `gitops-task run` for a remediation: open the store, run, print the outcome line. `Err`
 /// means exit 1.
+/// With `notify`, the outcome's transition is notified after it is written.
 pub async fn run(
     contract: &LaunchContract,
     gitops_args: &RunArgs,
     args: &RemediationArgs,
+    notify: Option<crate::Notifier>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = match crate::gitops::open_store(&gitops_args.store).await {
@@ -196,6 +198,7 @@ pub async fn run(
             return Err(e.context("cannot open the record store; the outcome is not reported"));
         }
     };
+    let store = orchestrator_notify::Notifying::wrap(store, notify);
     let settings = Settings::from_args(args, gitops_args.record_base_url.as_deref());
     let images = GitopsFlow::new(gitops_args.clone());
     let run = run_job(contract, store.as_ref(), settings, &images).await;

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{fixture, send, sqlite_app};
 use hmac::{KeyInit, Mac};
-use orchestrator::IntakeArgs;
+use orchestrator::config::IntakeArgs;
 use orchestrator::IntakeSettings;
 use orchestrator_core::Secret;
 use orchestrator_core::contract::vars;
@@ -79,12 +79,12 @@ async fn the_orb_body_field_asks_for_a_dry_run_and_a_bad_flag_is_refused() {
     body["dry_run"] = Value::from(7);
     let (status, err) = send(&t.state, post("/pullrequests", body.to_string())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert_eq!(err["field"], "dry_run", "{err}");
+    assert_eq!(err["error"]["field"], "dry_run", "{err}");
 
     let plain = fixture("circleci-orb/success.json");
     let (status, err) = send(&t.state, post("/pullrequests?dry_run=maybe", plain)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert_eq!(err["field"], "dry_run", "{err}");
+    assert_eq!(err["error"]["field"], "dry_run", "{err}");
     assert_eq!(t.launcher.contracts().len(), 1, "a refused delivery launches nothing");
 }
 

@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{fixture, send, sqlite_app};
 use hmac::{KeyInit, Mac};
-use orchestrator::config::IntakeArgs;
 use orchestrator::IntakeSettings;
+use orchestrator::config::IntakeArgs;
 use orchestrator_core::Secret;
 use orchestrator_core::contract::vars;
 use serde_json::Value;
@@ -85,7 +85,11 @@ async fn the_orb_body_field_asks_for_a_dry_run_and_a_bad_flag_is_refused() {
     let (status, err) = send(&t.state, post("/pullrequests?dry_run=maybe", plain)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(err["error"]["field"], "dry_run", "{err}");
-    assert_eq!(t.launcher.contracts().len(), 1, "a refused delivery launches nothing");
+    assert_eq!(
+        t.launcher.contracts().len(),
+        1,
+        "a refused delivery launches nothing"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +146,10 @@ async fn a_service_configured_to_dry_run_always_does() {
     let t2 = sqlite_app(cli.intake.settings().unwrap());
     let (_, rec) = send(
         &t2.state,
-        post("/pullrequests?dry_run=false", fixture("circleci-orb/success.json")),
+        post(
+            "/pullrequests?dry_run=false",
+            fixture("circleci-orb/success.json"),
+        ),
     )
     .await;
     assert_eq!(rec["dry_run"], true);

@@ -31,7 +31,10 @@ async fn dispatched(store: &Store, job: &orchestrator_core::Job, dry_run: bool) 
     store.store.create(&r).await.unwrap();
     store
         .store
-        .transition(r.id, &Transition::to(Status::Dispatched).task_arn("local:1"))
+        .transition(
+            r.id,
+            &Transition::to(Status::Dispatched).task_arn("local:1"),
+        )
         .await
         .unwrap();
     r
@@ -67,13 +70,26 @@ async fn a_dry_run_records_the_diff_and_leaves_the_remote_untouched() {
         assert_eq!(outcome["outcome"], "planned");
         let diff = outcome["diff"].as_str().unwrap();
         let file = overlay_path("prod");
-        assert!(diff.contains(&format!("--- a/{file}\n+++ b/{file}\n")), "{diff}");
-        assert!(diff.contains(&format!("\n-  newTag: {OLD_TAG}\n")), "{diff}");
-        assert!(diff.contains(&format!("\n+  newTag: {NEW_TAG}\n")), "{diff}");
+        assert!(
+            diff.contains(&format!("--- a/{file}\n+++ b/{file}\n")),
+            "{diff}"
+        );
+        assert!(
+            diff.contains(&format!("\n-  newTag: {OLD_TAG}\n")),
+            "{diff}"
+        );
+        assert!(
+            diff.contains(&format!("\n+  newTag: {NEW_TAG}\n")),
+            "{diff}"
+        );
         // Exactly one line removed and one added: the edit is minimal.
         let changed = diff
             .lines()
-            .filter(|l| (l.starts_with('-') || l.starts_with('+')) && !l.starts_with("---") && !l.starts_with("+++"))
+            .filter(|l| {
+                (l.starts_with('-') || l.starts_with('+'))
+                    && !l.starts_with("---")
+                    && !l.starts_with("+++")
+            })
             .count();
         assert_eq!(changed, 2, "{diff}");
         // The prod overlay pulls from the mirror: the rendered image keeps its `newName`.
@@ -92,7 +108,10 @@ async fn a_dry_run_records_the_diff_and_leaves_the_remote_untouched() {
         );
     }
     assert_eq!(refs(&repo), before, "the remote's refs moved");
-    assert_eq!(github_requests(&github).await, Vec::<(String, String, Value)>::new());
+    assert_eq!(
+        github_requests(&github).await,
+        Vec::<(String, String, Value)>::new()
+    );
 }
 
 #[tokio::test]
@@ -112,7 +131,11 @@ async fn a_dry_run_of_a_tag_already_running_plans_nothing() {
     assert_eq!(run.summary.outcome, OutcomeKind::Planned, "{run:?}");
     assert_eq!(run.summary.diff.as_deref(), Some(""));
     assert!(
-        run.summary.reason.as_deref().unwrap().contains("nothing would change"),
+        run.summary
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("nothing would change"),
         "{run:?}"
     );
     assert_eq!(
@@ -152,9 +175,19 @@ async fn gitops_task_plan_prints_the_diff_and_pushes_nothing() {
     };
     let out = plan(&[]).output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("-  newTag: {OLD_TAG}\n")), "{stdout}");
-    assert!(stdout.contains(&format!("+  newTag: {NEW_TAG}\n")), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("-  newTag: {OLD_TAG}\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("+  newTag: {NEW_TAG}\n")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!(
             "{IMAGE}:{OLD_TAG}: {IMAGE}:{OLD_TAG} -> {IMAGE}:{NEW_TAG}"
@@ -172,10 +205,13 @@ async fn gitops_task_plan_prints_the_diff_and_pushes_nothing() {
     assert_eq!(refs(&repo), before, "the remote's refs moved");
 
     // An overlay that does not exist: exit 1 with the reason.
-    let out = plan(&["--overlay-path-template", "nowhere/{service}/{environment}/kustomization.yaml"])
-        .output()
-        .await
-        .unwrap();
+    let out = plan(&[
+        "--overlay-path-template",
+        "nowhere/{service}/{environment}/kustomization.yaml",
+    ])
+    .output()
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("failed: overlay nowhere/"),
@@ -189,7 +225,12 @@ async fn gitops_task_plan_prints_the_diff_and_pushes_nothing() {
         .await
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for needle in ["Nothing is committed or pushed", "--json", "--service", "--repo-url"] {
+    for needle in [
+        "Nothing is committed or pushed",
+        "--json",
+        "--service",
+        "--repo-url",
+    ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }

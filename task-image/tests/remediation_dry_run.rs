@@ -40,7 +40,9 @@ fn settings(port: &str, slack: &str, exec_dir: &Path) -> Settings {
             port_app_url: "https://app.port.io".into(),
             port_client_id: Some("client".into()),
             port_client_secret: Some(orchestrator_core::Secret::new("client-secret")),
-            slack_webhook_url: Some(orchestrator_core::Secret::new(format!("{slack}{SLACK_PATH}"))),
+            slack_webhook_url: Some(orchestrator_core::Secret::new(format!(
+                "{slack}{SLACK_PATH}"
+            ))),
             exec_commands_dir: exec_dir.to_owned(),
             exec_run_as: None,
             http_timeout_secs: 5,

@@ -324,7 +324,11 @@ mod tests {
         let map = c.to_map();
         let back = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap();
         assert_eq!(back, c);
-        assert_eq!(map.len(), vars::ALL.len() - 1, "no ORCH_DRY_RUN in a real run");
+        assert_eq!(
+            map.len(),
+            vars::ALL.len() - 1,
+            "no ORCH_DRY_RUN in a real run"
+        );
     }
 
     #[test]

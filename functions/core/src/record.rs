@@ -172,7 +172,10 @@ impl Status {
                 Received,
                 Dispatched | Ignored | DispatchFailed | Running | Failed
             ) | (DispatchFailed, Dispatched)
-                | (Dispatched, Running | Succeeded | NoChange | Failed | Planned)
+                | (
+                    Dispatched,
+                    Running | Succeeded | NoChange | Failed | Planned
+                )
                 | (Running, Succeeded | NoChange | Failed | Planned)
         )
     }

@@ -40,7 +40,12 @@ pub async fn receive<S: WebhookSource>(
             Some(v) => dry_run::parse_flag("dry_run", &v)?,
             None => false,
         };
-        dry_run::apply(&mut record, asked, &state.intake.dry_run_services, dedupe_key);
+        dry_run::apply(
+            &mut record,
+            asked,
+            &state.intake.dry_run_services,
+            dedupe_key,
+        );
         record
     };
     let accepted = record_and_launch(

@@ -50,10 +50,10 @@ impl DryRunServices {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect();
-        if let Some(bad) = patterns
-            .iter()
-            .find(|p| !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.*".contains(&b)))
-        {
+        if let Some(bad) = patterns.iter().find(|p| {
+            !p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.*".contains(&b))
+        }) {
             return Err(format!(
                 "`{bad}` is not a service pattern (letters, digits, `-`, `_`, `.`, `*`)"
             ));
@@ -63,7 +63,9 @@ impl DryRunServices {
 
     /// Whether `service` matches a pattern.
     pub fn covers(&self, service: &str) -> bool {
-        self.0.iter().any(|p| glob(p.as_bytes(), service.as_bytes()))
+        self.0
+            .iter()
+            .any(|p| glob(p.as_bytes(), service.as_bytes()))
     }
 }
 

@@ -162,7 +162,12 @@ pub struct IntakeArgs {
 
     /// Services whose events always dry-run (comma-separated patterns, `*` matches any run of
     /// characters, e.g. `shop-*,billing`): the task renders the change and ends `planned`.
-    #[arg(long, env = "DRY_RUN_SERVICES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "DRY_RUN_SERVICES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub dry_run_services: Vec<String>,
 
     #[command(flatten)]

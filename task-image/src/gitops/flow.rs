@@ -589,13 +589,7 @@ impl Flow {
             let diff = git
                 .run(
                     dir,
-                    &[
-                        "diff",
-                        "--no-color",
-                        "--no-ext-diff",
-                        "--",
-                        &overlay_text,
-                    ],
+                    &["diff", "--no-color", "--no-ext-diff", "--", &overlay_text],
                 )
                 .await?
                 .stdout;

@@ -64,9 +64,7 @@ use port_runs::RunStatus;
 use crate::port_run::{PortRunSettings, RunReport};
 
 pub use config::{ConfigError, RunArgs, Settings, StoreArgs, StoreKind};
-pub use flow::{
-    Flow, FlowOptions, FlowOutcome, FlowRequest, ImageChange, OutcomeKind, PortRunRef,
-};
+pub use flow::{Flow, FlowOptions, FlowOutcome, FlowRequest, ImageChange, OutcomeKind, PortRunRef};
 pub use report::Summary;
 
 /// Opens the record store the task reports to.

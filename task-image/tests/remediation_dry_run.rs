@@ -63,7 +63,7 @@ async fn record(store: &Store, dry_run: bool, actions: Value) -> Record {
             "action": "UPDATE", "resourceType": "entity",
             "context": {"blueprint": "vm", "entity": "vm-1"},
             "diff": {"before": {"properties": {"health": "ok"}},
-                     "after": {"properties": {"health": "degraded", "instance": "i-0abc"}}}
+                     "after": {"properties": {"health": "degraded", "instance": "i-0123456789abcdef0"}}}
         }),
         None,
     );
@@ -158,9 +158,9 @@ async fn a_remediation_dry_run_renders_every_step_and_runs_none() {
         assert_eq!(
             steps[0]["detail"],
             json!({"program": "touch-me", "args": ["--entity=vm-1", "degraded"],
-                   "env": {"INSTANCE": "i-0abc"}, "timeout_seconds": 300})
+                   "env": {"INSTANCE": "i-0123456789abcdef0"}, "timeout_seconds": 300})
         );
-        assert_eq!(steps[1]["detail"]["instance_id"], "i-0abc");
+        assert_eq!(steps[1]["detail"]["instance_id"], "i-0123456789abcdef0");
         assert_eq!(
             steps[2]["detail"]["request"],
             json!({"method": "PATCH", "path": "/v1/blueprints/vm/entities/vm-1",
@@ -254,4 +254,52 @@ async fn without_the_flag_the_command_runs() {
     .await;
     assert_eq!(run.outcome.status, Status::Succeeded, "{:?}", run.outcome);
     assert!(dir.path().join("ran").exists());
+}
+
+/// A dry run makes the checks the steps make before they act, so it shows what the real run
+/// would refuse: an instance id that is not one, a Port identifier that would change the path.
+#[tokio::test]
+async fn a_dry_run_shows_what_the_real_run_would_refuse() {
+    let port = MockServer::start().await;
+    let store = Store::new();
+    let dir = TempDir::new().unwrap();
+    let s = settings(&port.uri(), "http://127.0.0.1:9", dir.path());
+    let r = record(
+        &store,
+        true,
+        json!([
+            {"id": "reboot", "type": "aws.ec2.reboot_instance",
+             "with": {"instance_id": "{{ entity }}"}},
+            {"id": "mark", "type": "port.patch_entity",
+             "with": {"entity": "../{{ entity }}", "properties": {"health": "x"}}}
+        ]),
+    )
+    .await;
+    let run = run_job(
+        &LaunchContract::remediation(r.id),
+        &store.store,
+        Ok(s),
+        &CountingImages::default(),
+    )
+    .await;
+    let o = &run.outcome;
+    assert_eq!(o.status, Status::Planned, "{o:?}");
+    let errors: Vec<&str> = o
+        .steps
+        .iter()
+        .map(|st| st.error.as_deref().unwrap_or(""))
+        .collect();
+    assert!(
+        errors[0].contains("`vm-1` is not an instance id"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("identifier"), "{errors:?}");
+    assert!(
+        o.reason
+            .as_deref()
+            .unwrap()
+            .contains("2 could not be fully rendered"),
+        "{o:?}"
+    );
+    assert_eq!(port.received_requests().await.unwrap().len(), 0);
 }

@@ -130,6 +130,18 @@ fn render(t: &str, scope: &Scope) -> Result<String, StepFailure> {
     Ok(Template::parse(t)?.render_string(scope)?)
 }
 
+/// A dry run's instance id: rendered, trimmed, and checked as the `aws.ec2.*` steps check it.
+fn instance_id(t: &str, scope: &Scope) -> Result<String, StepFailure> {
+    let id = render(t, scope)?.trim().to_owned();
+    if super::ec2::is_instance_id(&id) {
+        Ok(id)
+    } else {
+        Err(StepFailure::new(format!(
+            "`{id}` is not an instance id (i-...)"
+        )))
+    }
+}
+
 /// The entity's blueprint and identifier, from the record (or the payload's context).
 fn entity_of(record: &Record) -> (Option<String>, Option<String>) {
     if let Some(e) = &record.entity {
@@ -261,7 +273,7 @@ impl<'a> Runner<'a> {
             format!("dry run: {total} step(s) rendered, none run")
         } else {
             format!(
-                "dry run: {total} step(s), none run; {unrendered} could not be fully rendered (see each step's error)"
+                "dry run: {total} step(s), none run; {unrendered} could not be fully rendered or would be refused (see each step's error)"
             )
         };
         Outcome {
@@ -279,7 +291,8 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// A step's parameters, rendered as the step would get them; nothing is run or sent.
+    /// A step's parameters, rendered as the step would get them, with the checks the step makes
+    /// before it acts; nothing is run or sent.
     fn render_step(
         &self,
         record: &Record,
@@ -310,6 +323,9 @@ impl<'a> Runner<'a> {
             ActionParams::PortPatchEntity(p) => {
                 let blueprint = render(&p.blueprint, scope)?;
                 let entity = render(&p.entity, scope)?;
+                // The checks the real request makes, so a dry run shows what it would refuse.
+                super::port::check_identifier("blueprint", &blueprint).map_err(StepFailure::new)?;
+                super::port::check_identifier("entity", &entity).map_err(StepFailure::new)?;
                 let properties = expr::render_json(&Value::Object(p.properties), scope)?;
                 json!({
                     "request": {
@@ -335,7 +351,7 @@ impl<'a> Runner<'a> {
                 })
             }
             ActionParams::Ec2SnapshotInstance(p) => {
-                let instance = render(&p.instance_id, scope)?;
+                let instance = instance_id(&p.instance_id, scope)?;
                 let description = match &p.description {
                     Some(t) => render(t, scope)?,
                     None => format!(
@@ -352,7 +368,7 @@ impl<'a> Runner<'a> {
                 })
             }
             ActionParams::Ec2RebootInstance(p) => json!({
-                "instance_id": render(&p.instance_id, scope)?.trim(),
+                "instance_id": instance_id(&p.instance_id, scope)?,
                 "timeout_seconds": p.timeout_seconds,
             }),
             ActionParams::Ec2ResetInstance(p) => {
@@ -364,7 +380,7 @@ impl<'a> Runner<'a> {
                         .filter(|s| !s.is_empty()))
                 };
                 json!({
-                    "instance_id": render(&p.instance_id, scope)?.trim(),
+                    "instance_id": instance_id(&p.instance_id, scope)?,
                     "snapshot_id": opt(&p.snapshot_id)?,
                     "image_id": opt(&p.image_id)?,
                     "delete_replaced_root_volume": p.delete_replaced_root_volume,

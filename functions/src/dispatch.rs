@@ -107,7 +107,11 @@ pub fn contract_for(record: &Record) -> Option<LaunchContract> {
         None if !record.actions.is_empty() => LaunchContract::remediation(record.id),
         None => return None,
     };
-    Some(contract.with_attempt(record.attempt))
+    Some(
+        contract
+            .with_attempt(record.attempt)
+            .with_dry_run(record.dry_run),
+    )
 }
 
 /// Launches with bounded, classified retries.

@@ -3,7 +3,7 @@
 //! - `RUNNING`: a `dispatched` record becomes `running`; so does a `received` one (its launch was
 //!   never recorded), taking the event's task ARN.
 //! - `STOPPED`: the exit code, stop code and reason are kept on the record. A record the task
-//!   already finished (`succeeded`, `no_change`, `failed`) keeps its outcome; one still
+//!   already finished (`succeeded`, `no_change`, `failed`, `planned`) keeps its outcome; one still
 //!   `received`/`dispatched`/`running` (the task died before reporting) becomes `failed` with the
 //!   stop reason.
 //! - Only the task of the record's current launch attempt (`ORCH_ATTEMPT` in its overrides) moves

@@ -48,7 +48,9 @@ mod splice;
 use std::path::Path;
 
 pub use matching::{ImageEntry, apply_entry, image_matches};
-pub use preflight::{MatchedImage, PreflightError, PreflightReport, preflight};
+pub use preflight::{
+    MatchedImage, PreflightError, PreflightReport, RenderedImage, preflight, rendered_images,
+};
 
 use read::Node;
 use splice::{Edit, Layout};

@@ -149,6 +149,51 @@ pub fn preflight(
     })
 }
 
+/// A container image of the built overlay: as a resource file writes it, and as `kustomize
+/// build` renders it (after the bases' and every one of the overlay's `images:` entries).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RenderedImage {
+    /// The resource file the image is in.
+    pub file: PathBuf,
+    /// The image as written in that file.
+    pub image: String,
+    /// The image the built overlay runs: `new name:tag@digest`.
+    pub rendered: String,
+}
+
+/// The container images the overlay at `kustomization_path` (a file or its directory) builds
+/// to, in the order `kustomize build` emits their resources' files (the walk [`preflight`] does),
+/// with every `images:` entry applied as `kustomize build` applies them: each base's own, then the
+/// overlay's, in list order. Remote resources are skipped. Errors name the overlay; the image
+/// field of an error is empty.
+pub fn rendered_images(kustomization_path: &Path) -> Result<Vec<RenderedImage>, PreflightError> {
+    let mut walk = Walk {
+        overlay: kustomization_path.to_path_buf(),
+        image: String::new(),
+        stack: Vec::new(),
+    };
+    let overlay_file = if kustomization_path.is_dir() {
+        walk.kustomization_in(kustomization_path)?
+    } else {
+        kustomization_path.to_path_buf()
+    };
+    walk.overlay.clone_from(&overlay_file);
+    let overlay = walk.read_kustomization(&overlay_file)?;
+    let dir = overlay_file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    walk.enter(&dir);
+    let found = walk.resources(&dir, &overlay)?;
+    Ok(found
+        .into_iter()
+        .map(|f| RenderedImage {
+            rendered: rewrite(&f.seen_as, &overlay.images),
+            file: f.file,
+            image: f.image,
+        })
+        .collect())
+}
+
 /// Applies entries in list order (each one an image tag transformer), chaining.
 fn rewrite(value: &str, entries: &[Image]) -> String {
     let mut value = value.to_owned();

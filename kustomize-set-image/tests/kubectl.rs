@@ -175,3 +175,62 @@ fn tag_and_digest_together() {
     };
     assert_eq!(containers[0], format!("ghcr.io/acme/svc:{SHA}@{DIGEST}"));
 }
+
+/// Every image of the rendered Deployment, init containers first (the render's order).
+fn all_rendered(overlay: &Path) -> Vec<String> {
+    let (mut init, containers) = rendered_images(overlay);
+    init.extend(containers);
+    init
+}
+
+/// The images the crate says the built overlay runs, sorted (the render's order is kustomize's).
+fn crate_rendered(overlay: &Path) -> Vec<String> {
+    let mut v: Vec<String> = kustomize_set_image::rendered_images(overlay)
+        .expect("rendered images")
+        .into_iter()
+        .map(|r| r.rendered)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `rendered_images` (the dry run's before and after) says what `kubectl kustomize` renders:
+/// with a base that retargets an image itself, an overlay entry with `newName` listed after
+/// another entry, before and after an edit.
+#[test]
+fn rendered_images_agree_with_kubectl_kustomize_before_and_after_an_edit() {
+    if !tools::kubectl("rendered_images_agree_with_kubectl_kustomize_before_and_after_an_edit") {
+        return;
+    }
+    let dir = tree();
+    write(
+        &dir.path().join("base/kustomization.yaml"),
+        "resources:\n- deployment.yaml\nimages:\n- name: envoyproxy/envoy\n  newTag: v1.31.0\n",
+    );
+    write(
+        &dir.path().join("overlays/prod/kustomization.yaml"),
+        "resources:\n- ../../base\nimages:\n- name: envoyproxy/envoy\n  newName: mirror.example/envoy\n- name: ghcr.io/acme/svc\n  newName: 1234.dkr.ecr.eu-west-1.amazonaws.com/svc\n  newTag: 0.9.1\n",
+    );
+    let overlay = dir.path().join("overlays/prod");
+    let mut kubectl = all_rendered(&overlay);
+    kubectl.sort();
+    assert_eq!(crate_rendered(&overlay), kubectl, "before the edit");
+    assert!(
+        kubectl.contains(&"mirror.example/envoy:v1.31.0".to_owned()),
+        "{kubectl:?}"
+    );
+
+    let edited = set_image_file(
+        &overlay.join("kustomization.yaml"),
+        &[format!("ghcr.io/acme/svc=*:{SHA}")],
+    )
+    .expect("set image");
+    assert!(edited.changed);
+    let mut kubectl = all_rendered(&overlay);
+    kubectl.sort();
+    assert_eq!(crate_rendered(&overlay), kubectl, "after the edit");
+    assert!(
+        kubectl.contains(&format!("1234.dkr.ecr.eu-west-1.amazonaws.com/svc:{SHA}")),
+        "{kubectl:?}"
+    );
+}

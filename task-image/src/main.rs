@@ -24,6 +24,14 @@ enum Command {
     /// request, or run a Port rule's remediation actions; report to the record, print a one-line
     /// JSON summary on stdout.
     Run(Box<RunCommand>),
+    /// Dry run of a gitops job, by hand: clone the gitops repository, set the image in the
+    /// overlay, run the preflight, and print the diff and the images the built overlay runs
+    /// before and after. Nothing is committed or pushed, no pull request is opened, no record is
+    /// written. Exit 0 when planned, 1 when the job cannot be planned (the reason is printed).
+    ///
+    /// Example: gitops-task plan --repo-url https://github.com/acme/gitops.git
+    /// --service shop-api --image acme/shop-api --environment prod --tag 8f59df9
+    Plan(Box<gitops_task::gitops::plan::PlanArgs>),
     /// Edit one kustomization file exactly like `kustomize edit set image`, keeping every byte
     /// outside its `images:` block. No git, no checks: operators use it by hand.
     SetImage {
@@ -65,6 +73,39 @@ fn main() -> ExitCode {
         }
     };
     match command {
+        Command::Plan(args) => {
+            orchestrator_core::telemetry::init(false);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("Error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(gitops_task::gitops::plan::plan(&args)) {
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::from(2)
+                }
+                Ok(outcome) => {
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::to_string(&outcome).unwrap_or_else(|e| format!(
+                                "{{\"outcome\":\"failed\",\"reason\":\"{e}\"}}"
+                            ))
+                        );
+                    } else {
+                        print!("{}", gitops_task::gitops::plan::human(&outcome));
+                    }
+                    if gitops_task::gitops::plan::ok(&outcome) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
         Command::SetImage { file, args } => {
             match kustomize_set_image::set_image_file(&file, &args) {
                 Ok(_) => ExitCode::SUCCESS,

@@ -195,3 +195,64 @@ async fn a_port_that_refuses_every_report_never_fails_the_pull_request() {
     let report = &record.outcome.unwrap()["port_report"];
     assert!(report[0].as_str().unwrap().contains("404"), "{report}");
 }
+
+/// A deploy run asked as a dry run: the run ends `SUCCESS` (Port ends a run SUCCESS or FAILURE),
+/// labelled a dry run, with no pull request; GitHub is never called and the record is `planned`.
+#[tokio::test]
+async fn a_dry_run_deploy_ends_the_port_run_success_labelled_a_dry_run() {
+    let repo = GitopsRepo::new();
+    let github = github_mock().await;
+    let port = port_mock().await;
+    let store = Store::new();
+    let contract = dispatched_run(&store, NEW_TAG).await.with_dry_run(true);
+    let id = contract.record_id;
+    let run = gitops::run_job_reported(
+        &contract,
+        Ok(settings_with_github(&repo, &github.uri())),
+        &store.store,
+        FlowOptions::default(),
+        &port_settings(&port),
+    )
+    .await;
+    assert_eq!(
+        run.summary.outcome,
+        OutcomeKind::Planned,
+        "{:?}",
+        run.summary
+    );
+    let record_url = format!("https://orchestrator.example.com/pullrequests/{id}");
+    let what = format!("{SERVICE} in dev to {NEW_TAG}");
+    let run_path = format!("/v1/actions/runs/{RUN}");
+    let reason = run.summary.reason.clone().unwrap();
+    assert_eq!(
+        run_requests(&port).await,
+        vec![
+            (
+                "PATCH".into(),
+                run_path.clone(),
+                json!({"status": "IN_PROGRESS",
+                       "statusLabel": format!("Dry run of the gitops pull request: {what}"),
+                       "link": [record_url]})
+            ),
+            (
+                "POST".into(),
+                format!("{run_path}/logs"),
+                json!({"message": format!("Gitops pull request started: {what}")})
+            ),
+            (
+                "POST".into(),
+                format!("{run_path}/logs"),
+                json!({"message": format!("Gitops dry run finished: {reason}")})
+            ),
+            (
+                "PATCH".into(),
+                run_path,
+                json!({"status": "SUCCESS",
+                       "statusLabel": format!("Dry run planned, nothing pushed: {what}"),
+                       "link": [record_url]})
+            ),
+        ]
+    );
+    assert!(github_requests(&github).await.is_empty());
+    assert_eq!(store.get(id).await.status, Status::Planned);
+}

@@ -19,7 +19,18 @@ pub mod vars {
     pub const IMAGE: &str = "ORCH_IMAGE";
     pub const TAG: &str = "ORCH_TAG";
     pub const ENVIRONMENT: &str = "ORCH_ENVIRONMENT";
-    pub const ALL: [&str; 7] = [RECORD_ID, KIND, ATTEMPT, SERVICE, IMAGE, TAG, ENVIRONMENT];
+    /// `1` for a dry run; written only then (absent means a real run).
+    pub const DRY_RUN: &str = "ORCH_DRY_RUN";
+    pub const ALL: [&str; 8] = [
+        RECORD_ID,
+        KIND,
+        ATTEMPT,
+        SERVICE,
+        IMAGE,
+        TAG,
+        ENVIRONMENT,
+        DRY_RUN,
+    ];
 }
 
 /// Reads the required variable `name` and parses it with `parse`.
@@ -67,6 +78,10 @@ pub struct LaunchContract {
     /// The gitops job ([`JobKind::GitopsPr`]); `None` for a [`JobKind::Remediation`], whose
     /// variables `ORCH_SERVICE` .. `ORCH_ENVIRONMENT` are neither written nor read.
     pub job: Option<Job>,
+    /// A dry run ([`crate::Record::dry_run`]): render what would change, change nothing, end the
+    /// record `planned`. The task also reads the flag from the record, and dry-runs when either
+    /// says so.
+    pub dry_run: bool,
 }
 
 /// A contract that could not be read from the environment.
@@ -85,6 +100,7 @@ impl LaunchContract {
             kind: JobKind::GitopsPr,
             attempt: crate::record::first_attempt(),
             job: Some(job),
+            dry_run: false,
         }
     }
 
@@ -101,7 +117,14 @@ impl LaunchContract {
             kind: JobKind::Remediation,
             attempt: crate::record::first_attempt(),
             job: None,
+            dry_run: false,
         }
+    }
+
+    /// The same job, as a dry run when `dry_run`.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
     }
 
     /// The variables to set, as (name, value) pairs in a stable order.
@@ -118,6 +141,9 @@ impl LaunchContract {
                 (vars::TAG, job.tag.to_string()),
                 (vars::ENVIRONMENT, job.environment.to_string()),
             ]);
+        }
+        if self.dry_run {
+            env.push((vars::DRY_RUN, "1".to_owned()));
         }
         env
     }
@@ -146,9 +172,23 @@ impl LaunchContract {
                     }
                 })?,
             };
+        let dry_run = match get(vars::DRY_RUN).as_deref().map(str::trim) {
+            None | Some("" | "0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(ContractError::Invalid {
+                    name: vars::DRY_RUN,
+                    reason: format!("`{other}` is not 1 or 0"),
+                });
+            }
+        };
         let kind = match req(vars::KIND)?.as_str() {
             "gitops_pr" => JobKind::GitopsPr,
-            "remediation" => return Ok(Self::remediation(record_id).with_attempt(attempt)),
+            "remediation" => {
+                return Ok(Self::remediation(record_id)
+                    .with_attempt(attempt)
+                    .with_dry_run(dry_run));
+            }
             other => {
                 return Err(ContractError::Invalid {
                     name: vars::KIND,
@@ -168,6 +208,7 @@ impl LaunchContract {
             kind,
             attempt,
             job: Some(job),
+            dry_run,
         })
     }
 
@@ -229,6 +270,15 @@ mod tests {
             ]
         );
         assert_eq!(
+            LaunchContract::remediation(id).with_dry_run(true).to_env(),
+            [
+                ("ORCH_RECORD_ID", id.to_string()),
+                ("ORCH_JOB_KIND", "remediation".to_owned()),
+                ("ORCH_ATTEMPT", "1".to_owned()),
+                ("ORCH_DRY_RUN", "1".to_owned()),
+            ]
+        );
+        assert_eq!(
             vars::ALL,
             [
                 "ORCH_RECORD_ID",
@@ -237,9 +287,35 @@ mod tests {
                 "ORCH_SERVICE",
                 "ORCH_IMAGE",
                 "ORCH_TAG",
-                "ORCH_ENVIRONMENT"
+                "ORCH_ENVIRONMENT",
+                "ORCH_DRY_RUN"
             ]
         );
+    }
+
+    #[test]
+    fn a_dry_run_round_trips_and_a_bad_flag_is_refused() {
+        let c = LaunchContract::gitops_pr(RecordId::new(), job()).with_dry_run(true);
+        let mut map = c.to_map();
+        assert_eq!(map[vars::DRY_RUN], "1");
+        assert_eq!(
+            LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap(),
+            c
+        );
+        map.remove(vars::DRY_RUN);
+        assert!(
+            !LaunchContract::from_lookup(|k| map.get(k).cloned())
+                .unwrap()
+                .dry_run
+        );
+        map.insert(vars::DRY_RUN.into(), "yes".into());
+        assert!(matches!(
+            LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap_err(),
+            ContractError::Invalid {
+                name: "ORCH_DRY_RUN",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -248,7 +324,11 @@ mod tests {
         let map = c.to_map();
         let back = LaunchContract::from_lookup(|k| map.get(k).cloned()).unwrap();
         assert_eq!(back, c);
-        assert_eq!(map.len(), vars::ALL.len());
+        assert_eq!(
+            map.len(),
+            vars::ALL.len() - 1,
+            "no ORCH_DRY_RUN in a real run"
+        );
     }
 
     #[test]

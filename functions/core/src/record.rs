@@ -100,8 +100,8 @@ impl FromStr for Source {
 /// The lifecycle of a record.
 ///
 /// ```text
-/// received ──> dispatched ──> running ──> succeeded | no_change | failed
-///  │ │ │  ▲         └───────────────────> succeeded | no_change | failed
+/// received ──> dispatched ──> running ──> succeeded | no_change | failed | planned
+///  │ │ │  ▲         └───────────────────> succeeded | no_change | failed | planned
 ///  │ │ │  └─────────────┐
 ///  │ │ └──> dispatch_failed  (a retry: dispatch_failed ──> dispatched)
 ///  │ ├────> running | failed (the launched task, or ECS, reports before the launch was recorded)
@@ -109,6 +109,9 @@ impl FromStr for Source {
 ///
 /// rejected (created directly, final: a delivery that could not be read, kept for the audit)
 /// ```
+///
+/// `planned` ends a dry run ([`Record::dry_run`]): the task rendered what it would change (the
+/// diff, or every remediation step's parameters) and changed nothing.
 ///
 /// `dispatch_failed` is final unless the record has a pending retry ([`Record::retry_at`]): the
 /// recovery sweeper launches it again (a new attempt) or gives up, clearing `retry_at`. See
@@ -124,13 +127,15 @@ pub enum Status {
     Succeeded,
     NoChange,
     Failed,
+    /// A dry run's end: what would change is in the outcome; nothing was changed.
+    Planned,
     /// A delivery that could not be read (a corrupt Kafka record): recorded with the reason,
     /// never launched. Created in this status; no transition leads here or leaves it.
     Rejected,
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::Received,
         Status::Ignored,
         Status::Dispatched,
@@ -139,6 +144,7 @@ impl Status {
         Status::Succeeded,
         Status::NoChange,
         Status::Failed,
+        Status::Planned,
         Status::Rejected,
     ];
 
@@ -152,6 +158,7 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::NoChange => "no_change",
             Status::Failed => "failed",
+            Status::Planned => "planned",
             Status::Rejected => "rejected",
         }
     }
@@ -165,8 +172,11 @@ impl Status {
                 Received,
                 Dispatched | Ignored | DispatchFailed | Running | Failed
             ) | (DispatchFailed, Dispatched)
-                | (Dispatched, Running | Succeeded | NoChange | Failed)
-                | (Running, Succeeded | NoChange | Failed)
+                | (
+                    Dispatched,
+                    Running | Succeeded | NoChange | Failed | Planned
+                )
+                | (Running, Succeeded | NoChange | Failed | Planned)
         )
     }
 
@@ -308,6 +318,11 @@ pub struct Record {
     /// task and the lifecycle function report progress to it.
     #[serde(default)]
     pub port_run: Option<PortRun>,
+    /// A dry run: the task renders what it would change (the diff of the overlay, the images
+    /// before and after, or a remediation's rendered steps), changes nothing, and ends the record
+    /// `planned`. Set at intake (a `dry_run` flag, or a service configured to always dry-run).
+    #[serde(default)]
+    pub dry_run: bool,
     /// Who redacted the record (`admin-token`, `iam:<arn>`): its payload and outcome are gone,
     /// the rest stays as a tombstone ([`crate::store::redact`]).
     #[serde(default)]
@@ -402,6 +417,7 @@ impl Record {
             retry_at: None,
             history: Vec::new(),
             port_run: None,
+            dry_run: false,
             redacted_by: None,
             redacted_at: None,
         }
@@ -493,6 +509,7 @@ mod tests {
             Status::Succeeded,
             Status::NoChange,
             Status::Failed,
+            Status::Planned,
             Status::Rejected,
         ] {
             assert!(s.is_final(), "{s} should be final");
@@ -538,6 +555,15 @@ mod tests {
     }
 
     #[test]
+    fn only_a_task_ends_a_record_planned() {
+        assert_eq!(
+            Status::predecessors(Status::Planned),
+            vec![Status::Dispatched, Status::Running]
+        );
+        assert!(Status::Planned.is_final());
+    }
+
+    #[test]
     fn rejected_is_reached_by_no_transition() {
         assert!(Status::predecessors(Status::Rejected).is_empty());
         assert!(Status::Rejected.is_final());
@@ -548,7 +574,7 @@ mod tests {
         let r = Record::received(Source::CircleciOrb, serde_json::json!({"a": 1}), None);
         let mut doc = serde_json::to_value(&r).unwrap();
         for k in [
-            "entity", "rule", "actions", "attempt", "history", "port_run",
+            "entity", "rule", "actions", "attempt", "history", "port_run", "dry_run",
         ] {
             doc.as_object_mut().unwrap().remove(k);
         }

@@ -4,6 +4,9 @@
 //!
 //! 202 with the record for a new event, 200 with the existing record for a redelivery; a
 //! `Location` header either way.
+//!
+//! Every source takes a `dry_run` query parameter (`?dry_run=true`): the record is a dry run
+//! ([`crate::intake::dry_run`]), as it is for a service `DRY_RUN_SERVICES` names.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -15,6 +18,7 @@ use orchestrator_core::Record;
 use super::body::read_json_body;
 use super::error::ApiError;
 use crate::dispatch::{Accepted, record_and_launch};
+use crate::intake::dry_run;
 use crate::sources::WebhookSource;
 use crate::{AppState, api_stage};
 
@@ -32,7 +36,16 @@ pub async fn receive<S: WebhookSource>(
         let event = S::decode(&bytes)?;
         let dedupe_key = S::dedupe_key(&event);
         let mut record = S::record(&config, event)?;
-        record.dedupe_key = Some(dedupe_key);
+        let asked = match super::auth::query_param(&parts.uri, "dry_run") {
+            Some(v) => dry_run::parse_flag("dry_run", &v)?,
+            None => false,
+        };
+        dry_run::apply(
+            &mut record,
+            asked,
+            &state.intake.dry_run_services,
+            dedupe_key,
+        );
         record
     };
     let accepted = record_and_launch(

@@ -2,6 +2,7 @@
 
 pub mod circleci;
 pub mod derive;
+pub mod dry_run;
 pub mod events;
 pub mod orb;
 pub mod port;

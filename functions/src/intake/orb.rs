@@ -21,6 +21,9 @@ pub struct OrbEvent {
     pub api_link: Option<String>,
     /// `success`, `failed`, or whatever the orb sent.
     pub status: Option<String>,
+    /// The body's `dry_run` field (`true`/`"true"`), for a client that builds its own body; the
+    /// orb itself sends a fixed body, so it asks with `?dry_run=true` on the URL instead.
+    pub dry_run: bool,
     /// The object as received.
     pub raw: Map<String, Value>,
 }
@@ -178,6 +181,7 @@ pub fn parse(body: &[u8]) -> Result<OrbEvent, PayloadError> {
         build_url: string_field(&raw, "build_url")?,
         api_link: string_field(&raw, "api_link")?,
         status: string_field(&raw, "status")?,
+        dry_run: super::dry_run::body_flag(&raw)?,
         raw,
     })
 }

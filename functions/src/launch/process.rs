@@ -94,6 +94,11 @@ impl TaskLauncher for ProcessLauncher {
         for name in SERVER_ONLY {
             cmd.env_remove(name);
         }
+        // The contract is exactly what `to_env` writes: an `ORCH_DRY_RUN` (or any other contract
+        // variable) in the server's own environment must not reach a real run's task.
+        for name in orchestrator_core::contract::vars::ALL {
+            cmd.env_remove(name);
+        }
         cmd.envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(contract.to_env())
             .stdin(Stdio::null())

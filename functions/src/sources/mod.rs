@@ -32,6 +32,7 @@ use crate::dispatch::RetryPolicy;
 use crate::intake::PayloadError;
 use crate::intake::circleci::NativeFilter;
 use crate::intake::derive::{DeriveConfig, Template, parse_branch_rules};
+use crate::intake::dry_run::DryRunServices;
 use crate::intake::port::PortSettings;
 
 /// Why a delivery was refused before its body was decoded.
@@ -108,6 +109,8 @@ pub struct IntakeSettings {
     pub retry: RetryPolicy,
     /// Port changelog intake (webhook secret, rules); unset disables `/webhooks/port` (503).
     pub port: PortSettings,
+    /// Services whose events always dry-run.
+    pub dry_run_services: DryRunServices,
 }
 
 /// Authentication and job derivation.
@@ -157,6 +160,16 @@ pub struct IntakeArgs {
     #[arg(long, env = "CIRCLECI_JOBS", value_delimiter = ',', default_value = "")]
     pub circleci_jobs: Vec<String>,
 
+    /// Services whose events always dry-run (comma-separated patterns, `*` matches any run of
+    /// characters, e.g. `shop-*,billing`): the task renders the change and ends `planned`.
+    #[arg(
+        long,
+        env = "DRY_RUN_SERVICES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub dry_run_services: Vec<String>,
+
     #[command(flatten)]
     pub retry: crate::config::RetryArgs,
 
@@ -185,6 +198,8 @@ impl IntakeArgs {
             },
             retry: self.retry.policy(),
             port: self.port.settings()?,
+            dry_run_services: DryRunServices::parse(&self.dry_run_services)
+                .map_err(|e| format!("DRY_RUN_SERVICES: {e}"))?,
         })
     }
 }

@@ -55,7 +55,7 @@ impl WebhookSource for Orb {
             })?;
         let derived = settings.derive.derive(&vars, &tag);
         let payload = serde_json::Value::Object(event.raw.clone());
-        Ok(if event.succeeded() {
+        let mut record = if event.succeeded() {
             Record::received(Source::CircleciOrb, payload, Some(derived?))
         } else {
             // Failed builds are recorded for the audit trail, and never rolled out.
@@ -66,6 +66,8 @@ impl WebhookSource for Orb {
                 event.status.as_deref().unwrap_or_default()
             ));
             r
-        })
+        };
+        record.dry_run = event.dry_run;
+        Ok(record)
     }
 }

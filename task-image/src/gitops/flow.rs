@@ -10,6 +10,10 @@
 //! 4. decide by comparing trees: the tree we want (base tip + edit) against the update branch's;
 //! 5. commit with sign-off and `git push --force-with-lease=refs/heads/<branch>:<lease>`.
 //!
+//! A dry run ([`FlowRequest::dry_run`]) stops after step 3: it records the diff of the edit (`git
+//! diff`) and the images the built overlay runs before and after it ([`ImageChange`]), pushes
+//! nothing, opens no pull request, and ends [`OutcomeKind::Planned`].
+//!
 //! A push that loses a race (stale lease, lost ref lock) starts a new attempt from a fresh clone,
 //! up to `GITOPS_PUSH_ATTEMPTS` times. Everything else ends the job.
 //!
@@ -48,6 +52,8 @@ pub enum OutcomeKind {
     Succeeded,
     NoChange,
     Failed,
+    /// A dry run: the diff and the images are in the outcome; nothing was pushed.
+    Planned,
 }
 
 impl OutcomeKind {
@@ -56,6 +62,7 @@ impl OutcomeKind {
             OutcomeKind::Succeeded => "succeeded",
             OutcomeKind::NoChange => "no_change",
             OutcomeKind::Failed => "failed",
+            OutcomeKind::Planned => "planned",
         }
     }
 }
@@ -80,6 +87,42 @@ pub struct FlowOutcome {
     pub new_tag: String,
     /// Attempts used (clones made).
     pub attempts: u32,
+    /// A dry run's `git diff` of the edit (empty when the edit changes nothing).
+    pub diff: Option<String>,
+    /// A dry run's container images of the built overlay, before and after the edit.
+    pub images: Vec<ImageChange>,
+}
+
+/// One container image of the built overlay in a dry run: as a resource writes it, and as the
+/// overlay renders it (`kustomize build` semantics) before and after the edit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ImageChange {
+    /// The image as written in the resource.
+    pub name: String,
+    /// `new name:tag@digest` before the edit.
+    pub before: String,
+    /// `new name:tag@digest` after the edit.
+    pub after: String,
+}
+
+/// Pairs two renders of the same walk (the edit changes `images:` entries, never resources),
+/// one entry per distinct image and change.
+pub fn image_changes(
+    before: &[kustomize::RenderedImage],
+    after: &[kustomize::RenderedImage],
+) -> Vec<ImageChange> {
+    let mut out: Vec<ImageChange> = before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| ImageChange {
+            name: b.image.clone(),
+            before: b.rendered.clone(),
+            after: a.rendered.clone(),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// One job, as the flow needs it.
@@ -91,6 +134,8 @@ pub struct FlowRequest<'a> {
     pub build_url: Option<String>,
     /// The Port action run that asked for it (a self-service action): who ran it, and the link.
     pub port_run: Option<PortRunRef>,
+    /// Render the change and stop: no commit, no push, no pull request.
+    pub dry_run: bool,
 }
 
 /// A Port run, as a pull request names it.
@@ -163,6 +208,12 @@ enum Decision {
     NoChange(String),
     /// The update branch holds the change.
     Ready { commit: String, pushed: bool },
+    /// A dry run: what the edit would change.
+    Planned {
+        reason: String,
+        diff: String,
+        images: Vec<ImageChange>,
+    },
 }
 
 /// What the base branch's overlay says about the image.
@@ -295,6 +346,8 @@ impl Flow {
             old_tag: None,
             new_tag: job.tag.to_string(),
             attempts: 0,
+            diff: None,
+            images: Vec::new(),
         };
         let fail = |mut o: FlowOutcome, reason: String| {
             tracing::warn!(reason = %reason, "gitops job failed");
@@ -386,6 +439,18 @@ impl Flow {
                 return outcome;
             }
             Decision::Ready { commit, pushed } => (commit, pushed),
+            Decision::Planned {
+                reason,
+                diff,
+                images,
+            } => {
+                tracing::info!(reason = %reason, "dry run planned");
+                outcome.outcome = OutcomeKind::Planned;
+                outcome.reason = Some(reason);
+                outcome.diff = Some(diff);
+                outcome.images = images;
+                return outcome;
+            }
         };
         outcome.branch = Some(branch.clone());
         outcome.commit = Some(commit);
@@ -506,6 +571,21 @@ impl Flow {
                 tracing::info!(directories = ?widened, "checked out what the overlay builds from");
             }
         }
+        let render = |when: &str| {
+            kustomize::rendered_images(&path).map_err(|e| FlowError::Preflight {
+                overlay: overlay_text.clone(),
+                image: job.image.to_string(),
+                message: format!(
+                    "rendering the images {when} the edit: {}",
+                    e.to_string().replace(&format!("{}/", dir.display()), "")
+                ),
+            })
+        };
+        let images_before = if req.dry_run {
+            render("before")?
+        } else {
+            Vec::new()
+        };
         let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
             FlowError::Edit {
                 overlay: overlay_text.clone(),
@@ -527,6 +607,31 @@ impl Flow {
             changed = edited.changed,
             "overlay edited; preflight passed"
         );
+        if req.dry_run {
+            let images = image_changes(&images_before, &render("after")?);
+            let diff = git
+                .run(
+                    dir,
+                    &["diff", "--no-color", "--no-ext-diff", "--", &overlay_text],
+                )
+                .await?
+                .stdout;
+            let version = format!("{}:{}", job.image, job.tag);
+            let reason = if edited.changed {
+                format!(
+                    "dry run: {overlay_text} on {base} would be set to {version}; nothing pushed, no pull request"
+                )
+            } else {
+                format!(
+                    "dry run: {overlay_text} on {base} already uses {version}; nothing would change"
+                )
+            };
+            return Ok(Decision::Planned {
+                reason,
+                diff,
+                images,
+            });
+        }
 
         let desired_tree = if edited.changed {
             git.run(dir, &["add", "--", &overlay_text]).await?;

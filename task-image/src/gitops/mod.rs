@@ -10,6 +10,11 @@
 //! - [`gitdata`]: no clone at all (`GITOPS_CLONE=github-api`): read and commit through GitHub's
 //!   API, so that a GitHub App's commits are signed by GitHub.
 //! - [`report`]: `running` at start, the final status, the JSON summary line.
+//! - [`plan`]: `gitops-task plan`, a dry run by hand: the diff on stdout, nothing pushed.
+//!
+//! A dry run (the contract's or the record's `dry_run`) clones, edits and runs the preflight as
+//! a real run does, then records the diff and the images before and after, and ends `planned`:
+//! nothing is committed or pushed and no pull request is opened.
 //!
 //! # Branch and pull request scheme
 //!
@@ -36,7 +41,7 @@
 //!
 //! # Exit status
 //!
-//! 0 for `succeeded` and `no_change`, 1 for `failed` or when the outcome could not be reported.
+//! 0 for `succeeded`, `no_change` and `planned`, 1 for `failed` or when the outcome could not be reported.
 //! The last line on stdout is a JSON summary ([`report::Summary`]); logs are JSON lines on stderr.
 
 pub mod config;
@@ -44,6 +49,7 @@ pub mod flow;
 pub mod git;
 pub mod gitdata;
 pub mod github;
+pub mod plan;
 pub mod report;
 pub mod sparse;
 
@@ -61,7 +67,7 @@ use port_runs::RunStatus;
 use crate::port_run::{PortRunSettings, RunReport};
 
 pub use config::{ConfigError, RunArgs, Settings, StoreArgs, StoreKind};
-pub use flow::{Flow, FlowOptions, FlowOutcome, FlowRequest, OutcomeKind, PortRunRef};
+pub use flow::{Flow, FlowOptions, FlowOutcome, FlowRequest, ImageChange, OutcomeKind, PortRunRef};
 pub use report::Summary;
 
 /// Opens the record store the task reports to.
@@ -218,12 +224,15 @@ pub async fn run_job_reported(
         job.environment,
         job.tag.as_str()
     );
+    // Either side may ask for a dry run; neither can take one back.
+    let dry_run = contract.dry_run || record.dry_run;
+    let opening = if dry_run {
+        format!("Dry run of the gitops pull request: {what}")
+    } else {
+        format!("Opening the gitops pull request: {what}")
+    };
     report
-        .status(
-            RunStatus::InProgress,
-            &format!("Opening the gitops pull request: {what}"),
-            &links(None),
-        )
+        .status(RunStatus::InProgress, &opening, &links(None))
         .await;
     report
         .log(&format!("Gitops pull request started: {what}"))
@@ -242,6 +251,7 @@ pub async fn run_job_reported(
                     user: r.user.clone(),
                     url: crate::port_run::run_url(&port.app_url, &r.id),
                 }),
+                dry_run,
             };
             let outcome = flow.execute(&req).await;
             git_invocations = flow.git_invocations();
@@ -265,6 +275,16 @@ pub async fn run_job_reported(
                 job.tag.as_str()
             ),
             "Gitops pull request finished: no change needed".to_owned(),
+        ),
+        // A dry run that worked is a success for Port (a run ends SUCCESS or FAILURE); the label
+        // says nothing was pushed.
+        OutcomeKind::Planned => (
+            RunStatus::Success,
+            format!("Dry run planned, nothing pushed: {what}"),
+            format!(
+                "Gitops dry run finished: {}",
+                summary.reason.as_deref().unwrap_or("planned")
+            ),
         ),
         OutcomeKind::Failed => {
             let reason = summary.reason.as_deref().unwrap_or("unknown reason");

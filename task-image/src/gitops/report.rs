@@ -1,5 +1,5 @@
-//! Reporting the job to its record: `running` at start, then `succeeded`, `no_change` or
-//! `failed` with the branch, PR URL and reason, plus the one-line JSON summary the task prints.
+//! Reporting the job to its record: `running` at start, then `succeeded`, `no_change`, `failed`
+//! (or `planned`, a dry run's end, with the diff and the images) with the branch, PR URL and reason, plus the one-line JSON summary the task prints.
 //!
 //! The store enforces the state machine (`dispatched → running → final`) with conditional
 //! writes, so a late or repeated report can never overwrite another writer's final outcome: it
@@ -13,7 +13,7 @@ use orchestrator_core::store::{RecordStore, StoreError, Transition};
 use orchestrator_core::{Record, RecordId, Status};
 use serde::Serialize;
 
-use super::flow::{FlowOutcome, OutcomeKind};
+use super::flow::{FlowOutcome, ImageChange, OutcomeKind};
 
 /// How long the task waits for its record to leave `received` before it takes it to `running`
 /// itself: the launcher starts the task before it records the dispatch (with the task ARN), so a
@@ -105,6 +105,12 @@ pub struct Summary {
     /// What the Port action run refused to take (empty when all was reported, or no run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub port_report: Vec<String>,
+    /// A dry run's unified diff of the changed files (`git diff`; empty: nothing would change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// A dry run's container images of the built overlay, before and after the edit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageChange>,
 }
 
 impl Summary {
@@ -124,6 +130,8 @@ impl Summary {
             attempts: 0,
             elapsed_ms: elapsed.as_millis().try_into().unwrap_or(u64::MAX),
             port_report: Vec::new(),
+            diff: None,
+            images: Vec::new(),
         }
     }
 
@@ -142,6 +150,8 @@ impl Summary {
             attempts: o.attempts,
             elapsed_ms: elapsed.as_millis().try_into().unwrap_or(u64::MAX),
             port_report: Vec::new(),
+            diff: o.diff,
+            images: o.images,
         }
     }
 
@@ -162,6 +172,7 @@ impl Summary {
             OutcomeKind::Succeeded => Status::Succeeded,
             OutcomeKind::NoChange => Status::NoChange,
             OutcomeKind::Failed => Status::Failed,
+            OutcomeKind::Planned => Status::Planned,
         }
     }
 }

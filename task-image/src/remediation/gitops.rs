@@ -46,6 +46,8 @@ impl ImageUpdater for GitopsFlow {
                 job,
                 build_url: None,
                 port_run: None,
+                // A remediation dry run runs no step at all (`steps`), this one included.
+                dry_run: false,
             })
             .await;
         let update = |kind| ImageUpdate {
@@ -57,6 +59,7 @@ impl ImageUpdater for GitopsFlow {
         match outcome.outcome {
             OutcomeKind::Succeeded => Ok(update("succeeded")),
             OutcomeKind::NoChange => Ok(update("no_change")),
+            OutcomeKind::Planned => Ok(update("planned")),
             OutcomeKind::Failed => Err(outcome
                 .reason
                 .clone()

@@ -20,7 +20,11 @@
 //! to its Port run ([`crate::port_run`]): `IN_PROGRESS`, a log line per step, then `SUCCESS` or
 //! `FAILURE` with the failed step named and links to the pull request and the record.
 //!
-//! The record moves `dispatched → running → succeeded | failed`; its `outcome` lists every step
+//! A dry run (the contract's or the record's `dry_run`) renders every step's parameters and runs
+//! none ([`steps::Runner::plan_reported`]): each step is `planned` with its rendered parameters in
+//! `detail`, and the record ends `planned`. A Port run is told `SUCCESS`, labelled a dry run.
+//!
+//! The record moves `dispatched → running → succeeded | failed | planned`; its `outcome` lists every step
 //! (status, exit code, output tail, outputs, HTTP status, the request sent) and `failed_step` names
 //! the one that failed. The last stdout line is the same outcome as one JSON line.
 //!
@@ -64,7 +68,7 @@ pub struct JobRun {
 impl JobRun {
     /// Whether the process should exit 0.
     pub fn ok(&self) -> bool {
-        self.reported.is_ok() && self.outcome.status == Status::Succeeded
+        self.reported.is_ok() && matches!(self.outcome.status, Status::Succeeded | Status::Planned)
     }
 }
 
@@ -119,11 +123,14 @@ pub async fn run_job(
     let links = |pr: Option<&String>| -> Vec<String> {
         pr.into_iter().chain(record_url.as_ref()).cloned().collect()
     };
+    // Either side may ask for a dry run; neither can take one back.
+    let dry_run = contract.dry_run || record.dry_run;
     report
         .status(
             RunStatus::InProgress,
             &format!(
-                "Running rule `{}`: {} step(s)",
+                "{} rule `{}`: {} step(s)",
+                if dry_run { "Dry run of" } else { "Running" },
                 record.rule.as_deref().unwrap_or("?"),
                 record.actions.len()
             ),
@@ -136,6 +143,11 @@ pub async fn run_job(
             report.log(&format!("Cannot run: {reason}")).await;
             Outcome::failed_before_start(record_id, record.rule.clone(), reason, started)
         }
+        Ok(settings) if dry_run => {
+            steps::Runner::new(&settings, images)
+                .plan_reported(&record, started, &report)
+                .await
+        }
         Ok(settings) => {
             steps::Runner::new(&settings, images)
                 .run_reported(&record, started, &report)
@@ -143,6 +155,15 @@ pub async fn run_job(
         }
     };
     let (status, label) = match (outcome.status, &outcome.failed_step) {
+        // Port ends a run SUCCESS or FAILURE; a dry run that rendered its steps is a success,
+        // and the label says that nothing ran.
+        (Status::Planned, _) => (
+            RunStatus::Success,
+            format!(
+                "Dry run: {} step(s) rendered, none run",
+                outcome.steps.len()
+            ),
+        ),
         (Status::Succeeded, _) => (
             RunStatus::Success,
             format!("Remediated: {} step(s) succeeded", outcome.steps.len()),
@@ -206,7 +227,7 @@ pub async fn run(
     if let Err(e) = &run.reported {
         anyhow::bail!("{e}");
     }
-    if run.outcome.status != Status::Succeeded {
+    if !matches!(run.outcome.status, Status::Succeeded | Status::Planned) {
         anyhow::bail!(
             "{}",
             run.outcome

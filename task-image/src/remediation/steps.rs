@@ -4,6 +4,9 @@
 //! `region`, `account`, `resources`, `detail`), the record (`record.id`, `record.url`) and the earlier steps (`steps.<id>.status`,
 //! `.exit_code`, `.outputs.<key>`, `.http_status`, ...). The first failure stops the sequence;
 //! the steps after it are reported `skipped`.
+//!
+//! A dry run ([`Runner::plan`]) renders every step's parameters the same way and runs none: each
+//! step is reported `planned` with what it would be given.
 
 use std::time::Instant;
 
@@ -29,6 +32,8 @@ pub enum StepStatus {
     Failed,
     /// Not run: an earlier step failed.
     Skipped,
+    /// Not run: a dry run rendered its parameters (in `detail`).
+    Planned,
 }
 
 /// One step, as the record shows it.
@@ -125,6 +130,18 @@ fn render(t: &str, scope: &Scope) -> Result<String, StepFailure> {
     Ok(Template::parse(t)?.render_string(scope)?)
 }
 
+/// A dry run's instance id: rendered, trimmed, and checked as the `aws.ec2.*` steps check it.
+fn instance_id(t: &str, scope: &Scope) -> Result<String, StepFailure> {
+    let id = render(t, scope)?.trim().to_owned();
+    if super::ec2::is_instance_id(&id) {
+        Ok(id)
+    } else {
+        Err(StepFailure::new(format!(
+            "`{id}` is not an instance id (i-...)"
+        )))
+    }
+}
+
 /// The entity's blueprint and identifier, from the record (or the payload's context).
 fn entity_of(record: &Record) -> (Option<String>, Option<String>) {
     if let Some(e) = &record.entity {
@@ -192,13 +209,8 @@ impl<'a> Runner<'a> {
         self.run_reported(record, started, &RunReport::None).await
     }
 
-    /// [`run`](Self::run), with a log line to the Port run per step started and finished.
-    pub async fn run_reported(
-        &self,
-        record: &Record,
-        started: Instant,
-        report: &RunReport,
-    ) -> Outcome {
+    /// What a step's templates are rendered against: the event and the record.
+    fn scope(&self, record: &Record) -> Scope {
         let (blueprint, entity) = entity_of(record);
         let mut scope = match record.source {
             Source::Eventbridge => expr::aws_event_scope(&record.payload),
@@ -208,6 +220,206 @@ impl<'a> Runner<'a> {
             "record",
             &json!({"id": record.id.to_string(), "url": self.settings.record_url(record.id)}),
         );
+        scope
+    }
+
+    /// A dry run: renders every step's parameters against the event and the record, runs none,
+    /// and reports each step `planned` with its rendered parameters in `detail`. No command, no
+    /// HTTP request, no AWS call. A secret's value is never rendered: a Slack step names the
+    /// variable that holds its webhook URL. A template that cannot be rendered (one reading an
+    /// earlier step's result, which a dry run does not have: `steps.<id>.status` is `planned`
+    /// and there are no outputs) is the step's `error`; the record still ends `planned`, its
+    /// reason counting such steps.
+    pub async fn plan_reported(
+        &self,
+        record: &Record,
+        started: Instant,
+        report: &RunReport,
+    ) -> Outcome {
+        let mut scope = self.scope(record);
+        let mut steps_seen = serde_json::Map::new();
+        let mut reports = Vec::new();
+        let mut unrendered = 0;
+        let total = record.actions.len();
+        for (i, spec) in record.actions.iter().enumerate() {
+            scope.set("steps", &Value::Object(steps_seen.clone()));
+            let (error, detail) = match self.render_step(record, spec, &scope) {
+                Ok(detail) => (None, detail),
+                Err(f) => {
+                    unrendered += 1;
+                    (Some(f.error), f.detail)
+                }
+            };
+            steps_seen.insert(spec.id.clone(), json!({"status": StepStatus::Planned}));
+            let line = match &error {
+                None => format!("Step {} of {total} `{}` planned (dry run)", i + 1, spec.id),
+                Some(e) => format!(
+                    "Step {} of {total} `{}` planned (dry run), not fully rendered: {e}",
+                    i + 1,
+                    spec.id
+                ),
+            };
+            report.log(&line).await;
+            reports.push(StepReport {
+                id: spec.id.clone(),
+                kind: spec.kind.as_str().into(),
+                status: StepStatus::Planned,
+                error,
+                detail,
+                elapsed_ms: 0,
+            });
+        }
+        let reason = if unrendered == 0 {
+            format!("dry run: {total} step(s) rendered, none run")
+        } else {
+            format!(
+                "dry run: {total} step(s), none run; {unrendered} could not be fully rendered or would be refused (see each step's error)"
+            )
+        };
+        Outcome {
+            record_id: record.id.to_string(),
+            kind: "remediation",
+            status: Status::Planned,
+            rule: record.rule.clone(),
+            reason: Some(reason),
+            failed_step: None,
+            steps: reports,
+            pr_url: None,
+            branch: None,
+            elapsed_ms: ms(started),
+            port_report: Vec::new(),
+        }
+    }
+
+    /// A step's parameters, rendered as the step would get them, with the checks the step makes
+    /// before it acts; nothing is run or sent.
+    fn render_step(
+        &self,
+        record: &Record,
+        spec: &ActionSpec,
+        scope: &Scope,
+    ) -> Result<Value, StepFailure> {
+        Ok(match spec.params().map_err(StepFailure::new)? {
+            ActionParams::Exec(p) => {
+                let mut args = Vec::with_capacity(p.command.len().saturating_sub(1));
+                let mut operands = false;
+                for (i, t) in p.command.iter().enumerate().skip(1) {
+                    let a = render(t, scope)?;
+                    exec::check_argument(i, t, &a, operands)?;
+                    operands |= t == "--";
+                    args.push(a);
+                }
+                let mut env = serde_json::Map::new();
+                for (k, v) in &p.env {
+                    env.insert(k.clone(), json!(render(v, scope)?));
+                }
+                json!({
+                    "program": p.command.first(),
+                    "args": args,
+                    "env": env,
+                    "timeout_seconds": p.timeout_seconds,
+                })
+            }
+            ActionParams::PortPatchEntity(p) => {
+                let blueprint = render(&p.blueprint, scope)?;
+                let entity = render(&p.entity, scope)?;
+                // The checks the real request makes, so a dry run shows what it would refuse.
+                super::port::check_identifier("blueprint", &blueprint).map_err(StepFailure::new)?;
+                super::port::check_identifier("entity", &entity).map_err(StepFailure::new)?;
+                let properties = expr::render_json(&Value::Object(p.properties), scope)?;
+                json!({
+                    "request": {
+                        "method": "PATCH",
+                        "path": format!("/v1/blueprints/{blueprint}/entities/{entity}"),
+                        "body": {"properties": properties},
+                    },
+                })
+            }
+            ActionParams::SlackPost(p) => {
+                let text = match &p.text {
+                    Some(t) => slack::render_text(t, scope)?,
+                    None => slack::default_message(
+                        record,
+                        p.property.as_deref(),
+                        self.settings.record_url(record.id).as_deref(),
+                    ),
+                };
+                // The variable's name, never the URL it holds.
+                json!({
+                    "text": text,
+                    "webhook_env": p.webhook_env.as_deref().unwrap_or("SLACK_WEBHOOK_URL"),
+                })
+            }
+            ActionParams::Ec2SnapshotInstance(p) => {
+                let instance = instance_id(&p.instance_id, scope)?;
+                let description = match &p.description {
+                    Some(t) => render(t, scope)?,
+                    None => format!(
+                        "Snapshot of {} by the gitops orchestrator, record {}",
+                        instance.trim(),
+                        record.id
+                    ),
+                };
+                json!({
+                    "instance_id": instance.trim(),
+                    "exclude_boot_volume": p.exclude_boot_volume,
+                    "description": description,
+                    "timeout_seconds": p.timeout_seconds,
+                })
+            }
+            ActionParams::Ec2RebootInstance(p) => json!({
+                "instance_id": instance_id(&p.instance_id, scope)?,
+                "timeout_seconds": p.timeout_seconds,
+            }),
+            ActionParams::Ec2ResetInstance(p) => {
+                let opt = |t: &Option<String>| -> Result<Option<String>, StepFailure> {
+                    Ok(t.as_deref()
+                        .map(|t| render(t, scope))
+                        .transpose()?
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty()))
+                };
+                json!({
+                    "instance_id": instance_id(&p.instance_id, scope)?,
+                    "snapshot_id": opt(&p.snapshot_id)?,
+                    "image_id": opt(&p.image_id)?,
+                    "delete_replaced_root_volume": p.delete_replaced_root_volume,
+                    "timeout_seconds": p.timeout_seconds,
+                })
+            }
+            ActionParams::GitopsSetImage(p) => {
+                let request = json!({
+                    "service": render(&p.service, scope)?,
+                    "image": render(&p.image, scope)?,
+                    "environment": render(&p.environment, scope)?,
+                    "tag": render(&p.tag, scope)?,
+                });
+                let field = |k: &str| request[k].as_str().unwrap_or_default().to_owned();
+                Job::parse(
+                    &field("service"),
+                    &field("image"),
+                    &field("environment"),
+                    &field("tag"),
+                )
+                .map_err(|e| {
+                    StepFailure::with_detail(
+                        format!("invalid job: {e}"),
+                        json!({ "request": request }),
+                    )
+                })?;
+                json!({ "request": request })
+            }
+        })
+    }
+
+    /// [`run`](Self::run), with a log line to the Port run per step started and finished.
+    pub async fn run_reported(
+        &self,
+        record: &Record,
+        started: Instant,
+        report: &RunReport,
+    ) -> Outcome {
+        let mut scope = self.scope(record);
         let mut steps_seen = serde_json::Map::new();
         let mut reports = Vec::new();
         let mut failure: Option<(String, String)> = None;

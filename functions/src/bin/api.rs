@@ -44,20 +44,38 @@ async fn configure() -> Result<AppState, String> {
     let aws = aws_config::load_from_env().await;
     let sm = aws_sdk_secretsmanager::Client::new(&aws);
     let arns = &config.secrets;
-    intake.token =
-        secrets::resolve(&sm, arns.intake_token_secret_arn.as_deref(), intake.token).await?;
-    intake.circleci_secret = secrets::resolve(
-        &sm,
-        arns.circleci_webhook_secret_arn.as_deref(),
-        intake.circleci_secret,
-    )
-    .await?;
-    intake.port.secret = secrets::resolve(
-        &sm,
-        arns.port_client_secret_arn.as_deref(),
-        intake.port.secret,
-    )
-    .await?;
+    let mut access_args = config.access.clone();
+    // Every named secret at once: the cold start waits for one Secrets Manager round trip, not
+    // one per secret. The console's credentials come from here too (a browser cannot sign SigV4).
+    let (token, circleci, port, audit, admin) = tokio::try_join!(
+        secrets::resolve(
+            &sm,
+            arns.intake_token_secret_arn.as_deref(),
+            intake.token.take()
+        ),
+        secrets::resolve(
+            &sm,
+            arns.circleci_webhook_secret_arn.as_deref(),
+            intake.circleci_secret.take(),
+        ),
+        secrets::resolve(
+            &sm,
+            arns.port_client_secret_arn.as_deref(),
+            intake.port.secret.take()
+        ),
+        secrets::resolve(
+            &sm,
+            arns.audit_token_secret_arn.as_deref(),
+            access_args.audit_token.take(),
+        ),
+        secrets::resolve(
+            &sm,
+            arns.admin_token_secret_arn.as_deref(),
+            access_args.admin_token.take(),
+        ),
+    )?;
+    (intake.token, intake.circleci_secret, intake.port.secret) = (token, circleci, port);
+    (access_args.audit_token, access_args.admin_token) = (audit, admin);
     // As for PORT_CLIENT_SECRET (config.rs): a Port intake without rules would ignore everything.
     if intake.port.secret.is_some() && intake.port.rules.is_none() {
         return Err(
@@ -70,20 +88,6 @@ async fn configure() -> Result<AppState, String> {
                 .into(),
         );
     }
-    // The console's credentials (a browser cannot sign SigV4): from Secrets Manager when named.
-    let mut access_args = config.access.clone();
-    access_args.audit_token = secrets::resolve(
-        &sm,
-        arns.audit_token_secret_arn.as_deref(),
-        access_args.audit_token,
-    )
-    .await?;
-    access_args.admin_token = secrets::resolve(
-        &sm,
-        arns.admin_token_secret_arn.as_deref(),
-        access_args.admin_token,
-    )
-    .await?;
     let access = access_args.settings(intake.token.as_ref())?;
     // Dispatch failures are notified from here.
     let store = config

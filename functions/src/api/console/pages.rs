@@ -27,7 +27,7 @@ const SOURCES: [Source; 4] = [
 pub fn badge_class(status: &str) -> &'static str {
     match status {
         "succeeded" | "completed" => "ok",
-        "no_change" | "skipped" => "info",
+        "no_change" | "skipped" | "planned" => "info",
         "failed" | "dispatch_failed" | "rejected" => "bad",
         "received" | "dispatched" | "running" => "busy",
         "ignored" => "muted",
@@ -231,6 +231,26 @@ fn diff(text: &str) -> Markup {
     }
 }
 
+/// A dry run's images of the built overlay: `{name, before, after}` each.
+fn images(images: &[Value]) -> Markup {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    html! {
+        table.steps #images {
+            caption { "Images of the built overlay" }
+            thead { tr { th scope="col" { "Image" } th scope="col" { "Before" } th scope="col" { "After" } } }
+            tbody {
+                @for im in images {
+                    tr {
+                        td data-label="Image" { code { (s(im, "name")) } }
+                        td data-label="Before" { code { (s(im, "before")) } }
+                        td data-label="After" { code { (s(im, "after")) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn steps(steps: &[Value]) -> Markup {
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     html! {
@@ -332,6 +352,7 @@ pub fn record(ctx: &Ctx<'_>, r: &Record, done: Option<&str>) -> Markup {
                     @if let Some(reason) = field("reason") { p.notice.bad #failure { "Failure: " (reason) } }
                     @if let Some(step) = field("failed_step") { p { "Failed step: " code { (step) } } }
                     @if let Some(d) = field("diff") { h3 { "Diff" } (diff(d)) }
+                    @if let Some(im) = o.get("images").and_then(Value::as_array).filter(|a| !a.is_empty()) { (images(im)) }
                     @if let Some(st) = o.get("steps").and_then(Value::as_array) { (steps(st)) }
                     @if let Some(out) = o.get("outputs").filter(|v| !v.is_null()) {
                         h3 { "Outputs" } pre { (json_text(out)) }
@@ -409,4 +430,35 @@ pub fn confirm(ctx: &Ctx<'_>, r: &Record, action: Action) -> Markup {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dry_runs_images_are_a_table_and_planned_is_a_known_badge() {
+        let rendered = images(&[serde_json::json!({
+            "name": "acme/billing",
+            "before": "ghcr.io/acme/billing:1.0.0",
+            "after": "ghcr.io/acme/billing:1.1.0<b>",
+        })])
+        .into_string();
+        assert!(
+            rendered.contains("<caption>Images of the built overlay</caption>"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("<code>acme/billing</code>"), "{rendered}");
+        assert!(
+            rendered.contains("<code>ghcr.io/acme/billing:1.0.0</code>"),
+            "{rendered}"
+        );
+        // Values are text, never markup.
+        assert!(
+            rendered.contains("ghcr.io/acme/billing:1.1.0&lt;b&gt;"),
+            "{rendered}"
+        );
+        assert_eq!(badge_class("planned"), "info");
+        assert_eq!(badge_class("something-new"), "neutral");
+    }
 }

@@ -56,8 +56,8 @@ steps() {
   .venv/bin/python scripts/python/bench_local.py "$target/release/orchestrator" --requests "${BENCH_REQUESTS:-500}"
   local data="$work/load-data"
   mkdir -p "$data"
-  PORT=0 DATA_DIR="$data" TASK_BINARY=/bin/true RUST_LOG=warn AUDIT_TOKEN="bench-$RANDOM$RANDOM" \
-    INTAKE_TOKEN= ADMIN_TOKEN= "$target/release/orchestrator" serve >"$work/serve.out" 2>"$work/serve.err" &
+  env -u INTAKE_TOKEN -u ADMIN_TOKEN PORT=0 DATA_DIR="$data" TASK_BINARY=/bin/true RUST_LOG=warn AUDIT_TOKEN="bench-$RANDOM$RANDOM" \
+    "$target/release/orchestrator" serve >"$work/serve.out" 2>"$work/serve.err" &
   server_pid=$!
   for _ in $(seq 1 100); do grep -q '^listening on ' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
   local url

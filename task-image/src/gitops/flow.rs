@@ -263,6 +263,37 @@ pub fn branch_name(job: &Job) -> String {
     format!("update-image/{}/{}", job.environment, job.service)
 }
 
+/// Sets the job's image in the overlay file `path` (in the working directory `dir`), then runs the
+/// preflight (the overlay still builds and uses the image). Both clone and no-clone attempts edit
+/// this way; errors name the overlay and paths relative to the repository.
+fn edit_and_check(
+    job: &Job,
+    path: &Path,
+    dir: &Path,
+    overlay_text: &str,
+) -> Result<kustomize::Edited, FlowError> {
+    let edited =
+        kustomize::set_image_file(path, &[set_image_arg(job)]).map_err(|e| FlowError::Edit {
+            overlay: overlay_text.to_owned(),
+            message: e.to_string(),
+        })?;
+    let report =
+        kustomize::preflight(path, job.image.as_str()).map_err(|e| FlowError::Preflight {
+            overlay: overlay_text.to_owned(),
+            image: job.image.to_string(),
+            // Paths relative to the repository, not to this run's temporary directory.
+            message: e.to_string().replace(&format!("{}/", dir.display()), ""),
+        })?;
+    tracing::info!(
+        overlay = %overlay_text,
+        image = %job.image,
+        matched = report.matched.len(),
+        changed = edited.changed,
+        "overlay edited; preflight passed"
+    );
+    Ok(edited)
+}
+
 /// The `kustomize edit set image` argument: `<image>=*:<tag>`.
 ///
 /// `*` as the new name keeps the overlay's `newName` when it has one (overlays often retarget an
@@ -586,27 +617,8 @@ impl Flow {
         } else {
             Vec::new()
         };
-        let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
-            FlowError::Edit {
-                overlay: overlay_text.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let edited = edit_and_check(job, &path, dir, &overlay_text)?;
         notes.clone_from(&edited.notes);
-        let report =
-            kustomize::preflight(&path, job.image.as_str()).map_err(|e| FlowError::Preflight {
-                overlay: overlay_text.clone(),
-                image: job.image.to_string(),
-                // Paths relative to the repository, not to this run's temporary clone.
-                message: e.to_string().replace(&format!("{}/", dir.display()), ""),
-            })?;
-        tracing::info!(
-            overlay = %overlay_text,
-            image = %job.image,
-            matched = report.matched.len(),
-            changed = edited.changed,
-            "overlay edited; preflight passed"
-        );
         if req.dry_run {
             let images = image_changes(&images_before, &render("after")?);
             let diff = git
@@ -780,26 +792,8 @@ impl Flow {
             .materialize_for_preflight(&path, job.image.as_str())
             .await?;
         tracing::info!(files = ?snapshot.files, "fetched what the overlay builds from");
-        let edited = kustomize::set_image_file(&path, &[set_image_arg(job)]).map_err(|e| {
-            FlowError::Edit {
-                overlay: overlay_text.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let edited = edit_and_check(job, &path, dir, &overlay_text)?;
         notes.clone_from(&edited.notes);
-        let report =
-            kustomize::preflight(&path, job.image.as_str()).map_err(|e| FlowError::Preflight {
-                overlay: overlay_text.clone(),
-                image: job.image.to_string(),
-                message: e.to_string().replace(&format!("{}/", dir.display()), ""),
-            })?;
-        tracing::info!(
-            overlay = %overlay_text,
-            image = %job.image,
-            matched = report.matched.len(),
-            changed = edited.changed,
-            "overlay edited; preflight passed"
-        );
 
         let desired_tree = if edited.changed {
             let after = std::fs::read_to_string(&path)

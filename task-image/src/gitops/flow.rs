@@ -203,6 +203,7 @@ impl From<GitDataError> for FlowError {
 }
 
 /// The end of one attempt.
+#[derive(Debug, PartialEq, Eq)]
 enum Decision {
     /// Nothing to push and no PR to open.
     NoChange(String),
@@ -214,6 +215,91 @@ enum Decision {
         diff: String,
         images: Vec<ImageChange>,
     },
+}
+
+/// The update branch's tip, as far as [`plan_branch`] reads it.
+#[derive(Debug)]
+struct Tip {
+    sha: String,
+    /// Its tree (`None` if it could not be read: it then differs from any tree).
+    tree: Option<String>,
+    /// A record newer than ours named in its `Orchestrator-Record` trailer.
+    newer: Option<RecordId>,
+}
+
+/// What the outcome texts name.
+#[derive(Debug)]
+struct Said<'a> {
+    overlay: &'a str,
+    base: &'a str,
+    /// `image:tag`.
+    version: &'a str,
+    branch: &'a str,
+}
+
+/// What to do about the update branch.
+#[derive(Debug, PartialEq, Eq)]
+enum BranchPlan {
+    /// Decided: nothing to commit or move.
+    Done(Decision),
+    /// The base already runs this version, so the branch (and its PR) is stale: merging it
+    /// would roll back. Delete it (leased on `sha`); deleting it closes its pull request.
+    DeleteStale { sha: String, reason: String },
+    /// Commit the edit on the base and move the branch to it.
+    Commit,
+}
+
+/// The one decision about the update branch, the same whether the repository was cloned or read
+/// through the GitHub API: `tip` is the branch now (`None`: it does not exist), `desired_tree`
+/// the base's tree with the edit, `changed` whether the edit changed the overlay.
+fn plan_branch(tip: Option<&Tip>, desired_tree: &str, changed: bool, said: &Said) -> BranchPlan {
+    let Said {
+        overlay,
+        base,
+        version,
+        branch,
+    } = said;
+    let already = || format!("{overlay} on {base} already uses {version}");
+    let Some(tip) = tip else {
+        return match changed {
+            true => BranchPlan::Commit,
+            false => BranchPlan::Done(Decision::NoChange(already())),
+        };
+    };
+    if tip.tree.as_deref() == Some(desired_tree) {
+        if changed {
+            tracing::info!(branch = %branch, commit = %tip.sha, "the update branch already holds exactly this change");
+            return BranchPlan::Done(Decision::Ready {
+                commit: tip.sha.clone(),
+                pushed: false,
+            });
+        }
+        return BranchPlan::Done(Decision::NoChange(already()));
+    }
+    if let Some(newer) = tip.newer {
+        return BranchPlan::Done(Decision::NoChange(format!(
+            "{branch} was already updated for a newer event (record {newer}); this older event changes nothing"
+        )));
+    }
+    if !changed {
+        return BranchPlan::DeleteStale {
+            sha: tip.sha.clone(),
+            reason: format!(
+                "{}; deleted the stale branch {branch}, which closes its pull request",
+                already()
+            ),
+        };
+    }
+    BranchPlan::Commit
+}
+
+/// The first record id among trailer `values` that is newer than `ours` (record ids are UUID v7:
+/// their text sorts by time).
+fn newer_record<'a>(values: impl Iterator<Item = &'a str>, ours: RecordId) -> Option<RecordId> {
+    let ours = ours.to_string();
+    values
+        .filter_map(|v| v.trim().parse::<RecordId>().ok())
+        .find(|theirs| theirs.to_string() > ours)
 }
 
 /// What the base branch's overlay says about the image.
@@ -549,24 +635,22 @@ impl Flow {
                 .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
         }
         let cone = sparse::first_checkout(overlay);
-        sparse::clone(
-            git,
-            parent,
-            dir,
-            self.settings.remote.url(),
-            base,
-            self.settings.clone,
-            &cone,
-        )
-        .await?;
+        let url = self.settings.remote.url();
+        // The update branch as it is now (its sha is the lease for our push), asked while the
+        // clone runs: two round trips to the server at once instead of one after the other.
+        let (cloned, listed) = tokio::join!(
+            sparse::clone(git, parent, dir, url, base, self.settings.clone, &cone),
+            git.remote_branch(parent, url, branch),
+        );
+        cloned?;
+        let listed = listed?;
         let sparse_checkout = self.settings.clone == CloneMode::Partial;
         let base_sha = git
             .rev_parse(dir, "HEAD^{commit}")
             .await?
             .ok_or_else(|| FlowError::Io("the clone has no HEAD".into()))?;
 
-        // The update branch as it is now: its sha is the lease for our push.
-        let remote = match git.remote_branch(dir, branch).await? {
+        let remote = match listed {
             Some(_) => {
                 let tracking = format!("refs/remotes/origin/{branch}");
                 git.run(
@@ -659,50 +743,28 @@ impl Flow {
         };
         let version = format!("{}:{}", job.image, job.tag);
 
-        if let Some(remote_sha) = &remote {
-            let remote_tree = git
-                .rev_parse(dir, &format!("{remote_sha}^{{tree}}"))
-                .await?;
-            if remote_tree.as_deref() == Some(desired_tree.as_str()) {
-                if edited.changed {
-                    tracing::info!(branch = %branch, commit = %remote_sha, "the update branch already holds exactly this change");
-                    return Ok(Decision::Ready {
-                        commit: remote_sha.clone(),
-                        pushed: false,
-                    });
-                }
-                return Ok(Decision::NoChange(format!(
-                    "{overlay_text} on {base} already uses {version}"
-                )));
+        let tip = match &remote {
+            Some(sha) => Some(Tip {
+                sha: sha.clone(),
+                tree: git.rev_parse(dir, &format!("{sha}^{{tree}}")).await?,
+                newer: self.newer_record(git, dir, sha, req.record_id).await?,
+            }),
+            None => None,
+        };
+        let said = Said {
+            overlay: &overlay_text,
+            base,
+            version: &version,
+            branch,
+        };
+        match plan_branch(tip.as_ref(), &desired_tree, edited.changed, &said) {
+            BranchPlan::Done(decision) => return Ok(decision),
+            BranchPlan::DeleteStale { sha, reason } => {
+                let refspec = format!(":refs/heads/{branch}");
+                self.push(git, dir, branch, &sha, &refspec, attempt).await?;
+                return Ok(Decision::NoChange(reason));
             }
-            if let Some(newer) = self
-                .newer_record(git, dir, remote_sha, req.record_id)
-                .await?
-            {
-                return Ok(Decision::NoChange(format!(
-                    "{branch} was already updated for a newer event (record {newer}); this older event changes nothing"
-                )));
-            }
-            if !edited.changed {
-                // The base already runs this version, so the branch (and its PR) is stale:
-                // merging it would roll back. Deleting it closes its pull request on GitHub.
-                self.push(
-                    git,
-                    dir,
-                    branch,
-                    remote_sha,
-                    &format!(":refs/heads/{branch}"),
-                    attempt,
-                )
-                .await?;
-                return Ok(Decision::NoChange(format!(
-                    "{overlay_text} on {base} already uses {version}; deleted the stale branch {branch}, which closes its pull request"
-                )));
-            }
-        } else if !edited.changed {
-            return Ok(Decision::NoChange(format!(
-                "{overlay_text} on {base} already uses {version}"
-            )));
+            BranchPlan::Commit => {}
         }
 
         let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
@@ -805,40 +867,34 @@ impl Flow {
         };
         let version = format!("{}:{}", job.image, job.tag);
 
-        if let Some(remote_sha) = &remote {
-            let theirs = gitdata::commit(gh, remote_sha).await?;
-            if theirs.tree == desired_tree {
-                if edited.changed {
-                    tracing::info!(branch = %branch, commit = %remote_sha, "the update branch already holds exactly this change");
-                    return Ok(Decision::Ready {
-                        commit: remote_sha.clone(),
-                        pushed: false,
-                    });
-                }
-                return Ok(Decision::NoChange(format!(
-                    "{overlay_text} on {base} already uses {version}"
-                )));
+        let tip = match &remote {
+            Some(sha) => {
+                let theirs = gitdata::commit(gh, sha).await?;
+                Some(Tip {
+                    sha: sha.clone(),
+                    newer: newer_record(
+                        gitdata::trailer_values(&theirs.message, RECORD_TRAILER),
+                        req.record_id,
+                    ),
+                    tree: Some(theirs.tree),
+                })
             }
-            let ours = req.record_id.to_string();
-            if let Some(newer) = gitdata::trailer_values(&theirs.message, RECORD_TRAILER)
-                .filter_map(|v| v.parse::<RecordId>().ok())
-                .find(|theirs| theirs.to_string() > ours)
-            {
-                return Ok(Decision::NoChange(format!(
-                    "{branch} was already updated for a newer event (record {newer}); this older event changes nothing"
-                )));
-            }
-            if !edited.changed {
-                self.move_branch_api(gh, branch, remote_sha, ZERO_OID, attempt)
+            None => None,
+        };
+        let said = Said {
+            overlay: &overlay_text,
+            base,
+            version: &version,
+            branch,
+        };
+        match plan_branch(tip.as_ref(), &desired_tree, edited.changed, &said) {
+            BranchPlan::Done(decision) => return Ok(decision),
+            BranchPlan::DeleteStale { sha, reason } => {
+                self.move_branch_api(gh, branch, &sha, ZERO_OID, attempt)
                     .await?;
-                return Ok(Decision::NoChange(format!(
-                    "{overlay_text} on {base} already uses {version}; deleted the stale branch {branch}, which closes its pull request"
-                )));
+                return Ok(Decision::NoChange(reason));
             }
-        } else if !edited.changed {
-            return Ok(Decision::NoChange(format!(
-                "{overlay_text} on {base} already uses {version}"
-            )));
+            BranchPlan::Commit => {}
         }
 
         let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
@@ -932,11 +988,7 @@ impl Flow {
     ) -> Result<Option<RecordId>, FlowError> {
         let format = format!("--format=%(trailers:key={RECORD_TRAILER},valueonly)");
         let out = git.run(dir, &["log", "-1", &format, commit]).await?;
-        Ok(out
-            .stdout
-            .lines()
-            .filter_map(|l| l.trim().parse::<RecordId>().ok())
-            .find(|theirs| theirs.to_string() > ours.to_string()))
+        Ok(newer_record(out.stdout.lines(), ours))
     }
 
     /// `notes`: why the edit had to quote a value (see [`kustomize::Edited::notes`]), said in
@@ -1036,6 +1088,71 @@ impl Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every branch of the one decision both ways of working use (clone and GitHub API).
+    #[test]
+    fn the_update_branch_decision() {
+        let said = Said {
+            overlay: "o/k.yaml",
+            base: "main",
+            version: "img:v2",
+            branch: "upd",
+        };
+        let ours: RecordId = "0190f0c0-0000-7000-8000-000000000002".parse().unwrap();
+        let newer: RecordId = "0190f0c0-0000-7000-8000-000000000003".parse().unwrap();
+        let tip = |tree: &str, newer: Option<RecordId>| Tip {
+            sha: "tipsha".into(),
+            tree: Some(tree.into()),
+            newer,
+        };
+        let already = "o/k.yaml on main already uses img:v2";
+        let no_change = |r: &str| BranchPlan::Done(Decision::NoChange(r.into()));
+        let cases = [
+            (None, true, BranchPlan::Commit),
+            (None, false, no_change(already)),
+            (
+                Some(tip("want", None)),
+                true,
+                BranchPlan::Done(Decision::Ready {
+                    commit: "tipsha".into(),
+                    pushed: false,
+                }),
+            ),
+            (Some(tip("want", Some(newer))), false, no_change(already)),
+            (
+                Some(tip("other", Some(newer))),
+                true,
+                no_change(&format!(
+                    "upd was already updated for a newer event (record {newer}); this older event changes nothing"
+                )),
+            ),
+            (
+                Some(tip("other", None)),
+                false,
+                BranchPlan::DeleteStale {
+                    sha: "tipsha".into(),
+                    reason: format!(
+                        "{already}; deleted the stale branch upd, which closes its pull request"
+                    ),
+                },
+            ),
+            (Some(tip("other", None)), true, BranchPlan::Commit),
+        ];
+        for (tip, changed, want) in cases {
+            let got = plan_branch(tip.as_ref(), "want", changed, &said);
+            assert_eq!(got, want, "{tip:?} changed={changed}");
+        }
+        // Only a newer record counts; ours or an older one is replaced.
+        let values = [ours.to_string(), "not-an-id".into(), newer.to_string()];
+        assert_eq!(
+            newer_record(values.iter().map(String::as_str), ours),
+            Some(newer)
+        );
+        assert_eq!(
+            newer_record([ours.to_string()].iter().map(String::as_str), newer),
+            None
+        );
+    }
 
     fn job() -> Job {
         Job::parse(

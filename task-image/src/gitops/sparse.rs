@@ -2,11 +2,11 @@
 //!
 //! A `--depth 1` clone is not cheap for the server on a big repository: it packs every blob at
 //! the tip. The task reads one overlay and what that overlay builds from, so it clones with
-//! `--filter=blob:none --depth 1 --no-checkout` (commits and trees only), sets a cone-mode sparse
-//! checkout of the top level, the overlay's directory and the `base` beside its `overlays`,
-//! checks that out (git fetches those blobs in one batch), and then
-//! widens the checkout one directory at a time while the preflight finds a path it needs that is in the tree but not on
-//! disk (`../../base`, a shared component, a resource file). Git fetches the blobs of each
+//! `--filter=blob:none --depth 1` (commits and trees only) into a repository whose cone-mode
+//! sparse checkout of the top level, the overlay's directory and the `base` beside its
+//! `overlays` is set before the clone checks out (git fetches those blobs in one batch), and
+//! then widens the checkout one directory at a time while the preflight finds a path it needs
+//! that is in the tree but not on disk (`../../base`, a shared component, a resource file). Git fetches the blobs of each
 //! directory on demand, over the same authenticated remote.
 //!
 //! A server that does not support filters (`uploadpack.allowFilter` off) ignores the filter and
@@ -32,10 +32,15 @@ const FILTER_IGNORED: [&str; 2] = [
 ];
 
 /// Clones `branch` of `url` into `dir` (run from `parent`), shallow. [`CloneMode::Partial`]:
-/// commits and trees only, then a cone-mode sparse checkout of the top level and of `cone`
-/// (directories, `/`-separated), whose blobs git fetches in one batch at checkout (a sparse
-/// checkout even when the server ignores the filter and sends every blob). Returns whether the
-/// server honoured the filter, for the log.
+/// one `git clone --filter=blob:none` whose checkout is already sparse (a cone of the top level
+/// and of `cone`: directories, `/`-separated), so git fetches the commit and trees, then the
+/// blobs of the cone in one batch; a sparse checkout even when the server ignores the filter and
+/// sends every blob. Returns whether the server honoured the filter, for the log.
+///
+/// The sparse checkout is in place before the clone checks out: the new repository's
+/// `info/sparse-checkout` comes from a template directory (`--template`) and cone mode is turned
+/// on with `-c` (which git applies right after creating the repository), where `--no-checkout`,
+/// `sparse-checkout set` and `checkout` would be three processes.
 pub async fn clone(
     git: &Git,
     parent: &Path,
@@ -46,11 +51,22 @@ pub async fn clone(
     cone: &[String],
 ) -> Result<bool, GitError> {
     let dir_arg = dir.display().to_string();
+    let template = parent.join(".clone-template");
+    let template_arg = format!("--template={}", template.display());
     let mut args = vec!["clone", "--quiet", "--depth", "1"];
     if mode == CloneMode::Partial {
-        // No checkout yet: checking out the top level, then each directory, would fetch blobs
-        // once per step; the checkout below fetches what the cone needs at once.
-        args.extend(["--filter=blob:none", "--no-checkout"]);
+        write_template(&template, cone).map_err(|e| GitError::Spawn {
+            command: "git clone".into(),
+            detail: format!("cannot write the sparse-checkout template: {e}"),
+        })?;
+        args.extend([
+            "--filter=blob:none",
+            &template_arg,
+            "-c",
+            "core.sparseCheckout=true",
+            "-c",
+            "core.sparseCheckoutCone=true",
+        ]);
     }
     args.extend([
         "--single-branch",
@@ -66,20 +82,50 @@ pub async fn clone(
         return Ok(false);
     }
     let partial = !FILTER_IGNORED.iter().any(|w| out.stderr.contains(w));
-    let input = cone.iter().map(|p| format!("{p}\n")).collect::<String>();
-    git.run_with_input(
-        dir,
-        &["sparse-checkout", "set", "--cone", "--stdin"],
-        Some(&input),
-    )
-    .await?;
-    git.run(dir, &["checkout", "--quiet", branch]).await?;
     if !partial {
         tracing::info!(
             "the git server ignores partial-clone filters (uploadpack.allowFilter), or the remote is a local path: cloned every file at the tip instead"
         );
     }
     Ok(partial)
+}
+
+/// A template directory for `git clone --template` holding only `info/sparse-checkout`.
+fn write_template(template: &Path, cone: &[String]) -> std::io::Result<()> {
+    let info = template.join("info");
+    std::fs::create_dir_all(&info)?;
+    std::fs::write(info.join("sparse-checkout"), cone_patterns(cone))
+}
+
+/// The `info/sparse-checkout` of a cone-mode checkout of the top level and of `dirs`, as
+/// `git sparse-checkout set --cone` writes it: every file at the top level; then, for each
+/// parent of a directory, its files (`/a/`) but not its subdirectories (`!/a/*/`); then each
+/// directory whole.
+/// A directory inside another one of `dirs` is covered by it and left out.
+pub fn cone_patterns(dirs: &[String]) -> String {
+    let dirs: Vec<&str> = dirs
+        .iter()
+        .map(|d| d.trim_matches('/'))
+        .filter(|d| !d.is_empty())
+        .collect();
+    let covered = |d: &str| {
+        dirs.iter()
+            .any(|o| d.len() > o.len() && d.starts_with(o) && d.as_bytes()[o.len()] == b'/')
+    };
+    let recursive: std::collections::BTreeSet<&str> =
+        dirs.iter().copied().filter(|d| !covered(d)).collect();
+    let parents: std::collections::BTreeSet<&str> = recursive
+        .iter()
+        .flat_map(|d| d.match_indices('/').map(|(i, _)| &d[..i]))
+        .collect();
+    let mut out = String::from("/*\n!/*/\n");
+    for p in &parents {
+        out.push_str(&format!("/{p}/\n!/{p}/*/\n"));
+    }
+    for d in &recursive {
+        out.push_str(&format!("/{d}/\n"));
+    }
+    out
 }
 
 /// The directories to check out first for the overlay file `overlay` (repository-relative): the
@@ -191,6 +237,45 @@ pub fn repo_relative(root: &Path, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The patterns are the ones `git sparse-checkout set --cone` writes for the same
+    /// directories (real git, in a scratch repository), so git reads them in cone mode and
+    /// `sparse-checkout add` can extend them.
+    #[test]
+    fn cone_patterns_are_what_git_writes() {
+        let cases: [&[&str]; 4] = [
+            &["kustomize/billing/overlays/dev", "kustomize/billing/base"],
+            &[
+                "apps/billing/dev",
+                "apps/shared",
+                "zeta",
+                "apps/billing/dev/sub",
+            ],
+            &["overlays/dev/"],
+            &[],
+        ];
+        for dirs in cases {
+            let repo = tempfile::tempdir().unwrap();
+            let git = |args: &[&str]| {
+                let out = std::process::Command::new("git")
+                    .args(args)
+                    .current_dir(repo.path())
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "git {args:?}: {out:?}");
+            };
+            git(&["init", "--quiet"]);
+            let mut set = vec!["sparse-checkout", "set", "--cone"];
+            set.extend(dirs.iter().map(|d| d.trim_end_matches('/')));
+            git(&set);
+            let wrote =
+                std::fs::read_to_string(repo.path().join(".git/info/sparse-checkout")).unwrap();
+            let dirs: Vec<String> = dirs.iter().map(|d| (*d).to_owned()).collect();
+            assert_eq!(cone_patterns(&dirs), wrote, "{dirs:?}");
+        }
+    }
 
     #[test]
     fn the_first_checkout_is_the_overlay_and_its_base() {

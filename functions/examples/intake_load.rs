@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for _ in 0..connections {
         // One client per worker: one keep-alive connection each, as `wrk -c N` does.
-        let client = reqwest::Client::builder()
+        let client = orchestrator_clients::http::builder()
             .pool_max_idle_per_host(1)
             .build()?;
         let (url, template, status, next_build) = (

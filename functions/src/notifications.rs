@@ -34,16 +34,31 @@ impl NotifyConfig {
     /// The notifier, with its secrets read from Secrets Manager when their ARNs are set (AWS is
     /// only asked then). `None` when no rules are configured; `Err` names the setting at fault.
     pub async fn notifier(&self) -> Result<Option<Arc<dyn Notify>>, String> {
+        if self.arns().iter().all(Option::is_none) {
+            return self.notifier_with(None).await;
+        }
+        let aws = orchestrator_clients::aws::config().await;
+        self.notifier_with(Some(&aws_sdk_secretsmanager::Client::new(&aws)))
+            .await
+    }
+
+    /// [`Self::notifier`] with the caller's Secrets Manager client, asked only for a secret
+    /// whose ARN is set (both at once); `None` is an error only when an ARN is set.
+    pub async fn notifier_with(
+        &self,
+        sm: Option<&aws_sdk_secretsmanager::Client>,
+    ) -> Result<Option<Arc<dyn Notify>>, String> {
         let [slack_arn, hook_arn] = self.arns();
         let (mut slack, mut hook) = (
             self.notify.notify_slack_webhook_url.clone(),
             self.notify.notify_webhook_secret.clone(),
         );
         if slack_arn.is_some() || hook_arn.is_some() {
-            let aws = aws_config::load_from_env().await;
-            let sm = aws_sdk_secretsmanager::Client::new(&aws);
-            slack = crate::secrets::resolve(&sm, slack_arn, slack).await?;
-            hook = crate::secrets::resolve(&sm, hook_arn, hook).await?;
+            let sm = sm.ok_or("notifications: a secret's ARN is set but Secrets Manager is not")?;
+            (slack, hook) = tokio::try_join!(
+                crate::secrets::resolve(sm, slack_arn, slack),
+                crate::secrets::resolve(sm, hook_arn, hook),
+            )?;
         }
         let notifier = self
             .notify

@@ -116,7 +116,7 @@ impl RecordsClient {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        let http = reqwest::Client::builder()
+        let http = orchestrator_clients::http::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
         Ok(Self {
@@ -341,7 +341,7 @@ pub async fn run(
 /// SigV4 credentials and region from the default AWS chain.
 async fn sigv4_from_default_chain(region: Option<String>) -> Result<ClientAuth, ClientError> {
     use aws_credential_types::provider::ProvideCredentials;
-    let config = aws_config::load_from_env().await;
+    let config = orchestrator_clients::aws::config().await;
     let region = region
         .or_else(|| config.region().map(|r| r.to_string()))
         .ok_or(ClientError::Missing(

@@ -250,7 +250,7 @@ async fn the_console_in_a_real_browser() {
     // The task cannot start at first: the first delivery ends `dispatch_failed`.
     let task = script(dir.path(), false);
     let (_server, base) = serve(&data, &task);
-    let http = reqwest::Client::new();
+    let http = orchestrator_clients::http::client().unwrap();
 
     let failed = deliver(&http, &base, 1, "billing", "main").await;
     // 502 `dispatch_failed`, naming the record.
@@ -618,7 +618,7 @@ async fn the_console_in_a_real_browser() {
     );
     // An audit session reads, sees no admin action, and the admin routes refuse it, even with its
     // own CSRF token.
-    let no_redirect = reqwest::Client::builder()
+    let no_redirect = orchestrator_clients::http::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

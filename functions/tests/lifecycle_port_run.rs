@@ -56,7 +56,7 @@ async fn port(run_status: u16) -> MockServer {
 
 fn reports(server: &MockServer) -> PortReports {
     PortReports {
-        http: port_runs::reqwest::Client::new(),
+        http: orchestrator_clients::http::client().unwrap(),
         api: port_runs::PortApi {
             base: server.uri().parse().unwrap(),
             client_id: "id".into(),

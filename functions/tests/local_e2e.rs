@@ -80,7 +80,7 @@ async fn orb_delivery_to_local_task_process() {
     let data = dir.path().join("data");
     let task = env_dump_script(dir.path());
     let server = start(&data, &task, None);
-    let http = reqwest::Client::new();
+    let http = orchestrator_clients::http::client().unwrap();
 
     let resp = http
         .post(format!("{}/pullrequests", server.base))
@@ -156,7 +156,7 @@ async fn local_mode_with_a_token_refuses_requests_without_it() {
     let data = dir.path().join("data");
     let task = env_dump_script(dir.path());
     let server = start(&data, &task, Some("local-secret"));
-    let http = reqwest::Client::new();
+    let http = orchestrator_clients::http::client().unwrap();
     let resp = http
         .post(format!("{}/pullrequests", server.base))
         .header("content-type", "application/json")

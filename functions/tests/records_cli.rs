@@ -71,7 +71,8 @@ fn serve() -> Server {
 
 /// Posts an orb fixture with the intake token; the record's id.
 async fn deliver(base: &str, fixture: &str) -> String {
-    let resp = reqwest::Client::new()
+    let resp = orchestrator_clients::http::client()
+        .unwrap()
         .post(format!("{base}/pullrequests?token={INTAKE}"))
         .header("content-type", "application/json")
         .body(common::fixture(fixture))

@@ -334,7 +334,7 @@ impl Api {
     fn new(base: String) -> Api {
         Api {
             base,
-            http: reqwest::Client::new(),
+            http: orchestrator_clients::http::client().unwrap(),
             responses: Vec::new(),
         }
     }
@@ -1350,7 +1350,7 @@ impl Recorder {
     async fn start(upstream: &str) -> (Recorder, String) {
         let rec = Recorder {
             upstream: upstream.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: orchestrator_clients::http::client().unwrap(),
             exchanges: Arc::default(),
         };
         let app = axum::Router::new()

@@ -142,7 +142,7 @@ async fn the_local_server_takes_500_deliveries_while_20_processes_write_outcomes
         })
         .collect();
 
-    let http = reqwest::Client::new();
+    let http = orchestrator_clients::http::client().unwrap();
     let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let started = Instant::now();
     let mut sends = tokio::task::JoinSet::new();

@@ -98,7 +98,7 @@ impl Notifier {
                 target.as_str()
             )));
         }
-        let http = reqwest::Client::builder()
+        let http = orchestrator_clients::http::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()

@@ -14,7 +14,7 @@ const RUN: &str = "r_QpY9kXdZ2eT4bN7w";
 
 fn reporter(server: &MockServer) -> RunReporter {
     RunReporter::new(
-        reqwest::Client::new(),
+        orchestrator_clients::http::client().unwrap(),
         PortApi {
             base: server.uri().parse().unwrap(),
             client_id: "client-id".into(),

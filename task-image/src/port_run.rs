@@ -60,7 +60,7 @@ impl RunReport {
             tracing::warn!(run_id = %run.id, "{why}");
             return RunReport::Unreachable(why);
         };
-        let http = reqwest::Client::builder()
+        let http = orchestrator_clients::http::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -66,7 +66,7 @@ fn example_actions(name: &str) -> Vec<ActionSpec> {
 }
 
 async fn moto_client(endpoint: &str) -> Client {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let aws = orchestrator_clients::aws::loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_ec2::config::Credentials::new(

@@ -218,7 +218,7 @@ async fn reports_to_dynamodb() {
     let Some(endpoint) = tools::moto_endpoint("reports_to_dynamodb") else {
         return;
     };
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let aws = orchestrator_clients::aws::loader()
         .endpoint_url(&endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -56,12 +56,13 @@ fn configure() -> Result<(Config, RuleSet, RetryPolicy), String> {
     Ok((config, rules, policy))
 }
 
-#[tokio::main]
+/// One thread: Lambda sends one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(true);
     let (config, rules, policy) = init_error::or_report(configure()).await?;
     tracing::info!(rules = rules.len(), "rules loaded");
-    let aws = aws_config::load_from_env().await;
+    let aws = orchestrator_clients::aws::config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
     let store =
         init_error::or_report(config.notify.store(std::sync::Arc::new(store)).await).await?;

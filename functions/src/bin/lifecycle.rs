@@ -71,7 +71,7 @@ async fn port_reports(
         .trim()
         .parse()
         .map_err(|e| format!("PORT_API_URL: {e}"))?;
-    let http = port_runs::reqwest::Client::builder()
+    let http = orchestrator_clients::http::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()
         .map_err(|e| format!("HTTP client: {e}"))?;
@@ -95,13 +95,14 @@ async fn port_reports(
     }))
 }
 
-#[tokio::main]
+/// One thread: Lambda sends one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(true);
     let config =
         init_error::or_report(Config::try_parse().map_err(|e| format!("configuration: {e}")))
             .await?;
-    let aws = aws_config::load_from_env().await;
+    let aws = orchestrator_clients::aws::config().await;
     let port = init_error::or_report(port_reports(&config, &aws).await).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
     // A task that died (`failed`) is notified from here.

@@ -235,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => fire(&name, execution_id.as_deref(), &schedules, local, *intake).await,
         Command::CreateTable { dynamo } => {
-            let aws = aws_config::load_from_env().await;
+            let aws = orchestrator_clients::aws::config().await;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), dynamo.names());
             store.create_table().await?;
             println!("created table {}", dynamo.table_name);

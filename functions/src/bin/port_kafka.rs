@@ -93,12 +93,13 @@ fn configure() -> Result<(Config, RuleSet, RetryPolicy, dispatch::RunsIntake), S
     Ok((config, rules, policy, runs))
 }
 
-#[tokio::main]
+/// One thread: Lambda sends one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(true);
     let (config, rules, policy, runs) = init_error::or_report(configure()).await?;
     tracing::info!(rules = rules.len(), "Port rules loaded");
-    let aws = aws_config::load_from_env().await;
+    let aws = orchestrator_clients::aws::config().await;
     let store = config.dynamo.store(aws_sdk_dynamodb::Client::new(&aws));
     // Dispatch failures are notified from here.
     let store = init_error::or_report(config.notify.store(Arc::new(store)).await).await?;

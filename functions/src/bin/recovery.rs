@@ -31,13 +31,14 @@ struct Config {
     notify: orchestrator::notifications::NotifyConfig,
 }
 
-#[tokio::main]
+/// One thread: Lambda sends one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(true);
     let config =
         init_error::or_report(Config::try_parse().map_err(|e| format!("configuration: {e}")))
             .await?;
-    let aws = aws_config::load_from_env().await;
+    let aws = orchestrator_clients::aws::config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.dynamo.names());
     // Retries given up and dead tasks are notified from here.
     let store = init_error::or_report(config.notify.store(Arc::new(store)).await).await?;

@@ -210,7 +210,7 @@ mod tools;
 pub use tools::{chromedriver, moto_endpoint, skipped};
 
 pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    orchestrator_clients::aws::loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .test_credentials()
@@ -303,7 +303,7 @@ impl MotoAws {
 pub async fn ec2(endpoint: &str, params: &[(&str, &str)]) -> String {
     let mut form: Vec<(&str, &str)> = vec![("Version", "2016-11-15")];
     form.extend_from_slice(params);
-    let resp = reqwest::Client::new()
+    let resp = orchestrator_clients::http::client().unwrap()
         .post(endpoint)
         .header(
             "authorization",

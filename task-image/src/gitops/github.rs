@@ -283,7 +283,7 @@ impl GithubClient {
             "x-github-api-version",
             HeaderValue::from_static(API_VERSION),
         );
-        let http = reqwest::Client::builder()
+        let http = orchestrator_clients::http::builder()
             .user_agent(user_agent)
             .default_headers(headers)
             .timeout(cfg.request_timeout)

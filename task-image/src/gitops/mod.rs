@@ -92,7 +92,7 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RecordStore>
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .context("TABLE_NAME: is required with ORCH_STORE=dynamodb")?;
-            let aws = aws_config::load_from_env().await;
+            let aws = orchestrator_clients::aws::config().await;
             Ok(Arc::new(DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws),
                 TableNames::with_defaults(table),

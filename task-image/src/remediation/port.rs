@@ -203,7 +203,7 @@ mod tests {
 
     fn client(server: &MockServer) -> PortClient {
         PortClient {
-            http: reqwest::Client::new(),
+            http: orchestrator_clients::http::client().unwrap(),
             base: reqwest::Url::parse(&server.uri()).unwrap(),
             client_id: Some("id".into()),
             client_secret: Some(Secret::new(CLIENT_SECRET)),

@@ -162,7 +162,7 @@ fn entity_of(record: &Record) -> (Option<String>, Option<String>) {
 
 impl<'a> Runner<'a> {
     pub fn new(settings: &'a Settings, images: &'a dyn ImageUpdater) -> Self {
-        let http = reqwest::Client::builder()
+        let http = orchestrator_clients::http::builder()
             .timeout(settings.http_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -194,7 +194,7 @@ impl<'a> Runner<'a> {
     async fn ec2(&self) -> &Ec2 {
         self.ec2
             .get_or_init(|| async {
-                let aws = aws_config::load_from_env().await;
+                let aws = orchestrator_clients::aws::config().await;
                 Ec2::new(
                     aws_sdk_ec2::Client::new(&aws),
                     self.settings.ec2_opt_in.clone(),

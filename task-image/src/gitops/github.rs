@@ -13,15 +13,15 @@
 //!   Here they are ~100 lines we test against a mock server, not a plugin configuration;
 //! - **headers**: API version pinned, the token sent only as a sensitive `Authorization` header,
 //!   never in a URL, a log line or an error message;
-//! - **one TLS stack**: octocrab's default features pull `rustls` with `ring`, while the AWS SDK
-//!   in this binary uses `aws-lc-rs`; two crypto providers make rustls panic at the first
-//!   handshake unless every feature flag is right. `reqwest`'s `rustls` feature uses `aws-lc-rs`,
-//!   so `cargo tree -p gitops-task -i ring` stays empty;
+//! - **one TLS stack**: every client in this binary (the AWS SDK's, this one) is rustls with
+//!   ring, built in `orchestrator-clients`; two crypto providers make rustls refuse to choose
+//!   one at the first handshake unless every feature flag is right, so
+//!   `cargo tree -p gitops-task -e normal -i aws-lc-rs` stays empty;
 //! - **binary size and build time**: no typed models for the whole API, no JWT, no tower stack.
 //!
 //! If the task ever needs many more endpoints (checks, contents, GitHub App token minting with
 //! auto-refresh), revisit this and use octocrab with `default-features = false` and its
-//! `rustls-aws-lc-rs` features.
+//! rustls-with-ring features.
 //!
 //! # Behaviour
 //!

@@ -2,7 +2,7 @@
 //! provider, for the AWS SDK ([`aws`]) and for reqwest ([`http`]).
 //!
 //! Why one place: the SDK's `default-https-client` and reqwest's `rustls` feature each bring
-//! aws-lc, a large C library the Lambda package would carry twice over what ring needs (see
+//! aws-lc, a C library that made the zipped arm64 `api` package 145 KB larger than ring does (see
 //! `docs/measurements.md`). Without those features nothing chooses a TLS provider by itself: an
 //! SDK configuration without an HTTP client fails its first call, and a reqwest client built
 //! without a process-wide provider panics. So every binary builds its clients here, and
@@ -57,7 +57,6 @@ pub mod aws {
     /// cold start here) and on Amazon Linux reads the bundle twice. No bundle: the platform's
     /// loader.
     pub fn trust_store() -> TrustStore {
-        let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
         if set("SSL_CERT_FILE") || set("SSL_CERT_DIR") {
             return TrustStore::default();
         }
@@ -104,6 +103,11 @@ pub mod aws {
         Some(out.into_bytes())
     }
 
+    /// Whether the environment variable `name` is set and not empty.
+    fn set(name: &str) -> bool {
+        std::env::var_os(name).is_some_and(|v| !v.is_empty())
+    }
+
     /// What `aws_config::load_from_env()` gives, over this crate's HTTPS client. On Lambda
     /// (`AWS_LAMBDA_FUNCTION_NAME` and `AWS_ACCESS_KEY_ID` set) the credentials and the region
     /// are the ones the runtime puts in the environment, read from there directly: building the
@@ -111,7 +115,6 @@ pub mod aws {
     /// start, for providers Lambda never uses.
     pub async fn config() -> SdkConfig {
         let mut loader = loader();
-        let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
         if set("AWS_LAMBDA_FUNCTION_NAME") && set("AWS_ACCESS_KEY_ID") {
             loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
             if let Some(region) = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()) {

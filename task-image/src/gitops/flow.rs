@@ -2,15 +2,17 @@
 //!
 //! See the [module above](super) for the branch scheme. One attempt is:
 //!
-//! 1. partial, shallow, sparse clone of the base branch into a fresh directory: the overlay's
-//!    directory, then whatever the preflight needs, blobs fetched on demand ([`super::sparse`]);
-//! 2. `ls-remote` + shallow fetch of the update branch, if it exists (its sha becomes the lease);
-//! 3. `kustomize edit set image <image>=*:<tag>` on the overlay (format-preserving), then the
+//! 1. one partial, shallow fetch of the base branch and of the update branch, if it exists, into a
+//!    fresh repository (the update branch's sha becomes the lease), and a sparse checkout of the
+//!    base: the overlay's directory, then whatever the preflight needs, blobs fetched on demand
+//!    ([`super::sparse`]);
+//! 2. `kustomize edit set image <image>=*:<tag>` on the overlay (format-preserving), then the
 //!    preflight check (the overlay still builds and the image is used);
-//! 4. decide by comparing trees: the tree we want (base tip + edit) against the update branch's;
-//! 5. commit with sign-off and `git push --force-with-lease=refs/heads/<branch>:<lease>`.
+//! 3. decide by comparing trees: the tree we want (base tip + edit) against the update branch's;
+//! 4. commit with sign-off (`git commit-tree` on the base tip) and
+//!    `git push --force-with-lease=refs/heads/<branch>:<lease> <commit>:refs/heads/<branch>`.
 //!
-//! A dry run ([`FlowRequest::dry_run`]) stops after step 3: it records the diff of the edit (`git
+//! A dry run ([`FlowRequest::dry_run`]) stops after step 2: it records the diff of the edit (`git
 //! diff`) and the images the built overlay runs before and after it ([`ImageChange`]), pushes
 //! nothing, opens no pull request, and ends [`OutcomeKind::Planned`].
 //!
@@ -636,42 +638,22 @@ impl Flow {
         }
         let cone = sparse::first_checkout(overlay);
         let url = self.settings.remote.url();
-        // The update branch as it is now (its sha is the lease for our push), asked while the
-        // clone runs: two round trips to the server at once instead of one after the other.
-        let (cloned, listed) = tokio::join!(
-            sparse::clone(git, parent, dir, url, base, self.settings.clone, &cone),
-            git.remote_branch(parent, url, branch),
-        );
-        cloned?;
-        let listed = listed?;
+        let fetched = sparse::fetch(
+            git,
+            parent,
+            dir,
+            url,
+            base,
+            branch,
+            self.settings.clone,
+            &cone,
+            RECORD_TRAILER,
+        )
+        .await?;
         let sparse_checkout = self.settings.clone == CloneMode::Partial;
-        let base_sha = git
-            .rev_parse(dir, "HEAD^{commit}")
-            .await?
-            .ok_or_else(|| FlowError::Io("the clone has no HEAD".into()))?;
-
-        let remote = match listed {
-            Some(_) => {
-                let tracking = format!("refs/remotes/origin/{branch}");
-                git.run(
-                    dir,
-                    &[
-                        "fetch",
-                        "--quiet",
-                        "--depth",
-                        "1",
-                        "--no-tags",
-                        "origin",
-                        &format!("+refs/heads/{branch}:{tracking}"),
-                    ],
-                )
-                .await?;
-                git.rev_parse(dir, &format!("{tracking}^{{commit}}"))
-                    .await?
-            }
-            None => None,
-        };
-        tracing::info!(attempt, base = %base, base_sha = %base_sha, branch = %branch, branch_sha = remote.as_deref().unwrap_or(""), "cloned");
+        let base_sha = fetched.base.sha;
+        let remote = fetched.update.as_ref().map(|t| t.sha.clone());
+        tracing::info!(attempt, base = %base, base_sha = %base_sha, branch = %branch, branch_sha = remote.as_deref().unwrap_or(""), filtered = fetched.filtered, "fetched");
 
         let overlay_text = overlay.display().to_string();
         let path = dir.join(overlay);
@@ -737,20 +719,15 @@ impl Flow {
                 .trim()
                 .to_owned()
         } else {
-            git.rev_parse(dir, "HEAD^{tree}")
-                .await?
-                .ok_or_else(|| FlowError::Io("the clone has no tree".into()))?
+            fetched.base.tree
         };
         let version = format!("{}:{}", job.image, job.tag);
 
-        let tip = match &remote {
-            Some(sha) => Some(Tip {
-                sha: sha.clone(),
-                tree: git.rev_parse(dir, &format!("{sha}^{{tree}}")).await?,
-                newer: self.newer_record(git, dir, sha, req.record_id).await?,
-            }),
-            None => None,
-        };
+        let tip = fetched.update.map(|t| Tip {
+            newer: newer_record(t.trailers.iter().map(String::as_str), req.record_id),
+            sha: t.sha,
+            tree: Some(t.tree),
+        });
         let said = Said {
             overlay: &overlay_text,
             base,
@@ -768,30 +745,23 @@ impl Flow {
         }
 
         let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
-        git.run(dir, &["checkout", "--quiet", "-B", branch]).await?;
-        git.run_with_input(
-            dir,
-            &[
-                "commit",
-                "--quiet",
-                "--signoff",
-                "--no-verify",
-                "--file",
-                "-",
-            ],
-            Some(&texts.commit_message),
-        )
-        .await?;
+        // One process for the commit, on top of the base tip, with no branch to check out.
         let commit = git
-            .rev_parse(dir, "HEAD^{commit}")
+            .run_with_input(
+                dir,
+                &["commit-tree", &desired_tree, "-p", &base_sha, "-F", "-"],
+                Some(&self.signed_off(&texts.commit_message)),
+            )
             .await?
-            .ok_or_else(|| FlowError::Io("no commit after git commit".into()))?;
+            .stdout
+            .trim()
+            .to_owned();
         self.push(
             git,
             dir,
             branch,
             remote.as_deref().unwrap_or(""),
-            &format!("HEAD:refs/heads/{branch}"),
+            &format!("{commit}:refs/heads/{branch}"),
             attempt,
         )
         .await?;
@@ -898,11 +868,7 @@ impl Flow {
         }
 
         let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
-        // What `git commit --signoff` adds: the sign-off joins the trailer block.
-        let message = format!(
-            "{}Signed-off-by: {} <{}>\n",
-            texts.commit_message, self.settings.author.name, self.settings.author.email
-        );
+        let message = self.signed_off(&texts.commit_message);
         let commit = gitdata::create_commit(gh, &message, &desired_tree, &base_sha).await?;
         let lease = remote.as_deref().unwrap_or(ZERO_OID);
         self.move_branch_api(gh, branch, lease, &commit, attempt)
@@ -978,17 +944,13 @@ impl Flow {
         }
     }
 
-    /// The record a commit names in its trailer, when it is newer than `ours`.
-    async fn newer_record(
-        &self,
-        git: &Git,
-        dir: &Path,
-        commit: &str,
-        ours: RecordId,
-    ) -> Result<Option<RecordId>, FlowError> {
-        let format = format!("--format=%(trailers:key={RECORD_TRAILER},valueonly)");
-        let out = git.run(dir, &["log", "-1", &format, commit]).await?;
-        Ok(newer_record(out.stdout.lines(), ours))
+    /// `message` with the sign-off `git commit --signoff` would add: it joins the trailer block
+    /// the message ends with (the record's trailer).
+    fn signed_off(&self, message: &str) -> String {
+        format!(
+            "{message}Signed-off-by: {} <{}>\n",
+            self.settings.author.name, self.settings.author.email
+        )
     }
 
     /// `notes`: why the edit had to quote a value (see [`kustomize::Edited::notes`]), said in

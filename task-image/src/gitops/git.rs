@@ -293,24 +293,6 @@ impl Git {
             .then(|| out.stdout.trim().to_owned())
             .filter(|s| !s.is_empty()))
     }
-
-    /// The sha of `refs/heads/<branch>` on `remote` (a remote's name or a URL; run in `dir`),
-    /// `None` when the branch does not exist.
-    pub async fn remote_branch(
-        &self,
-        dir: &Path,
-        remote: &str,
-        branch: &str,
-    ) -> Result<Option<String>, GitError> {
-        let full = format!("refs/heads/{branch}");
-        let out = self
-            .run(dir, &["ls-remote", "--heads", "--", remote, &full])
-            .await?;
-        Ok(out.stdout.lines().find_map(|line| {
-            let (sha, name) = line.split_once('\t')?;
-            (name.trim() == full).then(|| sha.trim().to_owned())
-        }))
-    }
 }
 
 /// `git <args>`, for messages. Arguments never hold secrets (see the module invariants).

@@ -1,16 +1,25 @@
-//! Fetch only what the edit needs: a partial, shallow, sparse clone of the base branch.
+//! Fetch only what the edit needs: one fetch of the base branch and of the update branch, partial,
+//! shallow and sparse.
 //!
 //! A `--depth 1` clone is not cheap for the server on a big repository: it packs every blob at
-//! the tip. The task reads one overlay and what that overlay builds from, so it clones with
+//! the tip. The task reads one overlay and what that overlay builds from, so it fetches with
 //! `--filter=blob:none --depth 1` (commits and trees only) into a repository whose cone-mode
 //! sparse checkout of the top level, the overlay's directory and the `base` beside its
-//! `overlays` is set before the clone checks out (git fetches those blobs in one batch), and
+//! `overlays` is set before anything is checked out (git fetches those blobs in one batch), and
 //! then widens the checkout one directory at a time while the preflight finds a path it needs
-//! that is in the tree but not on disk (`../../base`, a shared component, a resource file). Git fetches the blobs of each
-//! directory on demand, over the same authenticated remote.
+//! that is in the tree but not on disk (`../../base`, a shared component, a resource file). Git
+//! fetches the blobs of each directory on demand, over the same authenticated remote.
+//!
+//! The same fetch brings the update branch's tip when it exists (a refspec pattern, which matches
+//! nothing when it does not): its sha is the lease for the push, its tree and trailers decide
+//! whether to push at all. A `git clone` cannot do that (`--single-branch` fetches one branch), so
+//! the repository is made with `git init --template`, whose template holds the remote, the
+//! refspecs and the sparse checkout, then `git fetch` and `git checkout`: three processes and one
+//! round trip to the server, where a clone, an `ls-remote` and a fetch of the update branch were
+//! three round trips.
 //!
 //! A server that does not support filters (`uploadpack.allowFilter` off) ignores the filter and
-//! sends a plain shallow clone; git warns, the task logs it, and everything else is the same.
+//! sends every file at the tip; git warns, the task logs it, and everything else is the same.
 //! Commit and push work as in a full clone: the overlay is inside the sparse checkout, and a push
 //! sends only the new objects.
 
@@ -24,77 +33,187 @@ use kustomize_set_image::{self as kustomize, PreflightError};
 /// loop here would be a bug, and the preflight then reports the missing path itself).
 const MAX_WIDEN: usize = 64;
 
-/// What git prints when the server ignores `--filter`, and when the remote is a plain local path
-/// (git then copies the repository whole; `file://` URLs go through the server side).
-const FILTER_IGNORED: [&str; 2] = [
-    "filtering not recognized by server",
-    "--filter is ignored in local clones",
-];
+/// What git prints when the server ignores `--filter`.
+const FILTER_IGNORED: &str = "filtering not recognized by server";
 
-/// Clones `branch` of `url` into `dir` (run from `parent`), shallow. [`CloneMode::Partial`]:
-/// one `git clone --filter=blob:none` whose checkout is already sparse (a cone of the top level
-/// and of `cone`: directories, `/`-separated), so git fetches the commit and trees, then the
-/// blobs of the cone in one batch; a sparse checkout even when the server ignores the filter and
-/// sends every blob. Returns whether the server honoured the filter, for the log.
-///
-/// The sparse checkout is in place before the clone checks out: the new repository's
-/// `info/sparse-checkout` comes from a template directory (`--template`) and cone mode is turned
-/// on with `-c` (which git applies right after creating the repository), where `--no-checkout`,
-/// `sparse-checkout set` and `checkout` would be three processes.
-pub async fn clone(
+/// What [`fetch`] found on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The base branch's tip, checked out.
+    pub base: Tip,
+    /// The update branch's tip, when the branch exists.
+    pub update: Option<Tip>,
+    /// Whether the server honoured the filter ([`CloneMode::Partial`] only), for the log.
+    pub filtered: bool,
+}
+
+/// A branch tip as fetched: what the update-branch decision reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tip {
+    pub sha: String,
+    pub tree: String,
+    /// The values of its `trailer` trailers.
+    pub trailers: Vec<String>,
+}
+
+/// Makes `dir` (a new repository; `parent` holds the template) with `base` checked out and the tip
+/// of `update` fetched beside it when that branch exists, from one fetch of `url`, shallow.
+/// [`CloneMode::Partial`]: commits and trees only, and a sparse checkout (a cone of the top level
+/// and of `cone`: directories, `/`-separated), so the checkout fetches the blobs of the cone in
+/// one batch. `trailer` names the trailer whose values [`Tip::trailers`] holds.
+#[allow(clippy::too_many_arguments)]
+pub async fn fetch(
     git: &Git,
     parent: &Path,
     dir: &Path,
     url: &str,
-    branch: &str,
+    base: &str,
+    update: &str,
     mode: CloneMode,
     cone: &[String],
-) -> Result<bool, GitError> {
-    let dir_arg = dir.display().to_string();
+    trailer: &str,
+) -> Result<Fetched, GitError> {
     let template = parent.join(".clone-template");
+    write_template(
+        &template,
+        &template_config(url, base, update, mode),
+        mode,
+        cone,
+    )
+    .map_err(|e| GitError::Spawn {
+        command: "git init".into(),
+        detail: format!("cannot write the repository template: {e}"),
+    })?;
     let template_arg = format!("--template={}", template.display());
-    let mut args = vec!["clone", "--quiet", "--depth", "1"];
+    let dir_arg = dir.display().to_string();
+    git.run(parent, &["init", "--quiet", &template_arg, "--", &dir_arg])
+        .await?;
+    let mut args = vec!["fetch", "--quiet", "--depth", "1", "--no-tags"];
     if mode == CloneMode::Partial {
-        write_template(&template, cone).map_err(|e| GitError::Spawn {
-            command: "git clone".into(),
-            detail: format!("cannot write the sparse-checkout template: {e}"),
-        })?;
-        args.extend([
-            "--filter=blob:none",
-            &template_arg,
-            "-c",
-            "core.sparseCheckout=true",
-            "-c",
-            "core.sparseCheckoutCone=true",
-        ]);
+        args.push("--filter=blob:none");
     }
-    args.extend([
-        "--single-branch",
-        "--no-tags",
-        "--branch",
-        branch,
-        "--",
-        url,
-        &dir_arg,
-    ]);
-    let out = git.run(parent, &args).await?;
-    if mode == CloneMode::Shallow {
-        return Ok(false);
-    }
-    let partial = !FILTER_IGNORED.iter().any(|w| out.stderr.contains(w));
-    if !partial {
+    args.push("origin");
+    let out = git.run(dir, &args).await?;
+    let filtered = mode == CloneMode::Partial && !out.stderr.contains(FILTER_IGNORED);
+    if mode == CloneMode::Partial && !filtered {
         tracing::info!(
-            "the git server ignores partial-clone filters (uploadpack.allowFilter), or the remote is a local path: cloned every file at the tip instead"
+            "the git server ignores partial-clone filters (uploadpack.allowFilter): fetched every file at the tip instead"
         );
     }
-    Ok(partial)
+    let base_ref = format!("refs/remotes/origin/{base}");
+    let update_ref = format!("refs/remotes/origin/{update}");
+    git.run(
+        dir,
+        &["checkout", "--quiet", "--no-track", "-B", base, &base_ref],
+    )
+    .await?;
+    let format = format!(
+        "--format=%(objectname) %(tree) %(refname)%00%(trailers:key={trailer},valueonly)%00"
+    );
+    let listed = git
+        .run(
+            dir,
+            &["for-each-ref", &format, "--", &base_ref, &update_ref],
+        )
+        .await?
+        .stdout;
+    let tips = parse_tips(&listed);
+    let find = |name: &str| tips.iter().find(|(r, _)| r == name).map(|(_, t)| t.clone());
+    let base_tip = find(&base_ref).ok_or_else(|| GitError::Failed {
+        command: "git for-each-ref".into(),
+        code: 0,
+        stderr: format!("no {base_ref} after the fetch"),
+    })?;
+    Ok(Fetched {
+        base: base_tip,
+        update: find(&update_ref),
+        filtered,
+    })
 }
 
-/// A template directory for `git clone --template` holding only `info/sparse-checkout`.
-fn write_template(template: &Path, cone: &[String]) -> std::io::Result<()> {
-    let info = template.join("info");
-    std::fs::create_dir_all(&info)?;
-    std::fs::write(info.join("sparse-checkout"), cone_patterns(cone))
+/// The template's `config`: the remote, fetching the base branch and every branch whose name
+/// starts with the update branch's (a pattern matches nothing without an error; the caller picks
+/// the exact name), and, for [`CloneMode::Partial`], cone-mode sparse checkout.
+fn template_config(url: &str, base: &str, update: &str, mode: CloneMode) -> String {
+    let mut config = String::new();
+    if mode == CloneMode::Partial {
+        config.push_str("[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = true\n");
+    }
+    config.push_str(&format!(
+        "[remote \"origin\"]\n\turl = {}\n\tfetch = {}\n\tfetch = {}\n",
+        quoted(url),
+        quoted(&format!("+refs/heads/{base}:refs/remotes/origin/{base}")),
+        quoted(&format!(
+            "+refs/heads/{update}*:refs/remotes/origin/{update}*"
+        )),
+    ));
+    config
+}
+
+/// A git configuration value in double quotes, `\` and `"` escaped, line breaks dropped (a URL
+/// or ref name has none; dropping them keeps one value on one line whatever comes in).
+fn quoted(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '\\' | '"' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `for-each-ref` output in [`fetch`]'s format: `<sha> <tree> <ref>\0<trailer values>\0\n` per ref.
+fn parse_tips(listed: &str) -> Vec<(String, Tip)> {
+    let mut parts = listed.split('\0');
+    let mut tips = Vec::new();
+    while let (Some(head), Some(trailers)) = (parts.next(), parts.next()) {
+        let mut fields = head.trim_start_matches('\n').splitn(3, ' ');
+        let (Some(sha), Some(tree), Some(name)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        tips.push((
+            name.to_owned(),
+            Tip {
+                sha: sha.to_owned(),
+                tree: tree.to_owned(),
+                trailers: trailers
+                    .lines()
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            },
+        ));
+    }
+    tips
+}
+
+/// The template directory for `git init --template`: `config` and, for [`CloneMode::Partial`],
+/// `info/sparse-checkout`. Nothing else (no sample hooks).
+fn write_template(
+    template: &Path,
+    config: &str,
+    mode: CloneMode,
+    cone: &[String],
+) -> std::io::Result<()> {
+    if template.exists() {
+        std::fs::remove_dir_all(template)?;
+    }
+    std::fs::create_dir_all(template)?;
+    std::fs::write(template.join("config"), config)?;
+    if mode == CloneMode::Partial {
+        let info = template.join("info");
+        std::fs::create_dir_all(&info)?;
+        std::fs::write(info.join("sparse-checkout"), cone_patterns(cone))?;
+    }
+    Ok(())
 }
 
 /// The `info/sparse-checkout` of a cone-mode checkout of the top level and of `dirs`, as
@@ -275,6 +394,131 @@ mod tests {
             let dirs: Vec<String> = dirs.iter().map(|d| (*d).to_owned()).collect();
             assert_eq!(cone_patterns(&dirs), wrote, "{dirs:?}");
         }
+    }
+
+    /// Runs git in `dir` with no user or system configuration; returns stdout.
+    fn scratch_git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "A")
+            .env("GIT_AUTHOR_EMAIL", "a@example.com")
+            .env("GIT_COMMITTER_NAME", "A")
+            .env("GIT_COMMITTER_EMAIL", "a@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The template's configuration is what git reads back (quoting included), and its refspecs
+    /// fetch the base branch and the update branch, which may be missing, in one fetch: the
+    /// `for-each-ref` output that fetch reads is parsed into each tip's sha, tree and trailers.
+    #[test]
+    fn the_template_fetches_both_branches_and_the_tips_parse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = tmp.path().join("odd \"name\\.git");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        scratch_git(
+            tmp.path(),
+            &["init", "--quiet", "-b", "main", work.to_str().unwrap()],
+        );
+        std::fs::write(work.join("a.txt"), "a\n").unwrap();
+        scratch_git(&work, &["add", "a.txt"]);
+        scratch_git(&work, &["commit", "--quiet", "-m", "base"]);
+        scratch_git(
+            &work,
+            &["clone", "--quiet", "--bare", ".", server.to_str().unwrap()],
+        );
+        let url = server.display().to_string();
+        let config = template_config(&url, "main", "upd/dev/svc", CloneMode::Partial);
+        std::fs::write(tmp.path().join("config"), &config).unwrap();
+        let read = |key: &str| {
+            scratch_git(
+                tmp.path(),
+                &["config", "--file", "config", "--get-all", key],
+            )
+        };
+        assert_eq!(read("remote.origin.url"), format!("{url}\n"));
+        assert_eq!(
+            read("remote.origin.fetch"),
+            "+refs/heads/main:refs/remotes/origin/main\n\
+             +refs/heads/upd/dev/svc*:refs/remotes/origin/upd/dev/svc*\n"
+        );
+        assert_eq!(read("core.sparseCheckoutCone"), "true\n");
+
+        let format =
+            "--format=%(objectname) %(tree) %(refname)%00%(trailers:key=Record,valueonly)%00";
+        let refs = [
+            "refs/remotes/origin/main",
+            "refs/remotes/origin/upd/dev/svc",
+        ];
+        let fetch_into = |name: &str| {
+            let template = tmp.path().join(format!("{name}-template"));
+            write_template(&template, &config, CloneMode::Partial, &[]).unwrap();
+            let dir = tmp.path().join(name);
+            let template_arg = format!("--template={}", template.display());
+            scratch_git(
+                tmp.path(),
+                &["init", "--quiet", &template_arg, dir.to_str().unwrap()],
+            );
+            scratch_git(&dir, &["fetch", "--quiet", "--depth", "1", "origin"]);
+            let mut args = vec!["for-each-ref", format, "--"];
+            args.extend(refs);
+            parse_tips(&scratch_git(&dir, &args))
+        };
+
+        // No update branch yet: the pattern matches nothing, and that is no error.
+        let base = scratch_git(&work, &["rev-parse", "HEAD", "HEAD^{tree}"]);
+        let (base_sha, base_tree) = base.split_once('\n').unwrap();
+        let tips = fetch_into("first");
+        assert_eq!(
+            tips,
+            vec![(
+                refs[0].to_owned(),
+                Tip {
+                    sha: base_sha.to_owned(),
+                    tree: base_tree.trim().to_owned(),
+                    trailers: vec![],
+                }
+            )]
+        );
+
+        // The update branch, with two trailer values, and a sibling the pattern also matches.
+        std::fs::write(work.join("a.txt"), "b\n").unwrap();
+        scratch_git(
+            &work,
+            &["commit", "--quiet", "-am", "upd\n\nRecord: 01\nRecord: 02"],
+        );
+        scratch_git(
+            &work,
+            &[
+                "push",
+                "--quiet",
+                server.to_str().unwrap(),
+                "HEAD:refs/heads/upd/dev/svc",
+                "HEAD:refs/heads/upd/dev/svc-two",
+            ],
+        );
+        let upd = scratch_git(&work, &["rev-parse", "HEAD", "HEAD^{tree}"]);
+        let (upd_sha, upd_tree) = upd.split_once('\n').unwrap();
+        let tips = fetch_into("second");
+        assert_eq!(tips.len(), 2, "{tips:?}");
+        assert_eq!(tips[0].1.sha, base_sha);
+        assert_eq!(
+            tips[1],
+            (
+                refs[1].to_owned(),
+                Tip {
+                    sha: upd_sha.to_owned(),
+                    tree: upd_tree.trim().to_owned(),
+                    trailers: vec!["01".to_owned(), "02".to_owned()],
+                }
+            )
+        );
     }
 
     #[test]

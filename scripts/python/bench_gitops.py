@@ -8,7 +8,9 @@ Usage: python bench_gitops.py <orchestrator binary> <gitops-task binary> [--runs
   `uploadpack.allowFilter` on, as GitHub serves. The small one is the demo's (one service).
 - A GitHub mock (http.server, on 127.0.0.1) answers the pull-request calls the task makes.
 - `orchestrator serve` runs with the real task binary; each run posts a CircleCI orb delivery
-  with a new tag and times POST -> record `succeeded` with its pull request URL.
+  with a new tag and times POST -> branch pushed (the task's first GitHub call, which it makes
+  right after the push: the mock notes when it arrives) and POST -> record `succeeded` with its
+  pull request URL.
 - Each repository is timed with GITOPS_CLONE=partial (the default) and =shallow (every file at
   the tip, the previous behaviour), each run with a new tag.
 - The seed's way: `git clone` (full), rewrite the tag, `git commit -s`, `git push`, timed: git
@@ -141,11 +143,16 @@ def repo_stats(path):
 
 class GithubMock(http.server.BaseHTTPRequestHandler):
     opened = 0
+    # When the first request of the current run arrived (time.perf_counter()): the task calls
+    # GitHub only after its push, so this is when the branch was pushed.
+    first_call = None
 
     def log_message(self, *args):
         pass
 
     def answer(self, code, body):
+        if GithubMock.first_call is None:
+            GithubMock.first_call = time.perf_counter()
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -174,7 +181,8 @@ AUDIT_TOKEN = "bench-audit-" + os.urandom(8).hex()
 
 
 def webhook_to_pr(server_bin, task_bin, repo_url, github_url, runs, work, clone):
-    """Seconds POST -> succeeded with a PR, for `runs` deliveries, with GITOPS_CLONE=`clone`."""
+    """Seconds POST -> branch pushed and POST -> succeeded with a PR, for `runs` deliveries, with
+    GITOPS_CLONE=`clone`: two lists."""
     payload = json.load(open(FIXTURE))
     data = tempfile.mkdtemp(dir=work)
     env = dict(os.environ, PORT="0", DATA_DIR=data, RUST_LOG="warn", GITOPS_REPO_URL=repo_url,
@@ -184,13 +192,14 @@ def webhook_to_pr(server_bin, task_bin, repo_url, github_url, runs, work, clone)
     env.pop("ADMIN_TOKEN", None)
     proc = subprocess.Popen([server_bin, "serve", "--task-binary", task_bin], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    times = []
+    times, pushed = [], []
     try:
         host, port = proc.stdout.readline().strip().removeprefix("listening on http://").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         for i in range(runs):
             payload["build_num"] = str(50_000 + len(times) + i * 7 + int(time.time() * 1000) % 100_000)
             payload["vcs_revision"] = os.urandom(20).hex()
+            GithubMock.first_call = None
             t0 = time.perf_counter()
             conn.request("POST", "/pullrequests", body=json.dumps(payload), headers={"Content-Type": "application/json"})
             r = conn.getresponse()
@@ -205,15 +214,16 @@ def webhook_to_pr(server_bin, task_bin, repo_url, github_url, runs, work, clone)
                     break
                 if time.perf_counter() - t0 > 300:
                     raise SystemExit(f"record {rid} still {rec['status']} after 300 s")
-                time.sleep(0.01)
+                time.sleep(0.002)
             elapsed = time.perf_counter() - t0
             if rec["status"] != "succeeded" or not rec.get("pr_url"):
                 raise SystemExit(f"record {rid} ended {rec['status']}: {rec.get('status_reason')}")
             times.append(elapsed)
+            pushed.append(GithubMock.first_call - t0)
     finally:
         proc.terminate()
         proc.wait()
-    return times
+    return pushed, times
 
 
 def full_clone_way(repo_url, runs, work):
@@ -233,8 +243,13 @@ def full_clone_way(repo_url, runs, work):
     return times
 
 
+def ms(t):
+    """Seconds as milliseconds under a second, seconds above."""
+    return f"{t * 1000:.0f} ms" if t < 1 else f"{t:.2f} s"
+
+
 def fmt(ts):
-    return f"{statistics.median(ts):.2f} s (min {min(ts):.2f}, max {max(ts):.2f}, n={len(ts)})"
+    return f"{ms(statistics.median(ts))} (min {ms(min(ts))}, max {ms(max(ts))}, n={len(ts)})"
 
 
 def main():
@@ -265,25 +280,29 @@ def main():
     rows = []
     for name, path in (("small (demo)", small), ("large", large)):
         url = f"file://{path}"
-        partial = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "partial")
-        shallow = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "shallow")
+        partial_push, partial = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "partial")
+        shallow_push, shallow = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "shallow")
         seed = full_clone_way(url, args.runs, work)
+        print(f"BENCH gitops {name}: webhook -> branch pushed, partial clone (default) {fmt(partial_push)}")
         print(f"BENCH gitops {name}: webhook -> PR opened, partial clone (default) {fmt(partial)}")
+        print(f"BENCH gitops {name}: webhook -> branch pushed, GITOPS_CLONE=shallow {fmt(shallow_push)}")
         print(f"BENCH gitops {name}: webhook -> PR opened, GITOPS_CLONE=shallow {fmt(shallow)}")
         print(f"BENCH gitops {name}: full clone + edit + commit + push (the seed's way) {fmt(seed)}")
-        rows.append((name, statistics.median(partial), statistics.median(shallow), statistics.median(seed)))
+        med = statistics.median
+        rows.append((name, med(partial_push), med(partial), med(shallow_push), med(shallow), med(seed)))
     httpd.shutdown()
 
     print()
-    print("| repository | webhook -> PR opened, partial clone (default) | same, GITOPS_CLONE=shallow | full clone + commit + push, git alone | full clone / partial |")
+    print("| repository | webhook -> branch pushed / PR opened, partial clone (default) | same, GITOPS_CLONE=shallow | full clone + commit + push, git alone | full clone / partial, to branch pushed |")
     print("|---|---|---|---|---|")
-    for name, partial, shallow, seed in rows:
-        print(f"| {name} | {partial:.2f} s | {shallow:.2f} s | {seed:.2f} s | {seed / partial:.1f}x |")
+    for name, pp, po, sp, so, seed in rows:
+        print(f"| {name} | {ms(pp)} / {ms(po)} | {ms(sp)} / {ms(so)} | {ms(seed)} | {seed / pp:.2f}x |")
     # For scripts/bench.sh's one table (scripts/python/bench_table.py).
-    for name, partial, shallow, seed in rows:
-        print(f"FIGURE gitops {name}|webhook -> PR opened, partial clone (default), median of {args.runs}|{partial:.2f} s|")
-        print(f"FIGURE gitops {name}|webhook -> PR opened, GITOPS_CLONE=shallow, median of {args.runs}|{shallow:.2f} s|")
-        print(f"FIGURE gitops {name}|full clone + edit + commit + push, git alone (the seed's way)|{seed:.2f} s|{seed / partial:.1f}x the partial clone's time")
+    n = args.runs
+    for name, pp, po, sp, so, seed in rows:
+        print(f"FIGURE gitops {name}|webhook -> branch pushed / PR opened, partial clone (default), medians of {n}|{ms(pp)} / {ms(po)}|")
+        print(f"FIGURE gitops {name}|webhook -> branch pushed / PR opened, GITOPS_CLONE=shallow, medians of {n}|{ms(sp)} / {ms(so)}|")
+        print(f"FIGURE gitops {name}|full clone + edit + commit + push, git alone (the seed's way), median of {n}|{ms(seed)}|{seed / pp:.2f}x the partial clone's webhook -> branch pushed")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

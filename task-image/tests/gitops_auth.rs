@@ -265,3 +265,46 @@ async fn the_binary_keeps_the_token_out_of_its_output() {
     assert_eq!(summary["branch"], DEV_BRANCH);
     assert_eq!(store.get(id).await.status, Status::Succeeded);
 }
+
+/// Round trips, counted at the server, for a build of a service whose update branch exists:
+/// one fetch brings both branches; then, at once, the checkout's on-demand fetch of the files it
+/// writes and the fetch of the update branch's version of the overlay; then the push, which
+/// fetches nothing (over HTTPS git always pushes a thin pack, which deltas against the version
+/// the server has: missing in a partial clone, it would be one more round trip first).
+#[tokio::test]
+async fn a_build_over_an_existing_update_branch_fetches_nothing_while_it_pushes() {
+    let (repo, server) = served_repo();
+    let store = Store::new();
+    let settings = || settings(&["--repo-url", &server.url(), "--github-token", TOKEN]);
+    let (_, first) = run_default(&store, &job("dev", NEW_TAG), settings()).await;
+    assert!(first.ok(), "{first:#?}");
+    let before = server.access_log().lines().count();
+
+    let (_, second) = run_default(&store, &job("dev", NEWER_TAG), settings()).await;
+    assert!(second.ok(), "{second:#?}");
+    assert_eq!(second.summary.outcome, OutcomeKind::Succeeded);
+    assert_eq!(
+        repo.show(DEV_BRANCH, &overlay_path("dev")).unwrap(),
+        dev_overlay(NEWER_TAG)
+    );
+    let log: Vec<String> = server
+        .access_log()
+        .lines()
+        .skip(before)
+        .map(str::to_owned)
+        .collect();
+    let fetches = log
+        .iter()
+        .filter(|l| *l == "GET /gitops.git/info/refs?service=git-upload-pack 200")
+        .count();
+    assert_eq!(fetches, 3, "{log:#?}");
+    // The push's two requests come one after the other, with no fetch between them, and last.
+    assert_eq!(
+        log[log.len() - 2..],
+        [
+            "GET /gitops.git/info/refs?service=git-receive-pack 200",
+            "POST /gitops.git/git-receive-pack 200"
+        ],
+        "{log:#?}"
+    );
+}

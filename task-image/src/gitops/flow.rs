@@ -647,6 +647,7 @@ impl Flow {
             branch,
             self.settings.clone,
             &cone,
+            &overlay.display().to_string(),
             RECORD_TRAILER,
         )
         .await?;

@@ -60,7 +60,9 @@ pub struct Tip {
 /// of `update` fetched beside it when that branch exists, from one fetch of `url`, shallow.
 /// [`CloneMode::Partial`]: commits and trees only, and a sparse checkout (a cone of the top level
 /// and of `cone`: directories, `/`-separated), so the checkout fetches the blobs of the cone in
-/// one batch. `trailer` names the trailer whose values [`Tip::trailers`] holds.
+/// one batch; and when the update branch exists, its version of `edited` (the file the edit
+/// changes, repository-relative) is fetched beside the checkout ([`prefetch_replaced`]).
+/// `trailer` names the trailer whose values [`Tip::trailers`] holds.
 #[allow(clippy::too_many_arguments)]
 pub async fn fetch(
     git: &Git,
@@ -71,6 +73,7 @@ pub async fn fetch(
     update: &str,
     mode: CloneMode,
     cone: &[String],
+    edited: &str,
     trailer: &str,
 ) -> Result<Fetched, GitError> {
     let template = parent.join(".clone-template");
@@ -102,11 +105,6 @@ pub async fn fetch(
     }
     let base_ref = format!("refs/remotes/origin/{base}");
     let update_ref = format!("refs/remotes/origin/{update}");
-    git.run(
-        dir,
-        &["checkout", "--quiet", "--no-track", "-B", base, &base_ref],
-    )
-    .await?;
     let format = format!(
         "--format=%(objectname) %(tree) %(refname)%00%(trailers:key={trailer},valueonly)%00"
     );
@@ -124,11 +122,71 @@ pub async fn fetch(
         code: 0,
         stderr: format!("no {base_ref} after the fetch"),
     })?;
+    let update_tip = find(&update_ref);
+    let checkout_args = ["checkout", "--quiet", "--no-track", "-B", base, &base_ref];
+    let checkout = git.run(dir, &checkout_args);
+    match (&update_tip, filtered) {
+        (Some(tip), true) => {
+            let (checked_out, prefetched) = tokio::join!(
+                checkout,
+                prefetch_replaced(git, dir, &base_tip, tip, edited)
+            );
+            checked_out?;
+            prefetched?;
+        }
+        _ => {
+            checkout.await?;
+        }
+    }
     Ok(Fetched {
         base: base_tip,
-        update: find(&update_ref),
+        update: update_tip,
         filtered,
     })
+}
+
+/// Fetches the update branch's version of `path` (the file the edit changes) when it differs
+/// from the base's, beside the checkout. The push needs it: git packs the new file as a delta
+/// against the version the server has (a thin pack, which pushes over HTTPS always send), and in
+/// a partial clone a missing version would be fetched then, one more round trip before the push.
+async fn prefetch_replaced(
+    git: &Git,
+    dir: &Path,
+    base: &Tip,
+    update: &Tip,
+    path: &str,
+) -> Result<(), GitError> {
+    // Trees only: resolving a path fetches nothing. rev-parse prints each name it resolves and
+    // stops at the first it cannot: the update branch's first, so a path missing there ends it.
+    let at = |tip: &Tip| format!("{}:{path}", tip.sha);
+    let out = git
+        .output(dir, &["rev-parse", &at(update), &at(base)], None)
+        .await?;
+    let mut resolved = out.stdout.lines().map(str::trim);
+    let Some(theirs) = resolved.next().filter(|oid| !oid.is_empty()) else {
+        return Ok(());
+    };
+    if resolved.next() == Some(theirs) {
+        return Ok(());
+    }
+    // What git itself runs to fetch a missing object from the promisor remote.
+    git.run(
+        dir,
+        &[
+            "-c",
+            "fetch.negotiationAlgorithm=noop",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--recurse-submodules=no",
+            "--filter=blob:none",
+            "origin",
+            theirs,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The template's `config`: the remote, fetching the base branch and every branch whose name

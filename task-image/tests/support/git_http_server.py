@@ -95,7 +95,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 headers.append((name.strip(), value.strip()))
         if proc.returncode != 0 and not sep:
             status, headers, payload = 500, [], proc.stderr
-        log(f"{self.command} {path} {status}")
+        # The query (`service=git-upload-pack` on the first request of each connection) has no
+        # secret in it; tests count connections by it.
+        log(f"{self.command} {path}{'?' + query if query else ''} {status}")
         self.reply(status, headers, payload)
 
     do_GET = handle_git

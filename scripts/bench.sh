@@ -5,10 +5,11 @@
 #     with 32 keep-alive clients (functions/examples/intake_load.rs) (release build);
 #   - the api and lifecycle Lambda binaries through the Runtime API emulator against moto: init,
 #     cold start, warm invocations, peak RSS (release build);
-#   - webhook -> pull request opened through the local server and the task, on the demo's small
-#     repository and on a generated large one (10,000 files, 5,000 commits, served with
-#     uploadpack.allowFilter as GitHub does), partial and shallow clone, beside a full clone +
-#     commit + push of the same repository (scripts/python/bench_gitops.py); and the no-clone
+#   - webhook -> branch pushed and -> pull request opened through the local server and the
+#     task, on the demo's small repository and on a generated large one (10,000 files, 5,000
+#     commits, served with uploadpack.allowFilter as GitHub does), partial and shallow clone,
+#     beside a full clone + commit + push of the same repository, git alone
+#     (scripts/python/bench_gitops.py); and the no-clone
 #     mode (GITOPS_CLONE=github-api) against the GitHub mock over a local bare repository;
 #   - package sizes: each Lambda binary stripped and zipped (x86_64 release; arm64 as SAM builds
 #     it when BENCH_ARM64=1, or when target/lambda/<bin>/bootstrap exists from an earlier
@@ -75,7 +76,7 @@ steps() {
     | grep -o -E '(BENCH|FIGURE).*'
   # (`grep -o`: with --quiet, a test's progress dot can precede its line.)
 
-  echo "== gitops: webhook -> PR opened, small and large repository, beside the full-clone way (release build)"
+  echo "== gitops: webhook -> branch pushed / PR opened, small and large repository, beside the full-clone way (release build)"
   .venv/bin/python scripts/python/bench_gitops.py "$target/release/orchestrator" "$target/release/gitops-task" \
     --runs "${BENCH_GITOPS_RUNS:-5}" ${BENCH_WORK:+--work "$BENCH_WORK"}
 

@@ -14,9 +14,14 @@
 //! nothing when it does not): its sha is the lease for the push, its tree and trailers decide
 //! whether to push at all. A `git clone` cannot do that (`--single-branch` fetches one branch), so
 //! the repository is made with `git init --template`, whose template holds the remote, the
-//! refspecs and the sparse checkout, then `git fetch` and `git checkout`: three processes and one
-//! round trip to the server, where a clone, an `ls-remote` and a fetch of the update branch were
-//! three round trips.
+//! refspecs and the sparse checkout, then `git fetch`, one `git for-each-ref` for both tips, and
+//! `git checkout`: one round trip for both branches, where a clone, an `ls-remote` and a fetch of
+//! the update branch were three.
+//!
+//! The checkout's blobs are a second round trip (the price of a partial clone: on a repository of
+//! a few files a shallow clone, `GITOPS_CLONE=shallow`, is one round trip and a few milliseconds
+//! faster). When the update branch exists, the fetch of its version of the overlay runs beside
+//! that one: the push needs it (see [`prefetch_replaced`]).
 //!
 //! A server that does not support filters (`uploadpack.allowFilter` off) ignores the filter and
 //! sends every file at the tip; git warns, the task logs it, and everything else is the same.

@@ -1127,7 +1127,7 @@ async fn secrets_stay_out_of_every_local_artifact() {
     let access_log = std::fs::read_to_string(&git_server.access_log).unwrap();
     assert!(
         access_log.contains("git-upload-pack 200") && access_log.contains("git-receive-pack 200"),
-        "git cloned and pushed with the token: {access_log}"
+        "git fetched and pushed with the token: {access_log}"
     );
     let port_requests = port.received_requests().await.unwrap();
     assert!(
@@ -1218,7 +1218,7 @@ async fn secrets_stay_out_of_every_local_artifact() {
         argv_log.as_bytes(),
     );
     assert!(
-        argv_log.contains("argv: clone") && argv_log.contains("argv: push"),
+        argv_log.contains("argv: fetch") && argv_log.contains("argv: push"),
         "{argv_log}"
     );
     for line in argv_log.lines() {

@@ -213,10 +213,11 @@ fn template_config(url: &str, base: &str, update: &str, mode: CloneMode) -> Stri
     config
 }
 
-/// A git configuration value in double quotes, `\` and `"` escaped, line breaks dropped (a URL
-/// or ref name has none; dropping them keeps one value on one line whatever comes in).
+/// A git configuration value as git writes one: `\\` and `"` escaped, in double quotes only when
+/// it needs them (space at either end, `;` or `#`), line breaks dropped (a URL or ref name has
+/// none; dropping them keeps one value on one line whatever comes in).
 fn quoted(value: &str) -> String {
-    let mut out = String::from("\"");
+    let mut out = String::new();
     for c in value.chars() {
         match c {
             '\\' | '"' => {
@@ -227,8 +228,11 @@ fn quoted(value: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('"');
-    out
+    if out.starts_with(' ') || out.ends_with(' ') || out.contains([';', '#']) {
+        format!("\"{out}\"")
+    } else {
+        out
+    }
 }
 
 /// `for-each-ref` output in [`fetch`]'s format: `<sha> <tree> <ref>\0<trailer values>\0\n` per ref.
@@ -482,7 +486,7 @@ mod tests {
     #[test]
     fn the_template_fetches_both_branches_and_the_tips_parse() {
         let tmp = tempfile::tempdir().unwrap();
-        let server = tmp.path().join("odd \"name\\.git");
+        let server = tmp.path().join("odd \"name\\ #1.git");
         let work = tmp.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
         scratch_git(

@@ -8,9 +8,9 @@
 //!    ([`super::sparse`]);
 //! 2. `kustomize edit set image <image>=*:<tag>` on the overlay (format-preserving), then the
 //!    preflight check (the overlay still builds and the image is used);
-//! 3. decide by comparing trees: the tree we want (base tip + edit) against the update branch's;
-//! 4. commit with sign-off (`git commit-tree` on the base tip) and
-//!    `git push --force-with-lease=refs/heads/<branch>:<lease> <commit>:refs/heads/<branch>`.
+//! 3. commit with sign-off on the base tip (`git fast-import`, [`sparse::commit_file`]), then
+//!    decide by comparing trees: that commit's tree against the update branch's;
+//! 4. `git push --force-with-lease=refs/heads/<branch>:<lease> <commit>:refs/heads/<branch>`.
 //!
 //! A dry run ([`FlowRequest::dry_run`]) stops after step 2: it records the diff of the edit (`git
 //! diff`) and the images the built overlay runs before and after it ([`ImageChange`]), pushes
@@ -27,6 +27,7 @@
 //! and the record's reason are written from the same steps). Git itself is [`super::git`],
 //! GitHub [`super::github`], the edit the `kustomize-set-image` crate.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ use super::config::{CloneMode, Remote, Settings};
 use super::git::{Git, GitError, GitOptions, HttpAuth, InvocationLog, PushResult, classify_push};
 use super::gitdata::{self, GitDataError, Snapshot, ZERO_OID};
 use super::github::{GithubClient, GithubConfig, GithubError, PullRequestSpec};
-use super::sparse;
+use super::sparse::{self, Committed};
 use kustomize_set_image as kustomize;
 
 /// The trailer naming the record a commit was made for. Record ids are UUID v7, so comparing
@@ -382,6 +383,16 @@ fn edit_and_check(
     Ok(edited)
 }
 
+/// `overlay` as git names a path in a tree: `/`-separated, no `.` components.
+fn repository_path(overlay: &Path) -> String {
+    overlay
+        .components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .filter(|c| *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The `kustomize edit set image` argument: `<image>=*:<tag>`.
 ///
 /// `*` as the new name keeps the overlay's `newName` when it has one (overlays often retarget an
@@ -629,25 +640,22 @@ impl Flow {
     ) -> Result<Decision, FlowError> {
         let job = req.job;
         let base = &self.settings.base_branch;
-        let parent = dir
-            .parent()
-            .ok_or_else(|| FlowError::Io("work directory has no parent".into()))?;
         if dir.exists() {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| FlowError::Io(format!("cannot clear {}: {e}", dir.display())))?;
         }
         let cone = sparse::first_checkout(overlay);
         let url = self.settings.remote.url();
+        let overlay_rel = repository_path(overlay);
         let fetched = sparse::fetch(
             git,
-            parent,
             dir,
             url,
             base,
             branch,
             self.settings.clone,
             &cone,
-            &overlay.display().to_string(),
+            &overlay_rel,
             RECORD_TRAILER,
         )
         .await?;
@@ -658,10 +666,17 @@ impl Flow {
 
         let overlay_text = overlay.display().to_string();
         let path = dir.join(overlay);
-        let before = std::fs::read_to_string(&path).map_err(|_| FlowError::OverlayMissing {
+        let missing = || FlowError::OverlayMissing {
             overlay: overlay_text.clone(),
             base: base.clone(),
-        })?;
+        };
+        // A regular file, as the no-clone mode requires too; its mode is kept in the commit.
+        let mode = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => "100755",
+            Ok(m) if m.is_file() => "100644",
+            _ => return Err(missing()),
+        };
+        let before = std::fs::read_to_string(&path).map_err(|_| missing())?;
         *old = current_image(&before, job.image.as_str());
         if sparse_checkout {
             let widened = sparse::widen_for_preflight(git, dir, &path, job.image.as_str()).await?;
@@ -712,16 +727,31 @@ impl Flow {
             });
         }
 
-        let desired_tree = if edited.changed {
-            git.run(dir, &["add", "--", &overlay_text]).await?;
-            git.run(dir, &["write-tree"])
-                .await?
-                .stdout
-                .trim()
-                .to_owned()
+        // The commit is made before the decision (one process, no index; the tree it names is
+        // the one to compare) and left unused when the decision is not to push it.
+        let committed = if edited.changed {
+            let content = std::fs::read_to_string(&path)
+                .map_err(|e| FlowError::Io(format!("cannot read the edited overlay: {e}")))?;
+            let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
+            Some(
+                sparse::commit_file(
+                    git,
+                    dir,
+                    &base_sha,
+                    &overlay_rel,
+                    mode,
+                    &content,
+                    &self.signed_off(&texts.commit_message),
+                    &self.settings.author,
+                )
+                .await?,
+            )
         } else {
-            fetched.base.tree
+            None
         };
+        let desired_tree = committed
+            .as_ref()
+            .map_or(fetched.base.tree, |c| c.tree.clone());
         let version = format!("{}:{}", job.image, job.tag);
 
         let tip = fetched.update.map(|t| Tip {
@@ -744,19 +774,10 @@ impl Flow {
             }
             BranchPlan::Commit => {}
         }
-
-        let texts = self.texts(req, overlay, old.as_ref(), &edited.notes);
-        // One process for the commit, on top of the base tip, with no branch to check out.
-        let commit = git
-            .run_with_input(
-                dir,
-                &["commit-tree", &desired_tree, "-p", &base_sha, "-F", "-"],
-                Some(&self.signed_off(&texts.commit_message)),
-            )
-            .await?
-            .stdout
-            .trim()
-            .to_owned();
+        // plan_branch commits only a change, and a change was committed above.
+        let Some(Committed { commit, .. }) = committed else {
+            return Err(FlowError::Io("no commit for a changed overlay".into()));
+        };
         self.push(
             git,
             dir,
@@ -802,12 +823,7 @@ impl Flow {
         tracing::info!(attempt, base = %base, base_sha = %base_sha, branch = %branch, branch_sha = remote.as_deref().unwrap_or(""), "read through the GitHub API");
 
         let overlay_text = overlay.display().to_string();
-        let overlay_rel = overlay
-            .components()
-            .filter_map(|c| c.as_os_str().to_str())
-            .filter(|c| *c != ".")
-            .collect::<Vec<_>>()
-            .join("/");
+        let overlay_rel = repository_path(overlay);
         let missing = || FlowError::OverlayMissing {
             overlay: overlay_text.clone(),
             base: base.clone(),

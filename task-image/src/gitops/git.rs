@@ -10,7 +10,7 @@
 //!   is readable by the same user only; argv is readable by everyone.
 //! - git starts from an empty environment plus an allow-list (PATH, proxies, CA bundles), with
 //!   `GIT_CONFIG_NOSYSTEM=1`, `GIT_CONFIG_GLOBAL=/dev/null`, `GIT_TERMINAL_PROMPT=0`, hooks off,
-//!   and `LC_ALL=C` so messages are stable.
+//!   and `LC_ALL=C` so messages are stable. Its clones are throwaway: no reflogs, no fsync.
 //! - Every argv is recorded ([`Git::invocations`]) so tests can prove the token is never in one.
 //! - Captured output is redacted (the token and its encodings become `***`) before it is kept.
 
@@ -156,6 +156,15 @@ impl Git {
             ("init.defaultBranch", "main"),
             ("commit.gpgSign", "false"),
             ("credential.helper", ""),
+            // Each clone is thrown away after one attempt, and a crash retries the attempt in a
+            // fresh one: no reflogs, no fsync, no reverse index beside each pack. Each is a file
+            // write or a flush fewer per ref update or pack, on disks where a file operation
+            // costs about a millisecond. fast-import keeps its pack: one file, not one per
+            // object (see `sparse::commit_file`).
+            ("core.logAllRefUpdates", "false"),
+            ("core.fsync", "none"),
+            ("pack.writeReverseIndex", "false"),
+            ("fastimport.unpackLimit", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -194,7 +194,6 @@ pub async fn run_job_reported(
             }
         };
 
-    let mut git_invocations = Vec::new();
     // Clones go to a temporary directory removed only after the outcome is reported: removing a
     // clone takes a noticeable moment on some filesystems, and the record should not wait.
     let mut options = options;
@@ -231,33 +230,42 @@ pub async fn run_job_reported(
     } else {
         format!("Opening the gitops pull request: {what}")
     };
-    report
-        .status(RunStatus::InProgress, &opening, &links(None))
-        .await;
-    report
-        .log(&format!("Gitops pull request started: {what}"))
-        .await;
-    let mut summary = match prepare(job, &record, settings, options) {
-        Err(reason) => {
-            tracing::error!(reason = %reason, "gitops job cannot run");
-            Summary::failed(id, reason, started.elapsed())
-        }
-        Ok(flow) => {
-            let req = FlowRequest {
-                record_id: id,
-                job,
-                build_url: build_url(&record),
-                port_run: record.port_run.as_ref().map(|r| PortRunRef {
-                    user: r.user.clone(),
-                    url: crate::port_run::run_url(&port.app_url, &r.id),
-                }),
-                dry_run,
-            };
-            let outcome = flow.execute(&req).await;
-            git_invocations = flow.git_invocations();
-            Summary::from_flow(id, outcome, started.elapsed())
+    // Port hears that the run started while the job runs (Port is a remote API: two calls the
+    // job need not wait for); both are done before the outcome is reported.
+    let started_said = async {
+        report
+            .status(RunStatus::InProgress, &opening, &links(None))
+            .await;
+        report
+            .log(&format!("Gitops pull request started: {what}"))
+            .await;
+    };
+    let run = async {
+        match prepare(job, &record, settings, options) {
+            Err(reason) => {
+                tracing::error!(reason = %reason, "gitops job cannot run");
+                (Summary::failed(id, reason, started.elapsed()), Vec::new())
+            }
+            Ok(flow) => {
+                let req = FlowRequest {
+                    record_id: id,
+                    job,
+                    build_url: build_url(&record),
+                    port_run: record.port_run.as_ref().map(|r| PortRunRef {
+                        user: r.user.clone(),
+                        url: crate::port_run::run_url(&port.app_url, &r.id),
+                    }),
+                    dry_run,
+                };
+                let outcome = flow.execute(&req).await;
+                (
+                    Summary::from_flow(id, outcome, started.elapsed()),
+                    flow.git_invocations(),
+                )
+            }
         }
     };
+    let ((), (mut summary, git_invocations)) = tokio::join!(started_said, run);
     let (status, label, line) = match summary.outcome {
         OutcomeKind::Succeeded => (
             RunStatus::Success,

@@ -13,24 +13,25 @@
 //! The same fetch brings the update branch's tip when it exists (a refspec pattern, which matches
 //! nothing when it does not): its sha is the lease for the push, its tree and trailers decide
 //! whether to push at all. A `git clone` cannot do that (`--single-branch` fetches one branch), so
-//! the repository is made with `git init --template`, whose template holds the remote, the
-//! refspecs and the sparse checkout, then `git fetch`, one `git for-each-ref` for both tips, and
-//! `git checkout`: one round trip for both branches, where a clone, an `ls-remote` and a fetch of
-//! the update branch were three.
+//! the task writes the repository itself (`HEAD`, a `config` holding the remote, the refspecs and
+//! the partial clone, and the sparse checkout: what `git init` and `git fetch --filter` would
+//! write, without their process and file operations), then runs `git fetch`, one
+//! `git for-each-ref` for both tips, and `git checkout`: one round trip for both branches, where a
+//! clone, an `ls-remote` and a fetch of the update branch were three.
 //!
 //! The checkout's blobs are a second round trip (the price of a partial clone: on a repository of
 //! a few files a shallow clone, `GITOPS_CLONE=shallow`, is one round trip and a few milliseconds
-//! faster). When the update branch exists, the fetch of its version of the overlay runs beside
-//! that one: the push needs it (see [`prefetch_replaced`]).
+//! faster). Reading the tips runs beside the checkout, and when the update branch exists, so
+//! does the fetch of its version of the overlay: the push needs it (see [`prefetch_replaced`]).
 //!
 //! A server that does not support filters (`uploadpack.allowFilter` off) ignores the filter and
 //! sends every file at the tip; git warns, the task logs it, and everything else is the same.
-//! Commit and push work as in a full clone: the overlay is inside the sparse checkout, and a push
-//! sends only the new objects.
+//! The commit is made without the index ([`commit_file`]: one `git fast-import`, which reads the
+//! base's trees and writes one pack), and a push sends only the new objects.
 
 use std::path::{Component, Path};
 
-use super::config::CloneMode;
+use super::config::{CloneMode, Identity};
 use super::git::{Git, GitError};
 use kustomize_set_image::{self as kustomize, PreflightError};
 
@@ -61,8 +62,8 @@ pub struct Tip {
     pub trailers: Vec<String>,
 }
 
-/// Makes `dir` (a new repository; `parent` holds the template) with `base` checked out and the tip
-/// of `update` fetched beside it when that branch exists, from one fetch of `url`, shallow.
+/// Makes `dir` (a new repository) with `base` checked out and the tip of `update` fetched beside
+/// it when that branch exists, from one fetch of `url`, shallow.
 /// [`CloneMode::Partial`]: commits and trees only, and a sparse checkout (a cone of the top level
 /// and of `cone`: directories, `/`-separated), so the checkout fetches the blobs of the cone in
 /// one batch; and when the update branch exists, its version of `edited` (the file the edit
@@ -71,7 +72,6 @@ pub struct Tip {
 #[allow(clippy::too_many_arguments)]
 pub async fn fetch(
     git: &Git,
-    parent: &Path,
     dir: &Path,
     url: &str,
     base: &str,
@@ -81,22 +81,26 @@ pub async fn fetch(
     edited: &str,
     trailer: &str,
 ) -> Result<Fetched, GitError> {
-    let template = parent.join(".clone-template");
-    write_template(
-        &template,
-        &template_config(url, base, update, mode),
+    make_repository(
+        dir,
+        base,
+        &repository_config(url, base, update, mode),
         mode,
         cone,
     )
     .map_err(|e| GitError::Spawn {
-        command: "git init".into(),
-        detail: format!("cannot write the repository template: {e}"),
+        command: "git fetch".into(),
+        detail: format!("cannot make the repository {}: {e}", dir.display()),
     })?;
-    let template_arg = format!("--template={}", template.display());
-    let dir_arg = dir.display().to_string();
-    git.run(parent, &["init", "--quiet", &template_arg, "--", &dir_arg])
-        .await?;
-    let mut args = vec!["fetch", "--quiet", "--depth", "1", "--no-tags"];
+    // The tips are read with for-each-ref: no FETCH_HEAD to write.
+    let mut args = vec![
+        "fetch",
+        "--quiet",
+        "--depth",
+        "1",
+        "--no-tags",
+        "--no-write-fetch-head",
+    ];
     if mode == CloneMode::Partial {
         args.push("--filter=blob:none");
     }
@@ -113,36 +117,33 @@ pub async fn fetch(
     let format = format!(
         "--format=%(objectname) %(tree) %(refname)%00%(trailers:key={trailer},valueonly)%00"
     );
-    let listed = git
-        .run(
-            dir,
-            &["for-each-ref", &format, "--", &base_ref, &update_ref],
-        )
-        .await?
-        .stdout;
-    let tips = parse_tips(&listed);
-    let find = |name: &str| tips.iter().find(|(r, _)| r == name).map(|(_, t)| t.clone());
-    let base_tip = find(&base_ref).ok_or_else(|| GitError::Failed {
-        command: "git for-each-ref".into(),
-        code: 0,
-        stderr: format!("no {base_ref} after the fetch"),
-    })?;
-    let update_tip = find(&update_ref);
+    // The checkout needs only the base's ref; reading both tips (and fetching the update branch's
+    // overlay) runs beside it.
     let checkout_args = ["checkout", "--quiet", "--no-track", "-B", base, &base_ref];
-    let checkout = git.run(dir, &checkout_args);
-    match (&update_tip, filtered) {
-        (Some(tip), true) => {
-            let (checked_out, prefetched) = tokio::join!(
-                checkout,
-                prefetch_replaced(git, dir, &base_tip, tip, edited)
-            );
-            checked_out?;
-            prefetched?;
+    let tips = async {
+        let listed = git
+            .run(
+                dir,
+                &["for-each-ref", &format, "--", &base_ref, &update_ref],
+            )
+            .await?
+            .stdout;
+        let tips = parse_tips(&listed);
+        let find = |name: &str| tips.iter().find(|(r, _)| r == name).map(|(_, t)| t.clone());
+        let base_tip = find(&base_ref).ok_or_else(|| GitError::Failed {
+            command: "git for-each-ref".into(),
+            code: 0,
+            stderr: format!("no {base_ref} after the fetch"),
+        })?;
+        let update_tip = find(&update_ref);
+        if let (Some(tip), true) = (&update_tip, filtered) {
+            prefetch_replaced(git, dir, &base_tip, tip, edited).await?;
         }
-        _ => {
-            checkout.await?;
-        }
-    }
+        Ok::<_, GitError>((base_tip, update_tip))
+    };
+    let (checked_out, tips) = tokio::join!(git.run(dir, &checkout_args), tips);
+    checked_out?;
+    let (base_tip, update_tip) = tips?;
     Ok(Fetched {
         base: base_tip,
         update: update_tip,
@@ -194,13 +195,104 @@ async fn prefetch_replaced(
     Ok(())
 }
 
-/// The template's `config`: the remote, fetching the base branch and every branch whose name
+/// A commit made by [`commit_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub commit: String,
+    pub tree: String,
+}
+
+/// Commits `content` as `path` (repository-relative, `/`-separated; `mode` `100644` or `100755`)
+/// on top of `parent`, with `message` (kept as it is) by `who`, author and committer, now. One
+/// `git fast-import`: it reads the trees on the way to `path` (a partial clone has them) and
+/// writes the file, those trees and the commit as one pack (`fastimport.unpackLimit=0`), where
+/// `git add`, `write-tree` and `commit-tree` were three processes writing loose objects one file
+/// each. No index and no branch change; the commit is left under a private ref.
+#[allow(clippy::too_many_arguments)]
+pub async fn commit_file(
+    git: &Git,
+    dir: &Path,
+    parent: &str,
+    path: &str,
+    mode: &str,
+    content: &str,
+    message: &str,
+    who: &Identity,
+) -> Result<Committed, GitError> {
+    let ident = format!("{} <{}> now", who.name, who.email);
+    let stream = format!(
+        "feature done\n\
+         commit refs/orchestrator/commit\nmark :1\n\
+         author {ident}\ncommitter {ident}\n\
+         data {}\n{message}\n\
+         from {parent}\n\
+         M {mode} inline {}\ndata {}\n{content}\n\n\
+         ls :1 \"\"\nget-mark :1\ndone\n",
+        message.len(),
+        c_quoted(path),
+        content.len(),
+    );
+    let out = git
+        .run_with_input(
+            dir,
+            &["fast-import", "--quiet", "--force", "--date-format=now"],
+            Some(&stream),
+        )
+        .await?;
+    // `040000 tree <tree>\t` for `ls`, then `<commit>` for `get-mark`.
+    let mut lines = out.stdout.lines();
+    let tree = lines.next().and_then(|l| l.split_whitespace().nth(2));
+    let commit = lines.next().map(str::trim);
+    match (tree, commit) {
+        (Some(tree), Some(commit)) if is_object_id(tree) && is_object_id(commit) => Ok(Committed {
+            commit: commit.to_owned(),
+            tree: tree.to_owned(),
+        }),
+        _ => Err(GitError::Failed {
+            command: "git fast-import".into(),
+            code: out.code,
+            stderr: format!("unexpected output: {:?}", out.stdout),
+        }),
+    }
+}
+
+/// A path in git's C-style quotes, as fast-import reads one: `"` and `\\` escaped, line breaks
+/// and tabs as `\n`, `\r`, `\t`.
+fn c_quoted(path: &str) -> String {
+    let mut out = String::from("\"");
+    for c in path.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A full object name (SHA-1 or SHA-256, hex).
+fn is_object_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The repository's `config`: the remote, fetching the base branch and every branch whose name
 /// starts with the update branch's (a pattern matches nothing without an error; the caller picks
-/// the exact name), and, for [`CloneMode::Partial`], cone-mode sparse checkout.
-fn template_config(url: &str, base: &str, update: &str, mode: CloneMode) -> String {
-    let mut config = String::new();
-    if mode == CloneMode::Partial {
-        config.push_str("[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = true\n");
+/// the exact name), and, for [`CloneMode::Partial`], the partial clone (what `git fetch
+/// --filter` would otherwise write into it, one rewrite of the file per key) and cone-mode
+/// sparse checkout.
+fn repository_config(url: &str, base: &str, update: &str, mode: CloneMode) -> String {
+    let partial = mode == CloneMode::Partial;
+    let mut config = format!(
+        "[core]\n\trepositoryformatversion = {}\n\tbare = false\n",
+        if partial { 1 } else { 0 }
+    );
+    if partial {
+        config.push_str("\tsparseCheckout = true\n\tsparseCheckoutCone = true\n");
+        config.push_str("[extensions]\n\tpartialClone = origin\n");
     }
     config.push_str(&format!(
         "[remote \"origin\"]\n\turl = {}\n\tfetch = {}\n\tfetch = {}\n",
@@ -210,6 +302,9 @@ fn template_config(url: &str, base: &str, update: &str, mode: CloneMode) -> Stri
             "+refs/heads/{update}*:refs/remotes/origin/{update}*"
         )),
     ));
+    if partial {
+        config.push_str("\tpromisor = true\n\tpartialclonefilter = blob:none\n");
+    }
     config
 }
 
@@ -262,22 +357,26 @@ fn parse_tips(listed: &str) -> Vec<(String, Tip)> {
     tips
 }
 
-/// The template directory for `git init --template`: `config` and, for [`CloneMode::Partial`],
-/// `info/sparse-checkout`. Nothing else (no sample hooks).
-fn write_template(
-    template: &Path,
+/// Makes the repository `dir` as `git init` would, with `HEAD` on `base`, `config` and, for
+/// [`CloneMode::Partial`], `info/sparse-checkout`, and nothing else (no sample hooks, no
+/// `description`). Written directly, not with `git init`: one process and a dozen file
+/// operations fewer (`git init` probes the file system for symlinks, case and file modes, whose
+/// defaults on Linux are right), and the layout is git's documented one (gitrepository-layout).
+fn make_repository(
+    dir: &Path,
+    base: &str,
     config: &str,
     mode: CloneMode,
     cone: &[String],
 ) -> std::io::Result<()> {
-    if template.exists() {
-        std::fs::remove_dir_all(template)?;
-    }
-    std::fs::create_dir_all(template)?;
-    std::fs::write(template.join("config"), config)?;
+    let git_dir = dir.join(".git");
+    std::fs::create_dir_all(git_dir.join("objects"))?;
+    std::fs::create_dir(git_dir.join("refs"))?;
+    std::fs::write(git_dir.join("HEAD"), format!("ref: refs/heads/{base}\n"))?;
+    std::fs::write(git_dir.join("config"), config)?;
     if mode == CloneMode::Partial {
-        let info = template.join("info");
-        std::fs::create_dir_all(&info)?;
+        let info = git_dir.join("info");
+        std::fs::create_dir(&info)?;
         std::fs::write(info.join("sparse-checkout"), cone_patterns(cone))?;
     }
     Ok(())
@@ -480,11 +579,12 @@ mod tests {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// The template's configuration is what git reads back (quoting included), and its refspecs
-    /// fetch the base branch and the update branch, which may be missing, in one fetch: the
-    /// `for-each-ref` output that fetch reads is parsed into each tip's sha, tree and trailers.
+    /// The repository's configuration is what git reads back (quoting included), git takes the
+    /// repository made without `git init` as its own, and its refspecs fetch the base branch and
+    /// the update branch, which may be missing, in one fetch: the `for-each-ref` output that
+    /// fetch reads is parsed into each tip's sha, tree and trailers.
     #[test]
-    fn the_template_fetches_both_branches_and_the_tips_parse() {
+    fn the_repository_fetches_both_branches_and_the_tips_parse() {
         let tmp = tempfile::tempdir().unwrap();
         let server = tmp.path().join("odd \"name\\ #1.git");
         let work = tmp.path().join("work");
@@ -501,7 +601,7 @@ mod tests {
             &["clone", "--quiet", "--bare", ".", server.to_str().unwrap()],
         );
         let url = server.display().to_string();
-        let config = template_config(&url, "main", "upd/dev/svc", CloneMode::Partial);
+        let config = repository_config(&url, "main", "upd/dev/svc", CloneMode::Partial);
         std::fs::write(tmp.path().join("config"), &config).unwrap();
         let read = |key: &str| {
             scratch_git(
@@ -516,6 +616,9 @@ mod tests {
              +refs/heads/upd/dev/svc*:refs/remotes/origin/upd/dev/svc*\n"
         );
         assert_eq!(read("core.sparseCheckoutCone"), "true\n");
+        assert_eq!(read("core.repositoryformatversion"), "1\n");
+        assert_eq!(read("extensions.partialClone"), "origin\n");
+        assert_eq!(read("remote.origin.promisor"), "true\n");
 
         let format =
             "--format=%(objectname) %(tree) %(refname)%00%(trailers:key=Record,valueonly)%00";
@@ -524,13 +627,15 @@ mod tests {
             "refs/remotes/origin/upd/dev/svc",
         ];
         let fetch_into = |name: &str| {
-            let template = tmp.path().join(format!("{name}-template"));
-            write_template(&template, &config, CloneMode::Partial, &[]).unwrap();
             let dir = tmp.path().join(name);
-            let template_arg = format!("--template={}", template.display());
-            scratch_git(
-                tmp.path(),
-                &["init", "--quiet", &template_arg, dir.to_str().unwrap()],
+            make_repository(&dir, "main", &config, CloneMode::Partial, &[]).unwrap();
+            assert_eq!(
+                scratch_git(&dir, &["rev-parse", "--absolute-git-dir"]),
+                format!("{}\n", dir.join(".git").display())
+            );
+            assert_eq!(
+                scratch_git(&dir, &["symbolic-ref", "HEAD"]),
+                "refs/heads/main\n"
             );
             scratch_git(&dir, &["fetch", "--quiet", "--depth", "1", "origin"]);
             let mut args = vec!["for-each-ref", format, "--"];
@@ -586,6 +691,94 @@ mod tests {
                 }
             )
         );
+    }
+
+    /// `commit_file` in a partial clone: the commit is the base plus the one file (mode, content
+    /// and an odd path kept), with the message as given and the identity as author and
+    /// committer, and it fetches nothing (the server is gone by then).
+    #[tokio::test]
+    async fn a_file_is_committed_on_the_base_without_its_blobs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let server = tmp.path().join("server.git");
+        scratch_git(
+            tmp.path(),
+            &["init", "--quiet", "-b", "main", work.to_str().unwrap()],
+        );
+        let odd = "dir with space/sub/k\"y\\z.yaml";
+        std::fs::create_dir_all(work.join("dir with space/sub")).unwrap();
+        std::fs::write(work.join(odd), "old\n").unwrap();
+        std::fs::write(work.join("other.txt"), "other\n").unwrap();
+        scratch_git(&work, &["add", "."]);
+        scratch_git(&work, &["commit", "--quiet", "-m", "base"]);
+        scratch_git(
+            &work,
+            &["clone", "--quiet", "--bare", ".", server.to_str().unwrap()],
+        );
+        scratch_git(&server, &["config", "uploadpack.allowFilter", "true"]);
+        let base = scratch_git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+
+        let dir = tmp.path().join("clone");
+        let url = format!("file://{}", server.display());
+        let config = repository_config(&url, "main", "upd", CloneMode::Partial);
+        make_repository(&dir, "main", &config, CloneMode::Partial, &[]).unwrap();
+        let fetch = [
+            "fetch",
+            "--quiet",
+            "--depth",
+            "1",
+            "--filter=blob:none",
+            "origin",
+        ];
+        scratch_git(&dir, &fetch);
+        std::fs::rename(&server, tmp.path().join("gone.git")).unwrap();
+
+        let who = Identity {
+            name: "Bot Name".into(),
+            email: "bot@example.com".into(),
+        };
+        let git = Git::new(
+            super::super::git::GitOptions {
+                identity: who.clone(),
+                auth: None,
+                timeout: std::time::Duration::from_secs(30),
+                home: tmp.path().to_owned(),
+            },
+            Default::default(),
+        );
+        let message =
+            "Update image\n\n  kept as is  \n\nSigned-off-by: Bot Name <bot@example.com>\n";
+        let committed = commit_file(&git, &dir, &base, odd, "100755", "new\n", message, &who)
+            .await
+            .unwrap();
+
+        let show = |rev: &str| scratch_git(&dir, &["cat-file", "-p", rev]);
+        let commit = show(&committed.commit);
+        let (head, body) = commit.split_once("\n\n").unwrap();
+        let lines: Vec<&str> = head.lines().collect();
+        assert_eq!(lines[0], format!("tree {}", committed.tree));
+        assert_eq!(lines[1], format!("parent {base}"));
+        for (line, role) in lines[2..].iter().zip(["author", "committer"]) {
+            assert!(
+                line.starts_with(&format!("{role} Bot Name <bot@example.com> "))
+                    && line.ends_with(" +0000"),
+                "{line}"
+            );
+        }
+        assert_eq!(lines.len(), 4, "{commit}");
+        assert_eq!(body, message);
+        let listed = scratch_git(&dir, &["ls-tree", "-r", "-z", &committed.commit]);
+        let entries: Vec<&str> = listed.split('\0').filter(|e| !e.is_empty()).collect();
+        let base_other = scratch_git(&dir, &["rev-parse", &format!("{base}:other.txt")]);
+        let new_blob = scratch_git(&dir, &["rev-parse", &format!("{}:{odd}", committed.commit)]);
+        assert_eq!(
+            entries,
+            [
+                format!("100755 blob {}\t{odd}", new_blob.trim()),
+                format!("100644 blob {}\tother.txt", base_other.trim()),
+            ]
+        );
+        assert_eq!(show(new_blob.trim()), "new\n");
     }
 
     #[test]

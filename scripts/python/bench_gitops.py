@@ -13,6 +13,8 @@ Usage: python bench_gitops.py <orchestrator binary> <gitops-task binary> [--runs
   pull request URL.
 - Each repository is timed with GITOPS_CLONE=partial (the default) and =shallow (every file at
   the tip, the previous behaviour), each run with a new tag.
+- The three ways take turns, --per-round runs each (default 3), until each has --runs: a change
+  in the machine's load during the run falls on all three alike.
 - The seed's way: `git clone` (full), rewrite the tag, `git commit -s`, `git push`, timed: git
   alone, with no server, record or pull request around it.
 Prints one BENCH line per figure and a table; asserts nothing about speed.
@@ -223,6 +225,7 @@ def webhook_to_pr(server_bin, task_bin, repo_url, github_url, runs, work, clone)
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
     return pushed, times
 
 
@@ -257,6 +260,7 @@ def main():
     ap.add_argument("server")
     ap.add_argument("task")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--per-round", type=int, default=3, help="runs of each way in a row")
     ap.add_argument("--work", default=None, help="keeps the generated large repository between runs")
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--commits", type=int, default=5_000)
@@ -280,9 +284,20 @@ def main():
     rows = []
     for name, path in (("small (demo)", small), ("large", large)):
         url = f"file://{path}"
-        partial_push, partial = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "partial")
-        shallow_push, shallow = webhook_to_pr(args.server, args.task, url, github_url, args.runs, work, "shallow")
-        seed = full_clone_way(url, args.runs, work)
+        # Rounds of --per-round runs of each way in turn, so that a change in the machine's load
+        # during the run falls on all three alike.
+        partial_push, partial, shallow_push, shallow, seed = [], [], [], [], []
+        done = 0
+        while done < args.runs:
+            k = min(args.per_round, args.runs - done)
+            p, t = webhook_to_pr(args.server, args.task, url, github_url, k, work, "partial")
+            partial_push += p
+            partial += t
+            p, t = webhook_to_pr(args.server, args.task, url, github_url, k, work, "shallow")
+            shallow_push += p
+            shallow += t
+            seed += full_clone_way(url, k, work)
+            done += k
         print(f"BENCH gitops {name}: webhook -> branch pushed, partial clone (default) {fmt(partial_push)}")
         print(f"BENCH gitops {name}: webhook -> PR opened, partial clone (default) {fmt(partial)}")
         print(f"BENCH gitops {name}: webhook -> branch pushed, GITOPS_CLONE=shallow {fmt(shallow_push)}")

@@ -15,8 +15,10 @@
 #     it when BENCH_ARM64=1, or when target/lambda/<bin>/bootstrap exists from an earlier
 #     `cargo lambda build --release --arm64`).
 # Usage: scripts/bench.sh [--help]   Settings: BENCH_REQUESTS (default 500), BENCH_GITOPS_RUNS
-# (default 5), BENCH_SECONDS (intake load, default 10), BENCH_WORK (a directory that keeps the
-# generated large repository between runs), BENCH_ARM64=1 (build the arm64 Lambda packages with
+# (runs of each way on the large repository, default 5), BENCH_GITOPS_SMALL_RUNS (on the small
+# one, default 30: tens of milliseconds each, and more runs steady the median), BENCH_SECONDS
+# (intake load, default 10), BENCH_WORK (a directory that keeps the generated large repository
+# between runs), BENCH_ARM64=1 (build the arm64 Lambda packages with
 # cargo-lambda first: many minutes on a small machine).
 set -euo pipefail
 
@@ -78,7 +80,8 @@ steps() {
 
   echo "== gitops: webhook -> branch pushed / PR opened, small and large repository, beside the full-clone way (release build)"
   .venv/bin/python scripts/python/bench_gitops.py "$target/release/orchestrator" "$target/release/gitops-task" \
-    --runs "${BENCH_GITOPS_RUNS:-5}" ${BENCH_WORK:+--work "$BENCH_WORK"}
+    --runs "${BENCH_GITOPS_RUNS:-5}" --small-runs "${BENCH_GITOPS_SMALL_RUNS:-30}" \
+    ${BENCH_WORK:+--work "$BENCH_WORK"}
 
   echo "== gitops: the no-clone mode against the GitHub mock over a local bare repository (release build)"
   cargo test --release --quiet -p gitops-task --test gitops_no_clone -- --nocapture \

@@ -747,3 +747,10 @@ async fn the_shallow_clone_setting_fetches_every_file() {
     assert_eq!(on_disk.len(), 6, "{on_disk:?}");
     assert_eq!(missing, 0);
 }
+
+/// The overlay's mode is kept and a symbolic link is refused (`support::overlay_mode_and_symlink`).
+#[tokio::test]
+async fn the_overlays_mode_is_kept_and_a_symlinked_overlay_is_refused_in_a_clone() {
+    let repo = GitopsRepo::new();
+    overlay_mode_and_symlink(&repo, || local_settings(&repo)).await;
+}

@@ -573,3 +573,11 @@ async fn a_repository_not_on_github_is_a_configuration_error() {
     );
     assert_eq!(repo.branches(), vec!["main"]);
 }
+
+/// The overlay's mode is kept and a symbolic link is refused (`support::overlay_mode_and_symlink`).
+#[tokio::test]
+async fn the_overlays_mode_is_kept_and_a_symlinked_overlay_is_refused_through_the_api() {
+    let repo = GitopsRepo::new();
+    let server = github(&repo).await;
+    overlay_mode_and_symlink(&repo, || api_settings(&server)).await;
+}

@@ -383,6 +383,15 @@ fn edit_and_check(
     Ok(edited)
 }
 
+/// The overlay exists but is `what` (a symbolic link, a directory), which the task does not edit:
+/// a link's target may be shared by other overlays, or lie outside the repository.
+fn not_a_file(overlay: &str, what: &str) -> FlowError {
+    FlowError::Edit {
+        overlay: overlay.to_owned(),
+        message: format!("it is {what}, not a regular file; the task edits only a regular file"),
+    }
+}
+
 /// `overlay` as git names a path in a tree: `/`-separated, no `.` components.
 fn repository_path(overlay: &Path) -> String {
     overlay
@@ -674,7 +683,11 @@ impl Flow {
         let mode = match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => "100755",
             Ok(m) if m.is_file() => "100644",
-            _ => return Err(missing()),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(not_a_file(&overlay_text, "a symbolic link"));
+            }
+            Ok(_) => return Err(not_a_file(&overlay_text, "a directory")),
+            Err(_) => return Err(missing()),
         };
         let before = std::fs::read_to_string(&path).map_err(|_| missing())?;
         *old = current_image(&before, job.image.as_str());
@@ -828,11 +841,13 @@ impl Flow {
             overlay: overlay_text.clone(),
             base: base.clone(),
         };
-        let entry = snapshot
-            .entry(&overlay_rel)
-            .await?
-            .filter(|e| e.kind == "blob" && matches!(e.mode.as_str(), "100644" | "100755"))
-            .ok_or_else(missing)?;
+        let entry = snapshot.entry(&overlay_rel).await?.ok_or_else(missing)?;
+        match (entry.kind.as_str(), entry.mode.as_str()) {
+            ("blob", "100644" | "100755") => {}
+            ("blob", "120000") => return Err(not_a_file(&overlay_text, "a symbolic link")),
+            ("tree", _) => return Err(not_a_file(&overlay_text, "a directory")),
+            (_, mode) => return Err(not_a_file(&overlay_text, &format!("mode {mode}"))),
+        }
         snapshot.write_file(&overlay_rel, &entry).await?;
         let path = dir.join(overlay);
         let before = std::fs::read_to_string(&path).map_err(|_| missing())?;

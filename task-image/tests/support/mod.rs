@@ -229,6 +229,24 @@ impl GitopsRepo {
             .collect()
     }
 
+    /// Runs `change` in the working clone on `main` (fetched first), then commits everything
+    /// and pushes `main`: for changes a file write cannot make (a mode, a symbolic link).
+    pub fn change_main(&self, message: &str, change: impl FnOnce(&Path)) -> String {
+        git(&self.work, &["fetch", "--quiet", "origin"]);
+        git(
+            &self.work,
+            &["checkout", "--quiet", "-B", "main", "origin/main"],
+        );
+        change(&self.work);
+        git(&self.work, &["add", "--all"]);
+        git(&self.work, &["commit", "--quiet", "-m", message]);
+        git(
+            &self.work,
+            &["push", "--quiet", "origin", "HEAD:refs/heads/main"],
+        );
+        git(&self.work, &["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
     /// Commits a file to `branch` (created from `main` when missing) as a human would, and
     /// pushes it. Returns the new commit.
     pub fn commit_to(&self, branch: &str, path: &str, text: &str, message: &str) -> String {
@@ -440,4 +458,37 @@ pub fn settings_with_github(repo: &GitopsRepo, api: &str) -> Settings {
         "--record-base-url",
         "https://orchestrator.example.com/",
     ])
+}
+
+/// An executable overlay stays executable, and an overlay that is a symbolic link is refused by
+/// name, with nothing pushed: the task edits only a regular file (a link's target may be shared by
+/// other overlays). The same in a clone and through GitHub's API (`settings` picks the mode).
+pub async fn overlay_mode_and_symlink(repo: &GitopsRepo, settings: impl Fn() -> Settings) {
+    use std::os::unix::fs::PermissionsExt;
+    repo.change_main("An executable dev overlay; prod links to dev", |work| {
+        let dev = work.join(overlay_path("dev"));
+        std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let prod = work.join(overlay_path("prod"));
+        std::fs::remove_file(&prod).unwrap();
+        std::os::unix::fs::symlink("../dev/kustomization.yaml", &prod).unwrap();
+    });
+    let branch = "update-image/dev/circleci-samples";
+    let store = Store::new();
+    let (_, run) = run_default(&store, &job("dev", NEW_TAG), settings()).await;
+    assert!(run.ok(), "{run:#?}");
+    let listed = git(&repo.bare, &["ls-tree", branch, "--", &overlay_path("dev")]);
+    assert!(listed.starts_with("100755 blob "), "{listed}");
+    assert_eq!(
+        repo.show(branch, &overlay_path("dev")).unwrap(),
+        dev_overlay(NEW_TAG)
+    );
+
+    let (id, run) = run_default(&store, &job("prod", NEW_TAG), settings()).await;
+    assert!(!run.ok(), "{run:#?}");
+    let reason = store.get(id).await.status_reason.unwrap();
+    assert!(
+        reason.contains(&overlay_path("prod")) && reason.contains("it is a symbolic link"),
+        "{reason}"
+    );
+    assert_eq!(repo.branches(), vec!["main", branch]);
 }

@@ -579,6 +579,33 @@ mod tests {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// A working repository `<root>/work` on `main` with `files` committed, and its bare clone
+    /// `<root>/<name>`, the server: `(work, server)`.
+    fn scratch_server(
+        root: &Path,
+        name: &str,
+        files: &[(&str, &str)],
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let work = root.join("work");
+        let server = root.join(name);
+        scratch_git(
+            root,
+            &["init", "--quiet", "-b", "main", work.to_str().unwrap()],
+        );
+        for (path, text) in files {
+            let full = work.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        }
+        scratch_git(&work, &["add", "."]);
+        scratch_git(&work, &["commit", "--quiet", "-m", "base"]);
+        scratch_git(
+            &work,
+            &["clone", "--quiet", "--bare", ".", server.to_str().unwrap()],
+        );
+        (work, server)
+    }
+
     /// The repository's configuration is what git reads back (quoting included), git takes the
     /// repository made without `git init` as its own, and its refspecs fetch the base branch and
     /// the update branch, which may be missing, in one fetch: the `for-each-ref` output that
@@ -586,20 +613,7 @@ mod tests {
     #[test]
     fn the_repository_fetches_both_branches_and_the_tips_parse() {
         let tmp = tempfile::tempdir().unwrap();
-        let server = tmp.path().join("odd \"name\\ #1.git");
-        let work = tmp.path().join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        scratch_git(
-            tmp.path(),
-            &["init", "--quiet", "-b", "main", work.to_str().unwrap()],
-        );
-        std::fs::write(work.join("a.txt"), "a\n").unwrap();
-        scratch_git(&work, &["add", "a.txt"]);
-        scratch_git(&work, &["commit", "--quiet", "-m", "base"]);
-        scratch_git(
-            &work,
-            &["clone", "--quiet", "--bare", ".", server.to_str().unwrap()],
-        );
+        let (work, server) = scratch_server(tmp.path(), "odd \"name\\ #1.git", &[("a.txt", "a\n")]);
         let url = server.display().to_string();
         let config = repository_config(&url, "main", "upd/dev/svc", CloneMode::Partial);
         std::fs::write(tmp.path().join("config"), &config).unwrap();
@@ -699,22 +713,9 @@ mod tests {
     #[tokio::test]
     async fn a_file_is_committed_on_the_base_without_its_blobs() {
         let tmp = tempfile::tempdir().unwrap();
-        let work = tmp.path().join("work");
-        let server = tmp.path().join("server.git");
-        scratch_git(
-            tmp.path(),
-            &["init", "--quiet", "-b", "main", work.to_str().unwrap()],
-        );
         let odd = "dir with space/sub/k\"y\\z.yaml";
-        std::fs::create_dir_all(work.join("dir with space/sub")).unwrap();
-        std::fs::write(work.join(odd), "old\n").unwrap();
-        std::fs::write(work.join("other.txt"), "other\n").unwrap();
-        scratch_git(&work, &["add", "."]);
-        scratch_git(&work, &["commit", "--quiet", "-m", "base"]);
-        scratch_git(
-            &work,
-            &["clone", "--quiet", "--bare", ".", server.to_str().unwrap()],
-        );
+        let files = [(odd, "old\n"), ("other.txt", "other\n")];
+        let (work, server) = scratch_server(tmp.path(), "server.git", &files);
         scratch_git(&server, &["config", "uploadpack.allowFilter", "true"]);
         let base = scratch_git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
 

@@ -9,28 +9,72 @@
 //! `clippy.toml` forbids the direct constructors (`aws_config::load_from_env`,
 //! `aws_config::defaults`, `reqwest::Client::new`, `reqwest::Client::builder`) everywhere else.
 //!
-//! The SDK's root certificates are the platform's, read from one bundle file (see
-//! [`aws::trust_store`]): not a directory of a few hundred files, on the path every cold start
-//! waits for.
+//! The root certificates of both are the platform's, read from one bundle file ([`roots`]): not a
+//! directory of a few hundred files, on the path every cold start and every task start waits for.
+//! Files put in `/etc/ssl/certs` by hand, not through `update-ca-certificates`, are not in the
+//! bundle and so not trusted; `SSL_CERT_FILE` or `SSL_CERT_DIR` brings back the platform's loader,
+//! which reads what they name.
+
+#[cfg(any(feature = "aws", feature = "http"))]
+pub mod roots {
+    //! The root certificates both clients trust: the platform's CA bundle, read as one file.
+
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    /// The platforms' CA bundles, in the order Go's `crypto/x509` tries them: Debian, Ubuntu and
+    /// Alpine; then Fedora, RHEL and Amazon Linux 2023 (Lambda's `provided.al2023`).
+    pub const BUNDLES: [&str; 2] = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ];
+
+    /// Whether `SSL_CERT_FILE` or `SSL_CERT_DIR` names the roots: then the platform's loader
+    /// (`rustls-native-certs`), which honours them, is used.
+    pub fn platform_chosen() -> bool {
+        set("SSL_CERT_FILE") || set("SSL_CERT_DIR")
+    }
+
+    /// The certificates of the first of [`BUNDLES`] that holds one rustls accepts as a root,
+    /// those only (a bundle may carry others, and comments); `None` when
+    /// [`platform_chosen`] or there is no such bundle.
+    pub fn bundle() -> Option<Vec<CertificateDer<'static>>> {
+        if platform_chosen() {
+            return None;
+        }
+        BUNDLES
+            .iter()
+            .find_map(|path| usable(&std::fs::read(path).ok()?))
+    }
+
+    /// The certificates of `pem` that rustls accepts as roots, in order; `None` if there is none.
+    pub fn usable(pem: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+        let mut store = rustls::RootCertStore::empty();
+        let kept: Vec<_> = CertificateDer::pem_slice_iter(pem)
+            .filter_map(Result::ok)
+            .filter(|der| store.add(der.clone()).is_ok())
+            .collect();
+        (!kept.is_empty()).then_some(kept)
+    }
+
+    /// Whether the environment variable `name` is set and not empty.
+    pub fn set(name: &str) -> bool {
+        std::env::var_os(name).is_some_and(|v| !v.is_empty())
+    }
+}
 
 #[cfg(feature = "aws")]
 pub mod aws {
     //! The AWS SDK's configuration: the default chain (environment, profile, ECS or Lambda
     //! credentials, `AWS_ENDPOINT_URL`) over one rustls + ring HTTPS client.
 
+    use super::roots;
     use aws_config::environment::EnvironmentVariableCredentialsProvider;
     use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
     use base64::Engine;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-
-    /// The platforms' CA bundles, in the order Go's `crypto/x509` tries them: Debian, Ubuntu and
-    /// Alpine; then Fedora, RHEL and Amazon Linux 2023 (Lambda's `provided.al2023`).
-    const BUNDLES: [&str; 2] = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-    ];
 
     /// The loader with the HTTP client set; add what a test or tool needs (endpoint, region,
     /// credentials), then `.load()`.
@@ -51,16 +95,16 @@ pub mod aws {
     }
 
     /// The roots the SDK trusts. With `SSL_CERT_FILE` or `SSL_CERT_DIR` set, the platform's
-    /// loader (`rustls-native-certs`), which honours them. Otherwise the first of [`BUNDLES`]
-    /// that holds a usable certificate: the same certificates the platform's loader finds, which
-    /// on Debian also reads every file of `/etc/ssl/certs` one by one (about 2.5 ms of a 10 ms
-    /// cold start here) and on Amazon Linux reads the bundle twice. No bundle: the platform's
-    /// loader.
+    /// loader (`rustls-native-certs`), which honours them. Otherwise the first of
+    /// [`roots::BUNDLES`] that holds a usable certificate: the same certificates the platform's
+    /// loader finds, which on Debian also reads every file of `/etc/ssl/certs` one by one (about
+    /// 2.5 ms of a 10 ms cold start here) and on Amazon Linux reads the bundle twice. No bundle:
+    /// the platform's loader.
     pub fn trust_store() -> TrustStore {
-        if set("SSL_CERT_FILE") || set("SSL_CERT_DIR") {
+        if roots::platform_chosen() {
             return TrustStore::default();
         }
-        BUNDLES
+        roots::BUNDLES
             .iter()
             .find_map(|path| usable_pem(&std::fs::read(path).ok()?))
             .map_or_else(TrustStore::default, |pem| {
@@ -75,19 +119,8 @@ pub mod aws {
     /// none. The SDK's client expects every certificate it is given to parse (it panics
     /// otherwise), so a bundle is filtered here the way the platform's loader filters it.
     pub fn usable_pem(pem: &[u8]) -> Option<Vec<u8>> {
-        let mut store = rustls::RootCertStore::empty();
-        let mut kept = Vec::new();
-        let mut dropped = false;
-        for item in CertificateDer::pem_slice_iter(pem) {
-            match item {
-                Ok(der) if store.add(der.clone()).is_ok() => kept.push(der),
-                _ => dropped = true,
-            }
-        }
-        if kept.is_empty() {
-            return None;
-        }
-        if !dropped {
+        let kept = roots::usable(pem)?;
+        if kept.len() == CertificateDer::pem_slice_iter(pem).count() {
             return Some(pem.to_vec());
         }
         let mut out = String::new();
@@ -103,11 +136,6 @@ pub mod aws {
         Some(out.into_bytes())
     }
 
-    /// Whether the environment variable `name` is set and not empty.
-    fn set(name: &str) -> bool {
-        std::env::var_os(name).is_some_and(|v| !v.is_empty())
-    }
-
     /// What `aws_config::load_from_env()` gives, over this crate's HTTPS client. On Lambda
     /// (`AWS_LAMBDA_FUNCTION_NAME` and `AWS_ACCESS_KEY_ID` set) the credentials and the region
     /// are the ones the runtime puts in the environment, read from there directly: building the
@@ -115,7 +143,7 @@ pub mod aws {
     /// start, for providers Lambda never uses.
     pub async fn config() -> SdkConfig {
         let mut loader = loader();
-        if set("AWS_LAMBDA_FUNCTION_NAME") && set("AWS_ACCESS_KEY_ID") {
+        if roots::set("AWS_LAMBDA_FUNCTION_NAME") && roots::set("AWS_ACCESS_KEY_ID") {
             loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
             if let Some(region) = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()) {
                 loader = loader.region(Region::new(region));
@@ -129,10 +157,15 @@ pub mod aws {
 pub mod http {
     //! reqwest clients on rustls with ring.
 
-    use std::sync::Once;
+    use std::sync::{Once, OnceLock};
+
+    use super::roots;
 
     /// `reqwest::Client::builder()`, after making ring the process's rustls provider (once; if
-    /// something installed another first, reqwest uses that one).
+    /// something installed another first, reqwest uses that one), trusting [`roots::bundle`]'s
+    /// certificates when there is a bundle: without them reqwest's platform verifier reads the
+    /// bundle and then every file of `/etc/ssl/certs` one by one (on Debian), for each client it
+    /// builds. With `SSL_CERT_FILE` or `SSL_CERT_DIR` set, or no bundle, the platform verifier.
     #[allow(clippy::disallowed_methods)] // the one allowed use
     pub fn builder() -> reqwest::ClientBuilder {
         static PROVIDER: Once = Once::new();
@@ -140,7 +173,19 @@ pub mod http {
             // `Err` only if a provider is already installed: then that one is used.
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
-        reqwest::Client::builder()
+        // Read once per process: a task builds a client for GitHub, Port and Slack each.
+        static ROOTS: OnceLock<Option<Vec<reqwest::Certificate>>> = OnceLock::new();
+        let roots = ROOTS.get_or_init(|| {
+            let ders = roots::bundle()?;
+            ders.iter()
+                .map(|der| reqwest::Certificate::from_der(der.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+        });
+        match roots {
+            Some(certs) => reqwest::Client::builder().tls_certs_only(certs.iter().cloned()),
+            None => reqwest::Client::builder(),
+        }
     }
 
     /// A client with reqwest's defaults (what `reqwest::Client::new()` gives, without its panic

@@ -5,6 +5,8 @@
 #     with 32 keep-alive clients (functions/examples/intake_load.rs) (release build);
 #   - the api and lifecycle Lambda binaries through the Runtime API emulator against moto: init,
 #     cold start, warm invocations, peak RSS (release build);
+#   - building a reqwest client: the platform verifier beside one CA bundle file
+#     (clients/examples/client_build.rs);
 #   - webhook -> branch pushed and -> pull request opened through the local server and the
 #     task, on the demo's small repository and on a generated large one (10,000 files, 5,000
 #     commits, served with uploadpack.allowFilter as GitHub does), partial and shallow clone,
@@ -23,7 +25,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -77,6 +79,10 @@ steps() {
     cargo test --release --quiet -p orchestrator --test lambda_runtime -- --nocapture --test-threads 1 2>&1 \
     | grep -o -E '(BENCH|FIGURE).*'
   # (`grep -o`: with --quiet, a test's progress dot can precede its line.)
+
+  echo "== HTTPS clients: building a reqwest client, the platform verifier beside one bundle file (release)"
+  cargo build --release --quiet -p orchestrator-clients --features http --example client_build
+  env -u SSL_CERT_FILE -u SSL_CERT_DIR "$target/release/examples/client_build"
 
   echo "== gitops: webhook -> branch pushed / PR opened, small and large repository, beside the full-clone way (release build)"
   .venv/bin/python scripts/python/bench_gitops.py "$target/release/orchestrator" "$target/release/gitops-task" \

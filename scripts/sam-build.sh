@@ -8,14 +8,15 @@ RUST_TARGET="aarch64-unknown-linux-gnu"
 
 usage() {
   cat <<EOF
-Usage: scripts/sam-build.sh [--debug] [RESOURCE_ID...] [--help]
+Usage: scripts/sam-build.sh [--debug] [RESOURCE_ID] [--help]
 
 Runs \`sam build\` on template.yaml (BuildMethod rust-cargolambda: SAM runs
 \`cargo lambda build --release --arm64 --bin <Binary>\` for each function), then prints the
 size of each .aws-sam/build/*/bootstrap and the wall time. No Docker needed.
 
 Arguments:
-  RESOURCE_ID...  build only these functions (e.g. ApiFunction); default: all
+  RESOURCE_ID     build only this function (e.g. ApiFunction; \`sam build\` takes one);
+                  default: all
   --debug         debug build (SAM_BUILD_MODE=debug): faster, much larger binaries
   -h, --help      this text
 
@@ -47,6 +48,8 @@ while [[ $# -gt 0 ]]; do
     *) resources+=("$1"); shift ;;
   esac
 done
+# `sam build` takes one resource id: say so here rather than through its usage text.
+[[ ${#resources[@]} -le 1 ]] || { echo "sam-build.sh: one RESOURCE_ID at a time (sam build takes one), or none for all" >&2; exit 2; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -32,7 +32,7 @@ pub mod roots {
     /// Whether `SSL_CERT_FILE` or `SSL_CERT_DIR` names the roots: then the platform's loader
     /// (`rustls-native-certs`), which honours them, is used.
     pub fn platform_chosen() -> bool {
-        set("SSL_CERT_FILE") || set("SSL_CERT_DIR")
+        super::env_set("SSL_CERT_FILE") || super::env_set("SSL_CERT_DIR")
     }
 
     /// The certificates of the first of [`BUNDLES`] that holds one rustls accepts as a root,
@@ -56,11 +56,12 @@ pub mod roots {
             .collect();
         (!kept.is_empty()).then_some(kept)
     }
+}
 
-    /// Whether the environment variable `name` is set and not empty.
-    pub fn set(name: &str) -> bool {
-        std::env::var_os(name).is_some_and(|v| !v.is_empty())
-    }
+/// Whether the environment variable `name` is set and not empty.
+#[cfg(any(feature = "aws", feature = "http"))]
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
 }
 
 #[cfg(feature = "aws")]
@@ -143,7 +144,7 @@ pub mod aws {
     /// start, for providers Lambda never uses.
     pub async fn config() -> SdkConfig {
         let mut loader = loader();
-        if roots::set("AWS_LAMBDA_FUNCTION_NAME") && roots::set("AWS_ACCESS_KEY_ID") {
+        if super::env_set("AWS_LAMBDA_FUNCTION_NAME") && super::env_set("AWS_ACCESS_KEY_ID") {
             loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
             if let Some(region) = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()) {
                 loader = loader.region(Region::new(region));
